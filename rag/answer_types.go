@@ -1,0 +1,40 @@
+package rag
+
+import "time"
+
+// Answer modes, reported in --json output and in logs.
+const (
+	ModeLLM        = "llm"
+	ModeExtractive = "extractive"
+	ModeFAQ        = "faq"
+)
+
+// Reference is one cited source. The n-th reference is what "[n]" in the
+// answer text points at.
+type Reference struct {
+	DocID   string  `json:"doc_id"`
+	Title   string  `json:"title"`
+	URL     string  `json:"url"`
+	Snippet string  `json:"snippet"`
+	Score   float64 `json:"score"`
+}
+
+// Answer is what the engine returns for one question.
+type Answer struct {
+	Text       string      `json:"answer"`
+	References []Reference `json:"references"`
+	FollowUps  []string    `json:"follow_ups"`
+	Mode       string      `json:"mode"`
+	// Covered is false when nothing in the knowledge base was relevant; Text
+	// then says so and References is empty.
+	Covered bool `json:"-"`
+}
+
+// Turn is one earlier question and answer in a conversation, fed back to the
+// LLM as history.
+type Turn struct {
+	Question string      `json:"q"`
+	Answer   string      `json:"a"`
+	Sources  []Reference `json:"sources,omitempty"`
+	At       time.Time   `json:"at"`
+}

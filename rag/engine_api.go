@@ -1,0 +1,29 @@
+package rag
+
+import "context"
+
+// Document is a knowledge-base document reassembled from its chunks, for the
+// bot's /kb/{doc_id} page.
+type Document struct {
+	DocID  string
+	Kind   string
+	Title  string
+	URL    string
+	Date   string
+	Source string
+	Path   []string
+	Text   string // for a Q&A item: the curated answer
+}
+
+// Ask answers one question, given the earlier turns of the conversation
+// (oldest first). It fails only when the index or the LLM fails; a question
+// the knowledge base does not cover is a normal answer with Covered false.
+func (e *Engine) Ask(ctx context.Context, question string, history []Turn) (Answer, error) {
+	return e.ask(ctx, question, history, nil)
+}
+
+// AskStream is Ask, with onDelta called with the answer text so far each time
+// the LLM produces more of it. Extractive and FAQ answers call it once.
+func (e *Engine) AskStream(ctx context.Context, question string, history []Turn, onDelta func(textSoFar string)) (Answer, error) {
+	return e.ask(ctx, question, history, onDelta)
+}
