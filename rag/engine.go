@@ -3,21 +3,535 @@ package rag
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"kbbot/store"
 )
 
-// Engine is a placeholder until the real implementation lands.
-type Engine struct{}
+// Index is what the engine needs from a knowledge store; the embedded index
+// and the Qdrant adapter both provide it.
+type Index interface {
+	Upsert(ctx context.Context, chunks []store.Chunk) error
+	Delete(ctx context.Context, ids []string) error
+	Refs(ctx context.Context) ([]store.ChunkRef, error)
+	Search(ctx context.Context, q store.Query) ([]store.Hit, error)
+	DocChunks(ctx context.Context, docID string) ([]store.Chunk, error)
+	List(ctx context.Context, kind string, limit int) ([]store.Chunk, error)
+	Count(ctx context.Context) (int, error)
+}
+
+// Retrieval tuning, chosen on the evaluation set in testdata/eval.jsonl.
+const (
+	candidates     = 12   // hits fetched per question
+	maxPassages    = 5    // passages given to the LLM
+	maxExtracts    = 3    // documents quoted in an extractive answer
+	coverageFloor  = 0.3  // share of question terms a hit must contain…
+	minMatched     = 3    // …or this many of them
+	faqSimilarity  = 0.75 // question likeness that returns a curated answer
+	denseFloor     = 0.3  // cosine below which a dense match is noise
+	maxFollowUps   = 5
+	minFollowUps   = 3
+	maxQuestionLen = 2000 // runes; longer questions are cut
+)
+
+// Options configures an Engine. Index is required; a nil Embedder means
+// lexical retrieval only, a nil LLM means extractive answers.
+type Options struct {
+	Index     Index
+	Tokenizer string
+	Embedder  *Embedder
+	LLM       *LLM
+	Logger    *slog.Logger
+}
+
+// Engine answers questions from an index.
+type Engine struct {
+	index Index
+	tok   Tokenizer
+	embed *Embedder
+	llm   *LLM
+	log   *slog.Logger
+}
+
+// New builds an Engine.
+func New(opts Options) (*Engine, error) {
+	if opts.Index == nil {
+		return nil, errors.New("rag: no index")
+	}
+	tok, ok := NewTokenizer(opts.Tokenizer)
+	if !ok {
+		return nil, fmt.Errorf("rag: unknown tokenizer %q (use %s or %s)", opts.Tokenizer, TokBigram, TokUnigramBigram)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Engine{index: opts.Index, tok: tok, embed: opts.Embedder, llm: opts.LLM, log: log}, nil
+}
+
+// salt is mixed into chunk ids: vectors change when the tokenizer or the
+// embedding model does, so either change must re-index.
+func (e *Engine) salt() string { return "v1|" + e.tok.Name() + "|" + e.embed.Model() }
+
+func (e *Engine) embedChunks(ctx context.Context, chunks []store.Chunk) error {
+	if e.embed == nil || len(chunks) == 0 {
+		return nil
+	}
+	texts := make([]string, len(chunks))
+	for i, c := range chunks {
+		texts[i] = indexText(c)
+	}
+	vecs, err := e.embed.Embed(ctx, texts)
+	if err != nil {
+		return err
+	}
+	for i := range chunks {
+		chunks[i].Dense = vecs[i]
+	}
+	return nil
+}
+
+// retrieved is a hit that cleared the relevance floor.
+type retrieved struct {
+	store.Hit
+	coverage float64
+}
+
+// retrieve returns the hits for question that clear the relevance floor,
+// best first.
+func (e *Engine) retrieve(ctx context.Context, question, kind string, limit int) ([]retrieved, error) {
+	terms := e.tok.QueryTerms(question)
+	if len(terms) == 0 {
+		return nil, nil
+	}
+	q := store.Query{Sparse: QueryVector(terms), Kind: kind, Limit: limit, DenseThreshold: denseFloor}
+	if e.embed != nil {
+		vecs, err := e.embed.Embed(ctx, []string{question})
+		if err != nil {
+			return nil, fmt.Errorf("embed question: %w", err)
+		}
+		q.Dense = vecs[0]
+	}
+	hits, err := e.index.Search(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("search: %w", err)
+	}
+	// Single Han characters help ranking but match almost any Chinese text,
+	// so the floor counts only bigrams and words.
+	floorTerms := multiRune(terms)
+	var out []retrieved
+	for _, h := range hits {
+		cov := e.tok.coverage(floorTerms, indexText(h.Chunk))
+		matched := int(cov*float64(len(floorTerms)) + 0.5)
+		// A dense match already cleared denseFloor in the store; a lexical one
+		// must share enough of the question's terms: a share of a short
+		// question, or several terms of a long one.
+		if cov >= coverageFloor || matched >= minMatched || (q.Dense != nil && h.DenseScore >= denseFloor) {
+			out = append(out, retrieved{Hit: h, coverage: cov})
+		}
+	}
+	return out, nil
+}
+
+// RetrieveTitles returns the titles of the best documents for question, for
+// evaluation.
+func (e *Engine) RetrieveTitles(ctx context.Context, question string, k int) ([]string, error) {
+	hits, err := e.retrieve(ctx, question, "", candidates)
+	if err != nil {
+		return nil, err
+	}
+	var titles []string
+	seen := map[string]bool{}
+	for _, h := range hits {
+		if !seen[h.Chunk.DocID] && len(titles) < k {
+			seen[h.Chunk.DocID] = true
+			titles = append(titles, h.Chunk.Title)
+		}
+	}
+	return titles, nil
+}
 
 func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDelta func(string)) (Answer, error) {
-	return Answer{}, errors.New("not implemented")
+	question = strings.TrimSpace(question)
+	if r := []rune(question); len(r) > maxQuestionLen {
+		question = string(r[:maxQuestionLen])
+	}
+	zh := isChinese(question)
+	emit := func(a Answer) Answer {
+		if onDelta != nil {
+			onDelta(a.Text)
+		}
+		return a
+	}
+
+	if a, ok, err := e.faq(ctx, question); err != nil {
+		return Answer{}, err
+	} else if ok {
+		return emit(a), nil
+	}
+
+	hits, err := e.retrieve(ctx, question, "", candidates)
+	if err != nil {
+		return Answer{}, err
+	}
+	// A follow-up like "tell me more" has no terms of its own: search with
+	// the previous question too.
+	if len(hits) == 0 && len(history) > 0 {
+		hits, err = e.retrieve(ctx, history[len(history)-1].Question+" "+question, "", candidates)
+		if err != nil {
+			return Answer{}, err
+		}
+	}
+	follow, err := e.followUps(ctx, question, nil)
+	if err != nil {
+		return Answer{}, err
+	}
+
+	if e.llm != nil && (len(hits) > 0 || len(history) > 0) {
+		passages := topDocs(hits, maxPassages)
+		text, err := e.llm.Complete(ctx, buildMessages(question, history, passages, zh), onDelta)
+		if err != nil {
+			return Answer{}, err
+		}
+		text, refs := renumberCitations(text, passages)
+		return Answer{Text: text, References: refs, FollowUps: follow, Mode: ModeLLM, Covered: len(passages) > 0}, nil
+	}
+	mode := ModeExtractive
+	if e.llm != nil {
+		mode = ModeLLM
+	}
+	if len(hits) == 0 {
+		return emit(Answer{Text: notCovered(zh), FollowUps: follow, Mode: mode}), nil
+	}
+	docs := topDocs(hits, maxExtracts)
+	return emit(Answer{Text: e.extract(question, docs, zh), References: references(docs), FollowUps: follow, Mode: ModeExtractive, Covered: true}), nil
 }
 
-// Document returns one document by id, or store.ErrNotFound.
+// faq returns a curated answer when the question is, in effect, a stored
+// Q&A item's question.
+func (e *Engine) faq(ctx context.Context, question string) (Answer, bool, error) {
+	hits, err := e.retrieve(ctx, question, store.KindQA, 3)
+	if err != nil || len(hits) == 0 {
+		return Answer{}, false, err
+	}
+	best := hits[0].Chunk
+	if e.similarity(question, best.Title) < faqSimilarity {
+		return Answer{}, false, nil
+	}
+	var sources []retrieved
+	for _, id := range best.Refs {
+		chunks, err := e.index.DocChunks(ctx, id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return Answer{}, false, fmt.Errorf("load reference %s: %w", id, err)
+		}
+		sources = append(sources, retrieved{Hit: store.Hit{Chunk: chunks[0], Score: hits[0].Score}})
+	}
+	text := best.Answer
+	if len(sources) == 0 {
+		sources = []retrieved{hits[0]}
+	} else {
+		text = e.citeParagraphs(text, sources)
+	}
+	follow, err := e.followUps(ctx, question, map[string]bool{best.DocID: true})
+	if err != nil {
+		return Answer{}, false, err
+	}
+	return Answer{Text: text, References: references(sources), FollowUps: follow, Mode: ModeFAQ, Covered: true}, true, nil
+}
+
+// citeParagraphs appends [n] to each paragraph of a curated answer, naming
+// the source that shares the most terms with it, so curated answers carry
+// citations like generated ones.
+func (e *Engine) citeParagraphs(text string, sources []retrieved) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		terms := distinct(e.tok.Tokens(l))
+		if len(terms) < 4 {
+			continue
+		}
+		best, bestCov := -1, 0.2
+		for n, s := range sources {
+			if cov := e.tok.coverage(terms, s.Chunk.Text); cov > bestCov {
+				best, bestCov = n, cov
+			}
+		}
+		if best >= 0 {
+			lines[i] = strings.TrimRight(l, " ") + " [" + strconv.Itoa(best+1) + "]"
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// similarity is the Dice coefficient of two questions' distinct terms.
+func (e *Engine) similarity(a, b string) float64 {
+	ta, tb := distinct(e.tok.Tokens(a)), distinct(e.tok.Tokens(b))
+	if len(ta) == 0 || len(tb) == 0 {
+		return 0
+	}
+	set := map[string]bool{}
+	for _, t := range ta {
+		set[t] = true
+	}
+	common := 0
+	for _, t := range tb {
+		if set[t] {
+			common++
+		}
+	}
+	return 2 * float64(common) / float64(len(ta)+len(tb))
+}
+
+// followUps picks related curated questions, never the one just asked.
+func (e *Engine) followUps(ctx context.Context, question string, exclude map[string]bool) ([]string, error) {
+	hits, err := e.retrieve(ctx, question, store.KindQA, candidates)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	seen := map[string]bool{}
+	add := func(c store.Chunk) {
+		if len(out) >= maxFollowUps || seen[c.DocID] || exclude[c.DocID] || e.similarity(question, c.Title) >= faqSimilarity {
+			return
+		}
+		seen[c.DocID] = true
+		out = append(out, c.Title)
+	}
+	for _, h := range hits {
+		add(h.Chunk)
+	}
+	if len(out) < minFollowUps {
+		// Too few related items: fill with what others ask most often, the
+		// knowledge base's own order.
+		more, err := e.index.List(ctx, store.KindQA, 50)
+		if err != nil {
+			return nil, fmt.Errorf("list questions: %w", err)
+		}
+		for _, c := range more {
+			if len(out) >= minFollowUps {
+				break
+			}
+			add(c)
+		}
+	}
+	return out, nil
+}
+
+// topDocs keeps the best hit of each document, at most n documents.
+func topDocs(hits []retrieved, n int) []retrieved {
+	var out []retrieved
+	seen := map[string]bool{}
+	for _, h := range hits {
+		if len(out) < n && !seen[h.Chunk.DocID] {
+			seen[h.Chunk.DocID] = true
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+func references(docs []retrieved) []Reference {
+	refs := make([]Reference, len(docs))
+	for i, d := range docs {
+		text := d.Chunk.Text
+		if d.Chunk.Kind == store.KindQA {
+			text = d.Chunk.Answer
+		}
+		refs[i] = Reference{DocID: d.Chunk.DocID, Title: d.Chunk.Title, URL: d.Chunk.URL, Snippet: clip(text, 120), Score: round(d.Score)}
+	}
+	return refs
+}
+
+// extract composes an answer from the question's best sentences in each
+// document, citing each. It is deterministic: the same index and question
+// give the same answer.
+func (e *Engine) extract(question string, docs []retrieved, zh bool) string {
+	terms := e.tok.QueryTerms(question)
+	var b strings.Builder
+	if zh {
+		b.WriteString("根据知识库中的资料：\n")
+	} else {
+		b.WriteString("From the knowledge base:\n")
+	}
+	for n, d := range docs {
+		text := d.Chunk.Text
+		if d.Chunk.Kind == store.KindQA {
+			text = d.Chunk.Answer
+		}
+		b.WriteString("\n- ")
+		if d.Chunk.Kind == store.KindQA {
+			b.WriteString("**" + d.Chunk.Title + "**：")
+		}
+		b.WriteString(clip(e.bestSentences(terms, text, 2), 240))
+		b.WriteString(" [" + strconv.Itoa(n+1) + "]")
+	}
+	return b.String()
+}
+
+// bestSentences returns the k sentences of text sharing the most terms with
+// the question, in their original order.
+func (e *Engine) bestSentences(terms []string, text string, k int) string {
+	ss := sentences(text)
+	if len(ss) == 0 {
+		return ""
+	}
+	type cand struct {
+		i   int
+		cov float64
+	}
+	var cs []cand
+	for i, s := range ss {
+		cs = append(cs, cand{i, e.tok.coverage(terms, s)})
+	}
+	sort.SliceStable(cs, func(a, b int) bool { return cs[a].cov > cs[b].cov })
+	if cs[0].cov == 0 {
+		return ss[0]
+	}
+	var pick []int
+	for _, c := range cs[:min(k, len(cs))] {
+		if c.cov > 0 {
+			pick = append(pick, c.i)
+		}
+	}
+	sort.Ints(pick)
+	var parts []string
+	for _, i := range pick {
+		parts = append(parts, ss[i])
+	}
+	return strings.Join(parts, joinSep(parts))
+}
+
+var citation = regexp.MustCompile(`\[(\d{1,2})\]`)
+
+// renumberCitations keeps the passages the answer cites, in order of first
+// citation, and rewrites the markers to match, so [n] in the text is always
+// References[n-1]. Markers naming no passage are dropped. An answer citing
+// nothing keeps every passage as a reference.
+func renumberCitations(text string, passages []retrieved) (string, []Reference) {
+	all := references(passages)
+	mapping := map[int]int{}
+	var refs []Reference
+	out := citation.ReplaceAllStringFunc(text, func(m string) string {
+		n, _ := strconv.Atoi(m[1 : len(m)-1])
+		if n < 1 || n > len(all) {
+			return ""
+		}
+		if _, ok := mapping[n]; !ok {
+			refs = append(refs, all[n-1])
+			mapping[n] = len(refs)
+		}
+		return "[" + strconv.Itoa(mapping[n]) + "]"
+	})
+	if len(refs) == 0 {
+		return text, all
+	}
+	return out, refs
+}
+
+// Document reassembles one document from its chunks.
 func (e *Engine) Document(ctx context.Context, docID string) (Document, error) {
-	return Document{}, errors.New("not implemented")
+	chunks, err := e.index.DocChunks(ctx, docID)
+	if err != nil {
+		return Document{}, err
+	}
+	c := chunks[0]
+	d := Document{DocID: c.DocID, Kind: c.Kind, Title: c.Title, URL: c.URL, Date: c.Date, Source: c.Source, Path: c.Path}
+	if c.Kind == store.KindQA {
+		d.Text = c.Answer
+		return d, nil
+	}
+	text := c.Text
+	for _, next := range chunks[1:] {
+		text = joinOverlapping(text, next.Text)
+	}
+	d.Text = text
+	return d, nil
 }
 
-// StarterQuestions returns up to n curated questions for a welcome card.
+// joinOverlapping appends b to a without the overlap chunking repeated.
+func joinOverlapping(a, b string) string {
+	ra, rb := []rune(a), []rune(b)
+	for k := min(len(ra), len(rb), chunkOverlapRunes+1); k > 0; k-- {
+		if string(ra[len(ra)-k:]) == string(rb[:k]) {
+			return a + joinSep([]string{a}) + string(rb[k:])
+		}
+	}
+	return a + "\n" + b
+}
+
+// StarterQuestions returns up to n curated questions, short ones first, for
+// a welcome card.
 func (e *Engine) StarterQuestions(ctx context.Context, n int) ([]string, error) {
-	return nil, errors.New("not implemented")
+	qs, err := e.index.List(ctx, store.KindQA, 50)
+	if err != nil {
+		return nil, fmt.Errorf("list questions: %w", err)
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range qs {
+		if utf8.RuneCountInString(c.Title) <= 30 && !seen[c.DocID] && len(out) < n {
+			seen[c.DocID] = true
+			out = append(out, c.Title)
+		}
+	}
+	return out, nil
+}
+
+// Ready reports whether the knowledge store answers.
+func (e *Engine) Ready(ctx context.Context) error {
+	_, err := e.index.Count(ctx)
+	return err
+}
+
+// multiRune drops single Han characters, unless nothing else is left.
+func multiRune(terms []string) []string {
+	var out []string
+	for _, t := range terms {
+		if r := []rune(t); len(r) > 1 || !unicode.Is(unicode.Han, r[0]) {
+			out = append(out, t)
+		}
+	}
+	if len(out) == 0 {
+		return terms
+	}
+	return out
+}
+
+func notCovered(zh bool) string {
+	if zh {
+		return "抱歉，知识库里没有找到与这个问题相关的内容。可以换个说法，或试试下面的问题。"
+	}
+	return "Sorry, the knowledge base has nothing on this question. Try rephrasing it, or one of the questions below."
+}
+
+func isChinese(s string) bool {
+	for _, r := range s {
+		if unicode.Is(unicode.Han, r) {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(s string, n int) string {
+	s = strings.TrimSpace(s)
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
+func round(f float64) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(f, 'f', 4, 64), 64)
+	return v
 }

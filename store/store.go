@@ -55,7 +55,10 @@ type Query struct {
 	Sparse SparseVector
 	Dense  []float32 // nil when no embedding model is configured
 	Kind   string    // optional filter on Chunk.Kind
-	Limit  int
+	// DenseThreshold drops dense matches below this cosine similarity; it is
+	// the relevance floor of the dense side.
+	DenseThreshold float32
+	Limit          int
 }
 
 // Hit is one search result. Score is the fused score when both sides ran,

@@ -1,0 +1,221 @@
+// Package config reads kbbot's environment into one typed, validated struct.
+// Every option lives in the table in Load, with its default; main passes the
+// result down, nothing reads the environment anywhere else.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Config is every setting kbbot reads from its environment.
+type Config struct {
+	Addr      string // KBBOT_ADDR
+	PublicURL string // KBBOT_PUBLIC_URL: base for /kb/{doc_id} links in cards
+	DataDir   string // KBBOT_DATA_DIR: embedded index and in-process state
+	SeedsDir  string // KBBOT_SEEDS_DIR: ingested automatically when the index is empty
+	Workers   int    // KBBOT_WORKERS: answering goroutines
+	Insecure  bool   // KBBOT_INSECURE_DEV: allow serve without an encrypt key
+
+	FeishuAppID             string // FEISHU_APP_ID
+	FeishuAppSecret         string // FEISHU_APP_SECRET
+	FeishuVerificationToken string // FEISHU_VERIFICATION_TOKEN
+	FeishuEncryptKey        string // FEISHU_ENCRYPT_KEY
+	FeishuBaseURL           string // FEISHU_BASE_URL
+	FeishuMode              string // FEISHU_MODE: webhook | ws
+
+	RedisURL string // REDIS_URL: empty means in-process state
+
+	QdrantURL        string // QDRANT_URL: empty means the embedded index
+	QdrantAPIKey     string // QDRANT_API_KEY
+	QdrantCollection string // QDRANT_COLLECTION
+
+	OpenAIAPIKey         string        // OPENAI_API_KEY: empty means extractive answers
+	OpenAIBaseURL        string        // OPENAI_BASE_URL
+	OpenAIModel          string        // OPENAI_MODEL
+	OpenAIEmbeddingModel string        // OPENAI_EMBEDDING_MODEL: empty means lexical retrieval only
+	OpenAIEmbeddingDim   int           // OPENAI_EMBEDDING_DIM
+	LLMTimeout           time.Duration // OPENAI_TIMEOUT
+
+	HistoryTurns int           // KBBOT_HISTORY_TURNS: turns kept per chat
+	HistoryTTL   time.Duration // KBBOT_HISTORY_TTL
+
+	LogLevel  string // LOG_LEVEL: debug | info | warn | error
+	LogFormat string // LOG_FORMAT: text | json
+}
+
+// Var describes one environment variable, for the README table and for
+// redacting secrets when the configuration is printed.
+type Var struct {
+	Name    string
+	Default string
+	Secret  bool
+	Help    string
+	set     func(c *Config, v string) error
+}
+
+// Vars is the table of every variable kbbot reads.
+func Vars() []Var {
+	str := func(dst func(*Config) *string) func(*Config, string) error {
+		return func(c *Config, v string) error { *dst(c) = v; return nil }
+	}
+	return []Var{
+		{"KBBOT_ADDR", ":8080", false, "address `serve` listens on", str(func(c *Config) *string { return &c.Addr })},
+		{"KBBOT_PUBLIC_URL", "http://localhost:8080", false, "public base URL of the bot; cards link sources without a URL to {this}/kb/{doc_id}", str(func(c *Config) *string { return &c.PublicURL })},
+		{"KBBOT_DATA_DIR", "./data", false, "where the embedded index and in-process state are kept", str(func(c *Config) *string { return &c.DataDir })},
+		{"KBBOT_SEEDS_DIR", "seeds", false, "knowledge ingested automatically when the index is empty", str(func(c *Config) *string { return &c.SeedsDir })},
+		{"KBBOT_WORKERS", "8", false, "answering goroutines in `serve`", intVar(func(c *Config) *int { return &c.Workers })},
+		{"KBBOT_INSECURE_DEV", "false", false, "allow `serve` without FEISHU_ENCRYPT_KEY (requests are then unauthenticated); development only", boolVar(func(c *Config) *bool { return &c.Insecure })},
+		{"FEISHU_APP_ID", "", false, "app ID of the Feishu/Lark app (cli_…)", str(func(c *Config) *string { return &c.FeishuAppID })},
+		{"FEISHU_APP_SECRET", "", true, "app secret", str(func(c *Config) *string { return &c.FeishuAppSecret })},
+		{"FEISHU_VERIFICATION_TOKEN", "", true, "event subscription verification token; checked on every event", str(func(c *Config) *string { return &c.FeishuVerificationToken })},
+		{"FEISHU_ENCRYPT_KEY", "", true, "event encrypt key; signatures and decryption depend on it", str(func(c *Config) *string { return &c.FeishuEncryptKey })},
+		{"FEISHU_BASE_URL", "https://open.feishu.cn", false, "Open API base; https://open.larksuite.com for Lark", str(func(c *Config) *string { return &c.FeishuBaseURL })},
+		{"FEISHU_MODE", "webhook", false, "webhook (HTTP events) or ws (long connection)", str(func(c *Config) *string { return &c.FeishuMode })},
+		{"REDIS_URL", "", true, "redis://[:pass@]host:6379/0, redis-sentinel://h1:26379,h2:26379/master[/db], redis-cluster://h1:6379,h2:6379; empty keeps state in process", str(func(c *Config) *string { return &c.RedisURL })},
+		{"QDRANT_URL", "", false, "Qdrant gRPC address, e.g. http://localhost:6334 (https for TLS); empty uses the embedded index", str(func(c *Config) *string { return &c.QdrantURL })},
+		{"QDRANT_API_KEY", "", true, "Qdrant API key", str(func(c *Config) *string { return &c.QdrantAPIKey })},
+		{"QDRANT_COLLECTION", "kbbot", false, "Qdrant collection (or alias)", str(func(c *Config) *string { return &c.QdrantCollection })},
+		{"OPENAI_API_KEY", "", true, "key of an OpenAI-compatible LLM; empty answers extractively", str(func(c *Config) *string { return &c.OpenAIAPIKey })},
+		{"OPENAI_BASE_URL", "https://api.openai.com/v1", false, "base URL of the OpenAI-compatible API", str(func(c *Config) *string { return &c.OpenAIBaseURL })},
+		{"OPENAI_MODEL", "gpt-4o-mini", false, "chat model", str(func(c *Config) *string { return &c.OpenAIModel })},
+		{"OPENAI_EMBEDDING_MODEL", "", false, "embedding model; when set, dense vectors are fused with lexical retrieval", str(func(c *Config) *string { return &c.OpenAIEmbeddingModel })},
+		{"OPENAI_EMBEDDING_DIM", "0", false, "embedding dimension (0: the model's default, found by one call)", intVar(func(c *Config) *int { return &c.OpenAIEmbeddingDim })},
+		{"OPENAI_TIMEOUT", "60s", false, "timeout of one LLM call", durVar(func(c *Config) *time.Duration { return &c.LLMTimeout })},
+		{"KBBOT_HISTORY_TURNS", "6", false, "conversation turns kept per chat and sent to the LLM", intVar(func(c *Config) *int { return &c.HistoryTurns })},
+		{"KBBOT_HISTORY_TTL", "24h", false, "how long a quiet chat's context is kept", durVar(func(c *Config) *time.Duration { return &c.HistoryTTL })},
+		{"LOG_LEVEL", "info", false, "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+		{"LOG_FORMAT", "text", false, "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	}
+}
+
+// Load builds a Config from getenv (os.Getenv in main, a map in tests),
+// applying defaults and validating. The error names every bad variable and
+// how to fix it.
+func Load(getenv func(string) string) (Config, error) {
+	var c Config
+	var errs []error
+	for _, v := range Vars() {
+		val := strings.TrimSpace(getenv(v.Name))
+		if val == "" {
+			val = v.Default
+		}
+		if err := v.set(&c, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %w", v.Name, val, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks values that parse but make no sense together.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(name, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", name, fmt.Sprintf(format, a...)))
+	}
+	if c.Workers < 1 {
+		bad("KBBOT_WORKERS", "must be at least 1, got %d", c.Workers)
+	}
+	if c.HistoryTurns < 0 {
+		bad("KBBOT_HISTORY_TURNS", "must not be negative, got %d", c.HistoryTurns)
+	}
+	if c.FeishuMode != "webhook" && c.FeishuMode != "ws" {
+		bad("FEISHU_MODE", "must be webhook or ws, got %q", c.FeishuMode)
+	}
+	for _, u := range []struct{ name, val string }{
+		{"KBBOT_PUBLIC_URL", c.PublicURL}, {"FEISHU_BASE_URL", c.FeishuBaseURL}, {"OPENAI_BASE_URL", c.OpenAIBaseURL},
+	} {
+		if p, err := url.Parse(u.val); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			bad(u.name, "must be an http(s) URL such as https://example.com, got %q", u.val)
+		}
+	}
+	if c.RedisURL != "" {
+		if p, err := url.Parse(c.RedisURL); err != nil || !strings.HasPrefix(p.Scheme, "redis") {
+			bad("REDIS_URL", "must look like redis://host:6379/0 (or rediss://, redis-sentinel://, redis-cluster://), got %q", c.RedisURL)
+		}
+	}
+	if c.OpenAIEmbeddingDim < 0 {
+		bad("OPENAI_EMBEDDING_DIM", "must not be negative, got %d", c.OpenAIEmbeddingDim)
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// ValidateServe checks what `serve` needs on top of Validate: Feishu
+// credentials, and an encrypt key unless insecure development mode is on.
+func (c Config) ValidateServe() error {
+	var errs []error
+	if c.FeishuAppID == "" || c.FeishuAppSecret == "" {
+		errs = append(errs, errors.New("FEISHU_APP_ID and FEISHU_APP_SECRET: required to reply; copy them from the app's Credentials page on the Feishu Open Platform"))
+	}
+	if c.FeishuMode == "webhook" && c.FeishuEncryptKey == "" && !c.Insecure {
+		errs = append(errs, errors.New("FEISHU_ENCRYPT_KEY: required, because without it Feishu events are neither signed nor encrypted and anyone could post to the webhook; set it from Events & Callbacks > Encryption Strategy, or set KBBOT_INSECURE_DEV=true for local development"))
+	}
+	if c.FeishuMode == "webhook" && c.FeishuVerificationToken == "" && !c.Insecure {
+		errs = append(errs, errors.New("FEISHU_VERIFICATION_TOKEN: required to check each event's token; copy it from Events & Callbacks > Encryption Strategy"))
+	}
+	return errors.Join(errs...)
+}
+
+// Redacted returns the settings as name=value lines with secrets masked, for
+// `kbbot doctor` and start-up logs.
+func Redacted(getenv func(string) string) []string {
+	var out []string
+	for _, v := range Vars() {
+		val := getenv(v.Name)
+		if val == "" {
+			val = v.Default
+		} else if v.Secret {
+			val = "***"
+		}
+		out = append(out, v.Name+"="+val)
+	}
+	return out
+}
+
+func intVar(dst func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return errors.New("must be a whole number")
+		}
+		*dst(c) = n
+		return nil
+	}
+}
+
+func boolVar(dst func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return errors.New("must be true or false")
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
+func durVar(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return errors.New("must be a positive duration such as 30s or 24h")
+		}
+		*dst(c) = d
+		return nil
+	}
+}

@@ -1,0 +1,171 @@
+package rag
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"kbbot/store"
+)
+
+// Chunk size bounds, in characters (runes): about a paragraph, small enough
+// that a handful fit an LLM prompt, with an overlap so a sentence cut at a
+// boundary is still found whole in one of the two chunks.
+const (
+	chunkMaxRunes     = 600
+	chunkOverlapRunes = 80
+)
+
+// sentences splits text after Chinese and English sentence punctuation and at
+// line breaks, keeping the punctuation with its sentence.
+func sentences(text string) []string {
+	var out []string
+	var b strings.Builder
+	runes := []rune(text)
+	flush := func() {
+		if s := strings.TrimSpace(b.String()); s != "" {
+			out = append(out, s)
+		}
+		b.Reset()
+	}
+	for i, r := range runes {
+		if r == '\n' {
+			flush()
+			continue
+		}
+		b.WriteRune(r)
+		switch r {
+		case '。', '！', '？', '；', '!', '?', ';', '…':
+			flush()
+		case '.':
+			// "1. step" is a list marker, not a sentence end.
+			if (i+1 == len(runes) || runes[i+1] == ' ' || runes[i+1] == '\n') && (i == 0 || !unicode.IsDigit(runes[i-1])) {
+				flush()
+			}
+		}
+	}
+	flush()
+	return out
+}
+
+// splitText packs sentences into chunks of at most max runes, starting each
+// chunk after the first with up to overlap runes of trailing sentences from
+// the previous one. A sentence longer than max is cut hard.
+func splitText(text string, max, overlap int) []string {
+	var pieces []string
+	for _, s := range sentences(text) {
+		for utf8.RuneCountInString(s) > max {
+			r := []rune(s)
+			pieces = append(pieces, string(r[:max]))
+			s = string(r[max:])
+		}
+		pieces = append(pieces, s)
+	}
+	var chunks []string
+	var cur []string
+	size := 0
+	for _, p := range pieces {
+		n := utf8.RuneCountInString(p)
+		if size+n > max && len(cur) > 0 {
+			chunks = append(chunks, strings.Join(cur, joinSep(cur)))
+			// Carry the tail sentences that fit the overlap.
+			var tail []string
+			t := 0
+			for i := len(cur) - 1; i >= 0; i-- {
+				m := utf8.RuneCountInString(cur[i])
+				if t+m > overlap || t+m+n > max {
+					break
+				}
+				tail = append([]string{cur[i]}, tail...)
+				t += m
+			}
+			cur, size = tail, t
+		}
+		cur = append(cur, p)
+		size += n
+	}
+	if len(cur) > 0 {
+		chunks = append(chunks, strings.Join(cur, joinSep(cur)))
+	}
+	return chunks
+}
+
+// joinSep keeps Chinese text unspaced and puts a space between Latin
+// sentences.
+func joinSep(parts []string) string {
+	for _, p := range parts {
+		for _, r := range p {
+			if r > 0x2E80 {
+				return ""
+			}
+		}
+	}
+	return " "
+}
+
+// docID is stable across edits of a document's text: it depends on where the
+// document is, not on what it says, so /kb links keep working.
+func docID(d SourceDoc, ordinal int) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d", d.Source, d.Kind, d.Title, ordinal)))
+	return hex.EncodeToString(h[:8])
+}
+
+// buildChunks turns a file's documents into chunks with content-hash ids.
+// salt carries what else changes a chunk's vectors (tokenizer, embedding
+// model), so changing either re-indexes everything.
+func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []store.Chunk {
+	ids := make([]string, len(docs))
+	seen := map[string]int{}
+	for i, d := range docs {
+		key := d.Kind + "\x00" + d.Title
+		ids[i] = docID(d, seen[key])
+		seen[key]++
+	}
+	var out []store.Chunk
+	for i, d := range docs {
+		var refs []string
+		for _, r := range d.Refs {
+			refs = append(refs, ids[r])
+		}
+		texts := splitText(d.Text, chunkMaxRunes, chunkOverlapRunes)
+		for j, text := range texts {
+			c := store.Chunk{
+				Key:    fmt.Sprintf("%s#%s#%04d", d.Source, ids[i], j),
+				DocID:  ids[i],
+				Kind:   d.Kind,
+				Title:  d.Title,
+				URL:    d.URL,
+				Path:   d.Path,
+				Date:   d.Date,
+				Source: d.Source,
+				Text:   text,
+				Refs:   refs,
+			}
+			if d.Kind == store.KindQA {
+				c.Answer = d.Text
+			}
+			c.Sparse = DocVector(tok.Tokens(indexText(c)))
+			c.ID = chunkID(c, salt)
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// indexText is what a chunk is searched by: its title and heading path as
+// well as its text, so a question naming the topic finds it.
+func indexText(c store.Chunk) string {
+	return c.Title + "\n" + strings.Join(c.Path, " / ") + "\n" + c.Text
+}
+
+func chunkID(c store.Chunk, salt string) string {
+	h := sha256.New()
+	for _, s := range []string{salt, c.Key, c.Kind, c.Title, c.URL, strings.Join(c.Path, "\x1f"), c.Date, c.Text, c.Answer, strings.Join(c.Refs, ",")} {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}

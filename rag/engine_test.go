@@ -1,0 +1,98 @@
+package rag
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+
+	"kbbot/store"
+)
+
+// seededEngine returns an engine over a fresh embedded index holding the
+// shipped seeds.
+func seededEngine(t testing.TB, opts Options) *Engine {
+	t.Helper()
+	idx, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Index = idx
+	eng, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chdir(t, "..")
+	if _, err := eng.EnsureSeeded(context.Background(), "seeds"); err != nil {
+		t.Fatal(err)
+	}
+	return eng
+}
+
+// chdir moves to dir for the test, so source names are repo-relative.
+func chdir(t testing.TB, dir string) {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chdir(dir); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Chdir(wd) })
+}
+
+func TestAskSeedQuestionOffline(t *testing.T) {
+	eng := seededEngine(t, Options{})
+	ans, err := eng.Ask(context.Background(), "模型训练的底层原理是什么？", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%+v", ans)
+	if ans.Mode != ModeFAQ || !ans.Covered {
+		t.Errorf("mode = %s covered=%v, want faq", ans.Mode, ans.Covered)
+	}
+	if len(ans.References) != 3 || !strings.Contains(ans.Text, "[1]") {
+		t.Errorf("references = %d, text cites: %q", len(ans.References), ans.Text)
+	}
+	if len(ans.FollowUps) < 3 || len(ans.FollowUps) > 5 {
+		t.Errorf("follow-ups = %q, want 3–5", ans.FollowUps)
+	}
+	for _, f := range ans.FollowUps {
+		if f == "模型训练的底层原理" {
+			t.Errorf("follow-ups repeat the question: %q", ans.FollowUps)
+		}
+	}
+}
+
+func TestAskExtractiveAndNotCovered(t *testing.T) {
+	for _, tok := range []string{TokBigram, TokUnigramBigram} {
+		t.Run(tok, func(t *testing.T) { testExtractiveAndNotCovered(t, tok) })
+	}
+}
+
+func testExtractiveAndNotCovered(t *testing.T, tok string) {
+	eng := seededEngine(t, Options{Tokenizer: tok})
+	ctx := context.Background()
+	ans, err := eng.Ask(ctx, "RAG 是怎么工作的，有哪些步骤？", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%s\n%+v\n%q", ans.Text, ans.References, ans.FollowUps)
+	if ans.Mode != ModeExtractive || len(ans.References) == 0 || !strings.Contains(ans.Text, "[1]") {
+		t.Errorf("extractive answer = %+v", ans)
+	}
+	again, _ := eng.Ask(ctx, "RAG 是怎么工作的，有哪些步骤？", nil)
+	if again.Text != ans.Text {
+		t.Error("extractive answer is not deterministic")
+	}
+	for _, q := range []string{"今天北京天气怎么样？", "What's the best pizza topping in Naples?", "周末去哪里吃火锅比较好", "如何申请护照和签证", "How do I fix a flat bicycle tire?"} {
+		ans, err = eng.Ask(ctx, q, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.Covered || len(ans.References) != 0 {
+			t.Errorf("%q: cited noise: %+v", q, ans.References)
+		}
+	}
+}

@@ -1,0 +1,276 @@
+package rag
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	openai "github.com/sashabaranov/go-openai"
+)
+
+// LLM writes answers through an OpenAI-compatible chat completion API.
+type LLM struct {
+	client  *openai.Client
+	model   string
+	timeout time.Duration
+	// Sleep waits between retries; tests replace it.
+	Sleep func(context.Context, time.Duration) error
+}
+
+// NewOpenAIClient builds a go-openai client for any OpenAI-compatible
+// provider (OpenAI, DeepSeek, DashScope, Ollama, vLLM…).
+func NewOpenAIClient(apiKey, baseURL string) *openai.Client {
+	cfg := openai.DefaultConfig(apiKey)
+	cfg.BaseURL = strings.TrimRight(baseURL, "/")
+	return openai.NewClientWithConfig(cfg)
+}
+
+// NewLLM returns an LLM using model; timeout bounds one whole answer.
+func NewLLM(client *openai.Client, model string, timeout time.Duration) *LLM {
+	return &LLM{client: client, model: model, timeout: timeout, Sleep: sleepCtx}
+}
+
+// Model names the chat model, for logs and `doctor`.
+func (l *LLM) Model() string { return l.model }
+
+const llmAttempts = 3
+
+// Complete streams one chat completion, calling onDelta with the text so far.
+// Rate limits and server errors before the first token are retried with
+// backoff; a failure after text has streamed is returned as it is, since
+// the caller has already shown part of the answer.
+func (l *LLM) Complete(ctx context.Context, msgs []openai.ChatCompletionMessage, onDelta func(string)) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	var err error
+	for attempt := 1; ; attempt++ {
+		var text string
+		var started bool
+		text, started, err = l.stream(ctx, msgs, onDelta)
+		if err == nil {
+			return text, nil
+		}
+		if started || attempt == llmAttempts || !retryable(err) {
+			break
+		}
+		if serr := l.Sleep(ctx, backoff(attempt, err)); serr != nil {
+			break
+		}
+	}
+	return "", fmt.Errorf("llm %s: %w", l.model, err)
+}
+
+func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, onDelta func(string)) (string, bool, error) {
+	st, err := l.client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: l.model, Messages: msgs, Stream: true})
+	if err != nil {
+		return "", false, err
+	}
+	defer st.Close()
+	var b strings.Builder
+	finished := false
+	for {
+		r, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return b.String(), b.Len() > 0, err
+		}
+		if len(r.Choices) == 0 {
+			continue
+		}
+		if r.Choices[0].FinishReason != "" {
+			finished = true
+		}
+		if d := r.Choices[0].Delta.Content; d != "" {
+			b.WriteString(d)
+			if onDelta != nil {
+				onDelta(b.String())
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return "", false, errors.New("the model returned an empty answer")
+	}
+	if !finished {
+		// The stream ended without a finish reason: the provider cut it off.
+		// Keep what was said, marked as cut.
+		b.WriteString(" …")
+	}
+	return b.String(), true, nil
+}
+
+func retryable(err error) bool {
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.HTTPStatusCode == http.StatusTooManyRequests || apiErr.HTTPStatusCode >= 500
+	}
+	var reqErr *openai.RequestError
+	if errors.As(err, &reqErr) {
+		return reqErr.HTTPStatusCode == http.StatusTooManyRequests || reqErr.HTTPStatusCode >= 500
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// backoff is exponential with jitter: 0.5s, 1s, 2s… ±50%.
+func backoff(attempt int, _ error) time.Duration {
+	base := time.Duration(250<<attempt) * time.Millisecond
+	return base/2 + time.Duration(rand.Int64N(int64(base)))
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+const systemPromptZH = `你是一个知识库问答助手。只根据用户消息中编号的参考资料回答问题：
+- 每个来自资料的论断后用 [n] 标注来源编号，n 是资料的编号；不要编造编号。
+- 资料里没有的内容不要回答；如果资料不足以回答，直接说明知识库没有涉及这个问题。
+- 用提问者使用的语言回答；使用简洁的 Markdown（列表、加粗），不要使用标题。`
+
+const systemPromptEN = `You answer questions from a knowledge base, using only the numbered passages in the user's message:
+- After each claim taken from a passage, cite it as [n], n being the passage number; never invent numbers.
+- Do not answer beyond the passages; if they do not cover the question, say plainly that the knowledge base does not cover it.
+- Answer in the language the question is asked in; use concise Markdown (lists, bold), no headings.`
+
+// maxHistoryRunes caps the conversation history sent to the LLM, newest
+// turns kept first.
+const maxHistoryRunes = 6000
+
+// buildMessages lays out the system rules, the conversation so far, and the
+// question with its numbered passages.
+func buildMessages(question string, history []Turn, passages []retrieved, zh bool) []openai.ChatCompletionMessage {
+	sys := systemPromptEN
+	if zh {
+		sys = systemPromptZH
+	}
+	msgs := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleSystem, Content: sys}}
+	budget := maxHistoryRunes
+	start := len(history)
+	for start > 0 {
+		t := history[start-1]
+		n := len([]rune(t.Question)) + len([]rune(t.Answer))
+		if n > budget {
+			break
+		}
+		budget -= n
+		start--
+	}
+	for _, t := range history[start:] {
+		msgs = append(msgs,
+			openai.ChatCompletionMessage{Role: openai.ChatMessageRoleUser, Content: t.Question},
+			openai.ChatCompletionMessage{Role: openai.ChatMessageRoleAssistant, Content: t.Answer})
+	}
+	var b strings.Builder
+	if zh {
+		b.WriteString("参考资料：\n")
+	} else {
+		b.WriteString("Passages:\n")
+	}
+	if len(passages) == 0 {
+		b.WriteString("(none)\n")
+	}
+	for i, p := range passages {
+		b.WriteString("\n[" + strconv.Itoa(i+1) + "] 《" + p.Chunk.Title + "》")
+		if len(p.Chunk.Path) > 0 {
+			b.WriteString(" " + strings.Join(p.Chunk.Path, " / "))
+		}
+		b.WriteString("\n")
+		if p.Chunk.Kind == "qa" {
+			b.WriteString(p.Chunk.Answer)
+		} else {
+			b.WriteString(p.Chunk.Text)
+		}
+		b.WriteString("\n")
+	}
+	if zh {
+		b.WriteString("\n问题：")
+	} else {
+		b.WriteString("\nQuestion: ")
+	}
+	b.WriteString(question)
+	msgs = append(msgs, openai.ChatCompletionMessage{Role: openai.ChatMessageRoleUser, Content: b.String()})
+	return msgs
+}
+
+// Embedder computes dense vectors through an OpenAI-compatible embeddings
+// endpoint. A nil *Embedder is valid and means "no dense vectors".
+type Embedder struct {
+	client *openai.Client
+	model  string
+	dim    int
+}
+
+// embedBatch is the smallest provider batch limit we know (DashScope v3/v4:
+// 10 inputs), so every provider accepts our requests.
+const embedBatch = 10
+
+// NewEmbedder returns an Embedder for model; dim 0 keeps the model's default
+// dimension.
+func NewEmbedder(client *openai.Client, model string, dim int) *Embedder {
+	return &Embedder{client: client, model: model, dim: dim}
+}
+
+// Model names the embedding model, "" for a nil Embedder.
+func (e *Embedder) Model() string {
+	if e == nil {
+		return ""
+	}
+	return e.model + "/" + strconv.Itoa(e.dim)
+}
+
+// Embed returns one vector per text, in order.
+func (e *Embedder) Embed(ctx context.Context, texts []string) ([][]float32, error) {
+	if e == nil {
+		return nil, nil
+	}
+	out := make([][]float32, len(texts))
+	for start := 0; start < len(texts); start += embedBatch {
+		end := min(start+embedBatch, len(texts))
+		req := openai.EmbeddingRequest{Input: texts[start:end], Model: openai.EmbeddingModel(e.model), Dimensions: e.dim}
+		resp, err := e.client.CreateEmbeddings(ctx, req)
+		if err != nil {
+			return nil, fmt.Errorf("embeddings %s: %w", e.model, err)
+		}
+		for _, d := range resp.Data {
+			if d.Index < 0 || start+d.Index >= end {
+				return nil, fmt.Errorf("embeddings %s: result index %d out of range", e.model, d.Index)
+			}
+			out[start+d.Index] = d.Embedding
+		}
+	}
+	for i, v := range out {
+		if v == nil {
+			return nil, fmt.Errorf("embeddings %s: no vector for input %d", e.model, i)
+		}
+	}
+	return out, nil
+}
+
+// Dim asks the model for one vector to learn its dimension (used to size the
+// Qdrant collection when OPENAI_EMBEDDING_DIM is 0).
+func (e *Embedder) Dim(ctx context.Context) (int, error) {
+	if e == nil {
+		return 0, nil
+	}
+	if e.dim > 0 {
+		return e.dim, nil
+	}
+	v, err := e.Embed(ctx, []string{"dimension probe"})
+	if err != nil {
+		return 0, err
+	}
+	return len(v[0]), nil
+}
