@@ -70,7 +70,7 @@ func splitText(text string, max, overlap int) []string {
 	for _, p := range pieces {
 		n := utf8.RuneCountInString(p)
 		if size+n > max && len(cur) > 0 {
-			chunks = append(chunks, strings.Join(cur, joinSep(cur)))
+			chunks = append(chunks, joinSentences(cur))
 			// Carry the tail sentences that fit the overlap.
 			var tail []string
 			t := 0
@@ -88,22 +88,26 @@ func splitText(text string, max, overlap int) []string {
 		size += n
 	}
 	if len(cur) > 0 {
-		chunks = append(chunks, strings.Join(cur, joinSep(cur)))
+		chunks = append(chunks, joinSentences(cur))
 	}
 	return chunks
 }
 
-// joinSep keeps Chinese text unspaced and puts a space between Latin
-// sentences.
-func joinSep(parts []string) string {
-	for _, p := range parts {
-		for _, r := range p {
-			if r > 0x2E80 {
-				return ""
+// joinSentences keeps Chinese text unspaced and puts a space after a Latin
+// sentence.
+func joinSentences(parts []string) string {
+	var b strings.Builder
+	for i, p := range parts {
+		if i > 0 {
+			prev, _ := utf8.DecodeLastRuneInString(parts[i-1])
+			next, _ := utf8.DecodeRuneInString(p)
+			if !unicode.Is(unicode.Han, prev) && !unicode.Is(unicode.Han, next) && !strings.ContainsRune("。！？；，：", prev) {
+				b.WriteByte(' ')
 			}
 		}
+		b.WriteString(p)
 	}
-	return " "
+	return b.String()
 }
 
 // docID is stable across edits of a document's text: it depends on where the

@@ -256,7 +256,8 @@ func (e *Engine) citeParagraphs(text string, sources []retrieved) string {
 	lines := strings.Split(text, "\n")
 	for i, l := range lines {
 		terms := distinct(e.tok.Tokens(l))
-		if len(terms) < 4 {
+		// Short lines and lead-ins ("…如下:") introduce, they don't claim.
+		if t := strings.TrimSpace(l); len(terms) < 4 || strings.HasSuffix(t, ":") || strings.HasSuffix(t, "：") {
 			continue
 		}
 		best, bestCov := -1, 0.2
@@ -407,7 +408,7 @@ func (e *Engine) bestSentences(terms []string, text string, k int) string {
 	for _, i := range pick {
 		parts = append(parts, ss[i])
 	}
-	return strings.Join(parts, joinSep(parts))
+	return joinSentences(parts)
 }
 
 var citation = regexp.MustCompile(`\[(\d{1,2})\]`)
@@ -462,7 +463,7 @@ func joinOverlapping(a, b string) string {
 	ra, rb := []rune(a), []rune(b)
 	for k := min(len(ra), len(rb), chunkOverlapRunes+1); k > 0; k-- {
 		if string(ra[len(ra)-k:]) == string(rb[:k]) {
-			return a + joinSep([]string{a}) + string(rb[k:])
+			return a + string(rb[k:])
 		}
 	}
 	return a + "\n" + b

@@ -15,10 +15,14 @@ import (
 	"time"
 )
 
-// rrfK is the rank constant of reciprocal-rank fusion, score = Σ 1/(k+rank),
-// with rank starting at 1. It matches Qdrant's default so both backends fuse
-// the same way.
+// rrfK is the rank constant of reciprocal-rank fusion, score = Σ 1/(k+rank)
+// with the top result at rank 0. It is Qdrant's DEFAULT_RRF_K, so both
+// backends fuse the same way.
 const rrfK = 2
+
+// prefetchDepth is how deep each list goes before fusion; the Qdrant adapter
+// prefetches the same depth.
+func prefetchDepth(limit int) int { return max(limit*4, 40) }
 
 // Embedded is the in-process knowledge index used when QDRANT_URL is unset:
 // an inverted index over the sparse vectors (a query touches only the
@@ -33,6 +37,7 @@ type Embedded struct {
 	byID     map[string]int32
 	postings map[uint32][]posting
 	live     int
+	sparseN  int       // chunks with a sparse vector: Qdrant's N for IDF
 	modTime  time.Time // of the snapshot we last read or wrote
 	checked  time.Time // last time we looked for a newer snapshot
 
@@ -62,7 +67,7 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 }
 
 func (e *Embedded) reset() {
-	e.slots, e.free, e.live = nil, nil, 0
+	e.slots, e.free, e.live, e.sparseN = nil, nil, 0, 0
 	e.byID = map[string]int32{}
 	e.postings = map[uint32][]posting{}
 }
@@ -162,6 +167,9 @@ func (e *Embedded) insert(c *Chunk) {
 		e.postings[idx] = append(e.postings[idx], posting{slot: slot, weight: c.Sparse.Values[i]})
 	}
 	e.live++
+	if len(c.Sparse.Indices) > 0 {
+		e.sparseN++
+	}
 }
 
 func (e *Embedded) remove(slot int32) {
@@ -185,6 +193,9 @@ func (e *Embedded) remove(slot int32) {
 	e.slots[slot] = nil
 	e.free = append(e.free, slot)
 	e.live--
+	if len(c.Sparse.Indices) > 0 {
+		e.sparseN--
+	}
 }
 
 // Upsert inserts chunks or overwrites them by ID, then persists the index.
@@ -293,12 +304,11 @@ func (e *Embedded) Search(ctx context.Context, q Query) ([]Hit, error) {
 	}
 	e.mu.RLock()
 	defer e.mu.RUnlock()
-	sparse := e.searchSparse(q, limit)
 	if len(q.Dense) == 0 {
-		return sparse, nil
+		return e.searchSparse(q, limit), nil
 	}
-	dense := e.searchDense(q, limit)
-	return fuse(limit, sparse, dense), nil
+	depth := prefetchDepth(limit)
+	return fuse(limit, e.searchSparse(q, depth), e.searchDense(q, depth)), nil
 }
 
 type accumulator struct {
@@ -314,7 +324,7 @@ func (e *Embedded) searchSparse(q Query, limit int) []Hit {
 	if len(acc.score) < len(e.slots) {
 		acc.score = make([]float32, len(e.slots))
 	}
-	n := float64(e.live)
+	n := float64(e.sparseN)
 	for i, idx := range q.Sparse.Indices {
 		ps := e.postings[idx]
 		if len(ps) == 0 {
@@ -389,7 +399,7 @@ func fuse(limit int, lists ...[]Hit) []Hit {
 				byID[h.Chunk.ID] = f
 				order = append(order, h.Chunk.ID)
 			}
-			f.Score += 1 / float64(rrfK+rank+1)
+			f.Score += 1 / float64(rrfK+rank)
 			if h.SparseScore != 0 {
 				f.SparseScore = h.SparseScore
 			}
