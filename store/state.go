@@ -1,0 +1,214 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Limits shared by every conversation-state backend so they behave alike.
+const (
+	// FeedbackCap is how many feedback records are kept; older ones are
+	// dropped so the list cannot grow without bound.
+	FeedbackCap = 10000
+
+	// VoteUp and VoteDown are the only votes AddFeedback accepts.
+	VoteUp   = "up"
+	VoteDown = "down"
+)
+
+// memorySweepEvery is how many Claims pass between full sweeps of expired
+// entries. Claims are keyed by event ids that are never looked up again, so
+// lazy removal on access alone would let a flood of unique ids grow the map
+// forever; an amortised sweep bounds it to roughly what is live plus this many.
+const memorySweepEvery = 1024
+
+// MemoryState keeps conversation turns, claims, feedback and seen chats in
+// process memory. Nothing survives a restart, and claims are only exclusive
+// within this process, so it is correct for a single replica only; run more
+// than one replica and you need RedisState.
+//
+// There is no background janitor goroutine (nothing to stop, nothing racing
+// the tests): expired entries are dropped when touched, and every
+// memorySweepEvery Claims a sweep drops the rest.
+type MemoryState struct {
+	// Now is the clock used for TTLs; tests replace it to expire entries
+	// without sleeping.
+	Now func() time.Time
+
+	mu         sync.Mutex
+	turns      map[string]memoryTurns
+	claims     map[string]time.Time // key → expiry; zero means never
+	chats      map[string]struct{}
+	feedback   [][]byte
+	up, down   int64
+	sinceSweep int
+}
+
+type memoryTurns struct {
+	items   [][]byte
+	expires time.Time // zero means never
+}
+
+// NewMemoryState returns an empty in-process state store.
+func NewMemoryState() *MemoryState {
+	return &MemoryState{
+		Now:    time.Now,
+		turns:  make(map[string]memoryTurns),
+		claims: make(map[string]time.Time),
+		chats:  make(map[string]struct{}),
+	}
+}
+
+// expiry turns a TTL into a deadline; a TTL of zero or less means the entry
+// never expires, matching Redis keys without an expiry.
+func expiry(now time.Time, ttl time.Duration) time.Time {
+	if ttl <= 0 {
+		return time.Time{}
+	}
+	return now.Add(ttl)
+}
+
+func expired(now, deadline time.Time) bool {
+	return !deadline.IsZero() && !now.Before(deadline)
+}
+
+// AppendTurn appends turn to conv, keeps only the last maxTurns, and resets
+// the conversation's TTL so an active chat never loses its history. A ttl of
+// zero or less keeps the history until ResetTurns.
+func (m *MemoryState) AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error {
+	if maxTurns < 1 {
+		return fmt.Errorf("store: append turn to %q: maxTurns must be at least 1, got %d", conv, maxTurns)
+	}
+	now := m.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t := m.turns[conv]
+	if expired(now, t.expires) {
+		t = memoryTurns{}
+	}
+	// Copy so the caller may reuse its buffer.
+	t.items = append(t.items, append([]byte(nil), turn...))
+	if n := len(t.items); n > maxTurns {
+		// Copy into a fresh slice so dropped turns are not pinned by the
+		// backing array.
+		t.items = append([][]byte(nil), t.items[n-maxTurns:]...)
+	}
+	t.expires = expiry(now, ttl)
+	m.turns[conv] = t
+	return nil
+}
+
+// Turns returns conv's turns, oldest first, or an empty slice.
+func (m *MemoryState) Turns(ctx context.Context, conv string) ([][]byte, error) {
+	now := m.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.turns[conv]
+	if ok && expired(now, t.expires) {
+		delete(m.turns, conv)
+		t = memoryTurns{}
+	}
+	out := make([][]byte, len(t.items))
+	for i, b := range t.items {
+		out[i] = append([]byte(nil), b...)
+	}
+	return out, nil
+}
+
+// ResetTurns forgets conv's history.
+func (m *MemoryState) ResetTurns(ctx context.Context, conv string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.turns, conv)
+	return nil
+}
+
+// Claim reports true the first time key is claimed within ttl; the ttl must be
+// positive, as for RedisState.
+func (m *MemoryState) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	if ttl <= 0 {
+		return false, fmt.Errorf("store: claim %q: ttl must be positive, got %v", key, ttl)
+	}
+	now := m.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sinceSweep++
+	if m.sinceSweep >= memorySweepEvery {
+		m.sweepLocked(now)
+	}
+	if deadline, ok := m.claims[key]; ok && !expired(now, deadline) {
+		return false, nil
+	}
+	m.claims[key] = expiry(now, ttl)
+	return true, nil
+}
+
+// sweepLocked drops every expired claim and conversation. It is O(n) but runs
+// once per memorySweepEvery Claims, so its cost is amortised.
+func (m *MemoryState) sweepLocked(now time.Time) {
+	m.sinceSweep = 0
+	for k, deadline := range m.claims {
+		if expired(now, deadline) {
+			delete(m.claims, k)
+		}
+	}
+	for k, t := range m.turns {
+		if expired(now, t.expires) {
+			delete(m.turns, k)
+		}
+	}
+}
+
+// Release drops a claim so a redelivery of the same key can be processed.
+func (m *MemoryState) Release(ctx context.Context, key string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.claims, key)
+	return nil
+}
+
+// AddFeedback records a vote and returns the running totals.
+func (m *MemoryState) AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error) {
+	if err := checkVote(vote); err != nil {
+		return 0, 0, err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.feedback = append(m.feedback, append([]byte(nil), record...))
+	if n := len(m.feedback); n > FeedbackCap {
+		m.feedback = m.feedback[n-FeedbackCap:]
+	}
+	if vote == VoteUp {
+		m.up++
+	} else {
+		m.down++
+	}
+	return m.up, m.down, nil
+}
+
+// SeenChat reports true the first time chat is seen by this process.
+func (m *MemoryState) SeenChat(ctx context.Context, chat string) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.chats[chat]; ok {
+		return false, nil
+	}
+	m.chats[chat] = struct{}{}
+	return true, nil
+}
+
+// Ping always succeeds: memory is always reachable.
+func (m *MemoryState) Ping(ctx context.Context) error { return nil }
+
+// Close does nothing; it exists so MemoryState and RedisState are
+// interchangeable.
+func (m *MemoryState) Close() error { return nil }
+
+func checkVote(vote string) error {
+	if vote != VoteUp && vote != VoteDown {
+		return fmt.Errorf("store: add feedback: vote must be %q or %q, got %q", VoteUp, VoteDown, vote)
+	}
+	return nil
+}

@@ -1,0 +1,627 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"kbbot/store/redistest"
+)
+
+// conversationState is the method set bot/ requires of a state backend; both
+// backends must keep satisfying it.
+type conversationState interface {
+	AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error
+	Turns(ctx context.Context, conv string) ([][]byte, error)
+	ResetTurns(ctx context.Context, conv string) error
+	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	Release(ctx context.Context, key string) error
+	AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error)
+	SeenChat(ctx context.Context, chat string) (first bool, err error)
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+var (
+	_ conversationState = (*MemoryState)(nil)
+	_ conversationState = (*RedisState)(nil)
+)
+
+// stateEnv is one fresh, empty backend plus the way time passes for it.
+type stateEnv struct {
+	st conversationState
+	// short is a TTL the test can afford to wait out.
+	short time.Duration
+	// elapse lets d go by: the memory clock jumps, Redis really sleeps.
+	elapse func(d time.Duration)
+	// eventually reports whether cond holds: at once for memory, whose time
+	// the test owns; within 2s for Redis, whose expiry runs on its own clock.
+	eventually func(cond func() bool) bool
+}
+
+// fakeClock is a settable clock, safe for the concurrent tests.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func newMemoryEnv(t *testing.T) stateEnv {
+	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+	m := NewMemoryState()
+	m.Now = clock.Now
+	return stateEnv{
+		st:         m,
+		short:      time.Minute,
+		elapse:     clock.Advance,
+		eventually: func(cond func() bool) bool { return cond() },
+	}
+}
+
+func newRedisEnv(t *testing.T) stateEnv {
+	r := openRedis(t, redistest.URL(t), redistest.Prefix(t))
+	return stateEnv{
+		st:     r,
+		short:  50 * time.Millisecond,
+		elapse: time.Sleep,
+		eventually: func(cond func() bool) bool {
+			for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+				if cond() {
+					return true
+				}
+			}
+			return cond()
+		},
+	}
+}
+
+// openRedis connects a RedisState and, at cleanup, deletes every key under
+// prefix so the shared test Redis does not fill up with test leftovers.
+func openRedis(t *testing.T, url, prefix string) *RedisState {
+	t.Helper()
+	r, err := NewRedisState(t.Context(), url, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background() // t.Context is already cancelled here
+		var keys []string
+		iter := r.rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			t.Errorf("scan test keys: %v", err)
+		}
+		if len(keys) > 0 {
+			if err := r.rdb.Del(ctx, keys...).Err(); err != nil {
+				t.Errorf("delete test keys: %v", err)
+			}
+		}
+		if err := r.Close(); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return r
+}
+
+func TestState(t *testing.T) {
+	backends := []struct {
+		name string
+		open func(t *testing.T) stateEnv
+	}{
+		{"memory", newMemoryEnv},
+		{"redis", newRedisEnv},
+	}
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range stateTests() {
+				t.Run(tc.name, func(t *testing.T) {
+					tc.run(t, b.open(t))
+				})
+			}
+		})
+	}
+}
+
+type stateTest struct {
+	name string
+	run  func(t *testing.T, e stateEnv)
+}
+
+// stateTests is the conformance suite every backend must pass.
+func stateTests() []stateTest {
+	return []stateTest{
+		{"TurnsEmpty", func(t *testing.T, e stateEnv) {
+			got, err := e.st.Turns(t.Context(), "nobody")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == nil || len(got) != 0 {
+				t.Fatalf("Turns of unknown conversation = %#v, want empty non-nil slice", got)
+			}
+		}},
+		{"AppendOrder", func(t *testing.T, e stateEnv) {
+			ctx := t.Context()
+			appendTurns(t, e.st, "c1", 10, time.Hour, "a", "b", "c")
+			appendTurns(t, e.st, "c2", 10, time.Hour, "x")
+			wantTurns(t, e.st, "c1", "a", "b", "c")
+			wantTurns(t, e.st, "c2", "x")
+			if err := e.st.Ping(ctx); err != nil {
+				t.Fatalf("Ping: %v", err)
+			}
+		}},
+		{"AppendCopiesAndTurnsAreBinarySafe", func(t *testing.T, e stateEnv) {
+			buf := []byte("{\"q\":\"你好\"}\x00\n")
+			want := string(buf)
+			if err := e.st.AppendTurn(t.Context(), "c", buf, 5, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			buf[0] = 'X' // the store must not keep the caller's buffer
+			got := wantTurns(t, e.st, "c", want)
+			got[0][0] = 'Y' // nor hand out its own
+			wantTurns(t, e.st, "c", want)
+		}},
+		{"CapAtMaxTurns", func(t *testing.T, e stateEnv) {
+			appendTurns(t, e.st, "c", 3, time.Hour, "1", "2", "3", "4", "5")
+			wantTurns(t, e.st, "c", "3", "4", "5")
+			// A smaller cap on a later call trims what is already there.
+			appendTurns(t, e.st, "c", 2, time.Hour, "6")
+			wantTurns(t, e.st, "c", "5", "6")
+		}},
+		{"BadMaxTurns", func(t *testing.T, e stateEnv) {
+			if err := e.st.AppendTurn(t.Context(), "c", []byte("x"), 0, time.Hour); err == nil {
+				t.Fatal("AppendTurn with maxTurns 0: want error")
+			}
+		}},
+		{"TurnsExpire", func(t *testing.T, e stateEnv) {
+			appendTurns(t, e.st, "c", 10, e.short, "a")
+			appendTurns(t, e.st, "keep", 10, time.Hour, "k")
+			e.elapse(e.short)
+			if !e.eventually(func() bool { return len(mustTurns(t, e.st, "c")) == 0 }) {
+				t.Fatalf("turns still there after their TTL: %q", mustTurns(t, e.st, "c"))
+			}
+			wantTurns(t, e.st, "keep", "k")
+			// An expired conversation starts afresh.
+			appendTurns(t, e.st, "c", 10, time.Hour, "b")
+			wantTurns(t, e.st, "c", "b")
+		}},
+		{"AppendRefreshesTTL", func(t *testing.T, e stateEnv) {
+			appendTurns(t, e.st, "c", 10, e.short, "a")
+			appendTurns(t, e.st, "c", 10, time.Hour, "b")
+			e.elapse(4 * e.short)
+			wantTurns(t, e.st, "c", "a", "b")
+		}},
+		{"Reset", func(t *testing.T, e stateEnv) {
+			ctx := t.Context()
+			appendTurns(t, e.st, "c", 10, time.Hour, "a", "b")
+			appendTurns(t, e.st, "other", 10, time.Hour, "o")
+			if err := e.st.ResetTurns(ctx, "c"); err != nil {
+				t.Fatal(err)
+			}
+			wantTurns(t, e.st, "c")
+			wantTurns(t, e.st, "other", "o")
+			if err := e.st.ResetTurns(ctx, "never-seen"); err != nil {
+				t.Fatalf("ResetTurns of unknown conversation: %v", err)
+			}
+		}},
+		{"ClaimOnce", func(t *testing.T, e stateEnv) {
+			wantClaim(t, e.st, "evt1", time.Hour, true)
+			wantClaim(t, e.st, "evt1", time.Hour, false)
+			wantClaim(t, e.st, "evt2", time.Hour, true)
+		}},
+		{"ClaimConcurrent", func(t *testing.T, e stateEnv) {
+			const n = 20
+			var (
+				wg   sync.WaitGroup
+				mu   sync.Mutex
+				wins int
+				errs []error
+			)
+			for range n {
+				wg.Go(func() {
+					ok, err := e.st.Claim(t.Context(), "race", time.Hour)
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						errs = append(errs, err)
+					}
+					if ok {
+						wins++
+					}
+				})
+			}
+			wg.Wait()
+			if len(errs) > 0 {
+				t.Fatalf("Claim errors: %v", errs)
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent Claims won, want exactly 1", wins, n)
+			}
+		}},
+		{"ReleaseThenClaim", func(t *testing.T, e stateEnv) {
+			wantClaim(t, e.st, "msg", time.Hour, true)
+			if err := e.st.Release(t.Context(), "msg"); err != nil {
+				t.Fatal(err)
+			}
+			wantClaim(t, e.st, "msg", time.Hour, true)
+			wantClaim(t, e.st, "msg", time.Hour, false)
+			if err := e.st.Release(t.Context(), "never-claimed"); err != nil {
+				t.Fatalf("Release of unclaimed key: %v", err)
+			}
+		}},
+		{"ClaimExpires", func(t *testing.T, e stateEnv) {
+			wantClaim(t, e.st, "k", e.short, true)
+			e.elapse(e.short)
+			if !e.eventually(func() bool {
+				ok, err := e.st.Claim(t.Context(), "k", time.Hour)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return ok
+			}) {
+				t.Fatal("claim not released after its TTL")
+			}
+		}},
+		{"BadClaimTTL", func(t *testing.T, e stateEnv) {
+			for _, ttl := range []time.Duration{0, -1} {
+				if _, err := e.st.Claim(t.Context(), "k", ttl); err == nil {
+					t.Errorf("Claim with ttl %v: want error", ttl)
+				}
+			}
+		}},
+		{"FeedbackTotals", func(t *testing.T, e stateEnv) {
+			for i, step := range []struct {
+				vote     string
+				up, down int64
+			}{
+				{"up", 1, 0},
+				{"up", 2, 0},
+				{"down", 2, 1},
+				{"up", 3, 1},
+			} {
+				up, down, err := e.st.AddFeedback(t.Context(), step.vote, fmt.Appendf(nil, `{"n":%d}`, i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if up != step.up || down != step.down {
+					t.Fatalf("vote %d (%s): totals = %d up %d down, want %d up %d down", i, step.vote, up, down, step.up, step.down)
+				}
+			}
+			if _, _, err := e.st.AddFeedback(t.Context(), "sideways", nil); err == nil {
+				t.Fatal(`AddFeedback("sideways"): want error`)
+			}
+		}},
+		{"SeenChat", func(t *testing.T, e stateEnv) {
+			for _, step := range []struct {
+				chat  string
+				first bool
+			}{
+				{"oc_1", true},
+				{"oc_1", false},
+				{"oc_2", true},
+				{"oc_1", false},
+			} {
+				first, err := e.st.SeenChat(t.Context(), step.chat)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if first != step.first {
+					t.Fatalf("SeenChat(%q) = %v, want %v", step.chat, first, step.first)
+				}
+			}
+		}},
+	}
+}
+
+func appendTurns(t *testing.T, st conversationState, conv string, maxTurns int, ttl time.Duration, turns ...string) {
+	t.Helper()
+	for _, turn := range turns {
+		if err := st.AppendTurn(t.Context(), conv, []byte(turn), maxTurns, ttl); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func mustTurns(t *testing.T, st conversationState, conv string) [][]byte {
+	t.Helper()
+	got, err := st.Turns(t.Context(), conv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func wantTurns(t *testing.T, st conversationState, conv string, want ...string) [][]byte {
+	t.Helper()
+	got := mustTurns(t, st, conv)
+	if len(got) != len(want) {
+		t.Fatalf("Turns(%q) = %q, want %q", conv, got, want)
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], []byte(want[i])) {
+			t.Fatalf("Turns(%q) = %q, want %q", conv, got, want)
+		}
+	}
+	return got
+}
+
+func wantClaim(t *testing.T, st conversationState, key string, ttl time.Duration, want bool) {
+	t.Helper()
+	got, err := st.Claim(t.Context(), key, ttl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("Claim(%q) = %v, want %v", key, got, want)
+	}
+}
+
+// A flood of unique event ids must not grow memory without bound.
+func TestMemoryStateSweepsExpiredClaims(t *testing.T) {
+	clock := &fakeClock{t: time.Unix(0, 0)}
+	m := NewMemoryState()
+	m.Now = clock.Now
+	for i := range 10 * memorySweepEvery {
+		wantClaim(t, m, fmt.Sprint("evt", i), time.Second, true)
+		clock.Advance(time.Second)
+	}
+	if n := len(m.claims); n > memorySweepEvery {
+		t.Fatalf("%d claims held after all expired, want at most %d", n, memorySweepEvery)
+	}
+}
+
+func TestMemoryStateFeedbackCap(t *testing.T) {
+	m := NewMemoryState()
+	for i := range FeedbackCap + 5 {
+		if _, _, err := m.AddFeedback(t.Context(), VoteUp, fmt.Append(nil, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(m.feedback) != FeedbackCap {
+		t.Fatalf("kept %d feedback records, want %d", len(m.feedback), FeedbackCap)
+	}
+	if got, want := string(m.feedback[len(m.feedback)-1]), fmt.Sprint(FeedbackCap+4); got != want {
+		t.Fatalf("newest record = %q, want %q", got, want)
+	}
+}
+
+func TestRedisStateFeedbackCapAndKeys(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	r := openRedis(t, redistest.URL(t), prefix)
+	ctx := t.Context()
+	records := prefix + "{feedback}:records"
+	// Fill to the cap directly; 10000 round trips would only slow the test.
+	fill := make([]any, FeedbackCap)
+	for i := range fill {
+		fill[i] = "old"
+	}
+	if err := r.rdb.RPush(ctx, records, fill...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.AddFeedback(ctx, VoteDown, []byte("newest")); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.rdb.LLen(ctx, records).Val(); n != FeedbackCap {
+		t.Fatalf("feedback list length = %d, want %d", n, FeedbackCap)
+	}
+	if got := r.rdb.LIndex(ctx, records, 0).Val(); got != "newest" {
+		t.Fatalf("first record = %q, want the newest", got)
+	}
+	if ttl := r.rdb.PTTL(ctx, records).Val(); ttl != -1 {
+		t.Fatalf("feedback list TTL = %v, want none", ttl)
+	}
+
+	// The layout other tools (and Cluster slotting) rely on.
+	appendTurns(t, r, "oc_9", 5, time.Hour, "t")
+	if _, err := r.SeenChat(ctx, "oc_9"); err != nil {
+		t.Fatal(err)
+	}
+	wantClaim(t, r, "evt", time.Hour, true)
+	for _, key := range []string{
+		prefix + "{oc_9}:turns",
+		prefix + "claim:evt",
+		prefix + "chats",
+		prefix + "{feedback}:down",
+		prefix + "{feedback}:up",
+	} {
+		if r.rdb.Exists(ctx, key).Val() != 1 {
+			t.Errorf("key %q missing", key)
+		}
+	}
+}
+
+// What a replica wrote must be there for the next process.
+func TestRedisStateSurvivesReopen(t *testing.T) {
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	ctx := t.Context()
+	first, err := NewRedisState(ctx, url, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendTurns(t, first, "c", 5, time.Hour, "a", "b")
+	wantClaim(t, first, "evt", time.Hour, true)
+	if _, err := first.SeenChat(ctx, "oc_1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := first.AddFeedback(ctx, VoteUp, []byte("r")); err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	second := openRedis(t, url, prefix) // also cleans up the keys
+	wantTurns(t, second, "c", "a", "b")
+	wantClaim(t, second, "evt", time.Hour, false)
+	if first, err := second.SeenChat(ctx, "oc_1"); err != nil || first {
+		t.Fatalf("SeenChat after reopen = %v, %v; want false, nil", first, err)
+	}
+	if up, down, err := second.AddFeedback(ctx, VoteDown, []byte("r")); err != nil || up != 1 || down != 1 {
+		t.Fatalf("AddFeedback after reopen = %d, %d, %v; want 1, 1, nil", up, down, err)
+	}
+}
+
+// A Redis restart mid-traffic must not leave the client broken: pooled
+// connections die, and the next calls must get through on fresh ones.
+func TestRedisStateRecoversAfterRestart(t *testing.T) {
+	url, restart := redistest.StartServer(t)
+	r := openRedis(t, url, redistest.Prefix(t))
+	ctx := t.Context()
+	appendTurns(t, r, "c", 5, time.Hour, "before")
+	wantClaim(t, r, "before", time.Hour, true)
+
+	restart()
+
+	// Bounded retries: the first call may meet a dead pooled connection.
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if err = r.AppendTurn(ctx, "c", []byte("after"), 5, time.Hour); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("AppendTurn still failing 10s after restart: %v", err)
+	}
+	// Once one call got through, the rest must too. The server restarted
+	// cleanly with appendonly on, so earlier writes are still there.
+	wantTurns(t, r, "c", "before", "after")
+	wantClaim(t, r, "before", time.Hour, false)
+	wantClaim(t, r, "after", time.Hour, true)
+	if err := r.Ping(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestNewRedisStateErrors(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		name, url, prefix, wantErr string
+	}{
+		{"BadURL", "localhost:6379", "", "expected redis://"},
+		{"BracePrefix", "redis://127.0.0.1:1/0", "kbbot:{x}:", "must not contain"},
+		// Port 1 refuses connections, so this needs no server.
+		{"Unreachable", "redis://:hunter2@127.0.0.1:1/0", "", "connect to Redis at 127.0.0.1:1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewRedisState(ctx, tc.url, tc.prefix)
+			if err == nil {
+				r.Close()
+				t.Fatal("want error")
+			}
+			if !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %q does not contain %q", err, tc.wantErr)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("error %q leaks the password", err)
+			}
+		})
+	}
+}
+
+func TestParseRedisURL(t *testing.T) {
+	// opts is the part of redis.UniversalOptions a REDIS_URL decides.
+	type opts struct {
+		Addrs              []string
+		DB                 int
+		Username, Password string
+		MasterName         string
+		Cluster, TLS       bool
+		DialTimeout        time.Duration
+		MaxRetries         int
+	}
+	summary := func(o *redis.UniversalOptions) opts {
+		return opts{
+			Addrs: o.Addrs, DB: o.DB, Username: o.Username, Password: o.Password,
+			MasterName: o.MasterName, Cluster: o.IsClusterMode, TLS: o.TLSConfig != nil,
+			DialTimeout: o.DialTimeout, MaxRetries: o.MaxRetries,
+		}
+	}
+	const dial, retries = redisDialTimeout, redisMaxRetries
+	for _, tc := range []struct {
+		name    string
+		raw     string
+		want    opts
+		wantErr string // substring; empty means success
+	}{
+		{name: "Plain", raw: "redis://localhost:6379",
+			want: opts{Addrs: []string{"localhost:6379"}, DialTimeout: dial, MaxRetries: retries}},
+		{name: "PlainDefaults", raw: " redis://:secret@cache ",
+			want: opts{Addrs: []string{"cache:6379"}, Password: "secret", DialTimeout: dial, MaxRetries: retries}},
+		{name: "UserPassDB", raw: "redis://bot:pa%40ss@10.0.0.1:6380/2",
+			want: opts{Addrs: []string{"10.0.0.1:6380"}, DB: 2, Username: "bot", Password: "pa@ss", DialTimeout: dial, MaxRetries: retries}},
+		{name: "TLS", raw: "rediss://cache.example:6380/1",
+			want: opts{Addrs: []string{"cache.example:6380"}, DB: 1, TLS: true, DialTimeout: dial, MaxRetries: retries}},
+		{name: "QueryOverridesDefaults", raw: "redis://h:1/0?dial_timeout=5s&max_retries=1",
+			want: opts{Addrs: []string{"h:1"}, DialTimeout: 5 * time.Second, MaxRetries: 1}},
+		{name: "Sentinel", raw: "redis-sentinel://:pw@s1:26379,s2:26380/mymaster/3",
+			want: opts{Addrs: []string{"s1:26379", "s2:26380"}, MasterName: "mymaster", DB: 3, Password: "pw", DialTimeout: dial, MaxRetries: retries}},
+		{name: "SentinelDefaultPorts", raw: "redis-sentinel://s1,s2/mymaster",
+			want: opts{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", DialTimeout: dial, MaxRetries: retries}},
+		{name: "Cluster", raw: "redis-cluster://:pw@n1:6379,n2:6379",
+			want: opts{Addrs: []string{"n1:6379", "n2:6379"}, Password: "pw", Cluster: true, DialTimeout: dial, MaxRetries: retries}},
+		{name: "ClusterOneSeed", raw: "redis-cluster://n1:7000/",
+			want: opts{Addrs: []string{"n1:7000"}, Cluster: true, DialTimeout: dial, MaxRetries: retries}},
+		{name: "ClusterIPv6", raw: "redis-cluster://[::1]:7000,[::1]",
+			want: opts{Addrs: []string{"[::1]:7000", "[::1]:6379"}, Cluster: true, DialTimeout: dial, MaxRetries: retries}},
+
+		{name: "Empty", raw: "", wantErr: "expected redis://"},
+		{name: "NoScheme", raw: "localhost:6379", wantErr: "expected redis://"},
+		{name: "UnknownScheme", raw: "http://h:1", wantErr: "redis-sentinel://"},
+		{name: "BadDB", raw: "redis://:hunter2@h:1/abc", wantErr: "expected redis://"},
+		{name: "BadPort", raw: "redis://:hunter2@h:abc/0", wantErr: "expected redis://"},
+		{name: "UnknownOption", raw: "redis://h:1/0?bogus=1", wantErr: "expected redis://"},
+		{name: "SentinelNoMaster", raw: "redis-sentinel://s1:26379", wantErr: "master name"},
+		{name: "SentinelBadDB", raw: "redis-sentinel://:hunter2@s1/m/x", wantErr: "expected redis-sentinel://"},
+		{name: "SentinelTooDeep", raw: "redis-sentinel://s1/m/1/2", wantErr: "master name"},
+		{name: "SentinelQuery", raw: "redis-sentinel://s1/m?db=1", wantErr: "query parameters"},
+		{name: "ClusterPath", raw: "redis-cluster://n1/1", wantErr: "takes no path"},
+		{name: "ClusterEmptyHost", raw: "redis-cluster://n1,,n2", wantErr: "empty host"},
+		{name: "ClusterBadPort", raw: "redis-cluster://:hunter2@n1:99999", wantErr: "expected redis-cluster://"},
+		{name: "ClusterNoHost", raw: "redis-cluster://:7000", wantErr: "missing host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := ParseRedisURL(tc.raw)
+			if tc.wantErr != "" {
+				if err == nil {
+					t.Fatalf("want error containing %q, got %+v", tc.wantErr, summary(o))
+				}
+				if !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %q does not contain %q", err, tc.wantErr)
+				}
+				if strings.Contains(err.Error(), "hunter2") {
+					t.Fatalf("error %q leaks the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := summary(o)
+			if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.want) {
+				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
+			}
+			if o.ReadTimeout != redisReadTimeout || o.WriteTimeout != redisWriteTimeout || !o.ContextTimeoutEnabled {
+				t.Fatalf("client defaults not applied: read %v write %v ctx %v", o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled)
+			}
+		})
+	}
+}
