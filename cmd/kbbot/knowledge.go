@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"kbbot/rag"
+	"kbbot/store"
+)
+
+// knowledgeIndex is the store behind the engine, plus what the CLI needs to
+// manage it.
+type knowledgeIndex interface {
+	rag.Index
+	Rebuild(ctx context.Context) error
+	Close() error
+}
+
+// openIndex opens Qdrant when QDRANT_URL is set, else the embedded index.
+func (a *app) openIndex(ctx context.Context, embed *rag.Embedder) (knowledgeIndex, error) {
+	if a.cfg.QdrantURL == "" {
+		return store.OpenEmbedded(a.cfg.DataDir)
+	}
+	dim, err := embed.Dim(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("size the dense vector: %w", err)
+	}
+	return store.NewQdrant(ctx, store.QdrantConfig{
+		URL:        a.cfg.QdrantURL,
+		APIKey:     a.cfg.QdrantAPIKey,
+		Collection: a.cfg.QdrantCollection,
+		DenseDim:   dim,
+		Logger:     a.log,
+		// Test binaries report no client version; the check only warns anyway.
+		SkipCompatibilityCheck: true,
+	})
+}
+
+// openEngine wires the knowledge store, the optional embedder and LLM into
+// an engine. The caller closes the returned index.
+func (a *app) openEngine(ctx context.Context) (*rag.Engine, knowledgeIndex, error) {
+	var embed *rag.Embedder
+	var llm *rag.LLM
+	if a.cfg.OpenAIAPIKey != "" || a.cfg.OpenAIEmbeddingModel != "" {
+		client := rag.NewOpenAIClient(a.cfg.OpenAIAPIKey, a.cfg.OpenAIBaseURL)
+		if a.cfg.OpenAIEmbeddingModel != "" {
+			embed = rag.NewEmbedder(client, a.cfg.OpenAIEmbeddingModel, a.cfg.OpenAIEmbeddingDim)
+		}
+		if a.cfg.OpenAIAPIKey != "" {
+			llm = rag.NewLLM(client, a.cfg.OpenAIModel, a.cfg.LLMTimeout)
+		}
+	}
+	idx, err := a.openIndex(ctx, embed)
+	if err != nil {
+		return nil, nil, err
+	}
+	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.getenv("KBBOT_TOKENIZER")})
+	if err != nil {
+		idx.Close()
+		return nil, nil, err
+	}
+	return eng, idx, nil
+}
+
+// openSeededEngine is openEngine for commands that answer: an empty index is
+// filled from the seeds folder first.
+func (a *app) openSeededEngine(ctx context.Context) (*rag.Engine, knowledgeIndex, error) {
+	eng, idx, err := a.openEngine(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	seeded, err := eng.EnsureSeeded(ctx, a.cfg.SeedsDir)
+	if err != nil {
+		idx.Close()
+		return nil, nil, err
+	}
+	if seeded {
+		a.log.Info("knowledge index was empty; ingested seeds", "dir", a.cfg.SeedsDir)
+	}
+	return eng, idx, nil
+}
+
+func (a *app) ask(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ask", flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	question := strings.TrimSpace(strings.Join(fs.Args(), " "))
+	if question == "" {
+		fmt.Fprintln(a.stderr, "usage: kbbot ask [--json] QUESTION")
+		return errUsage
+	}
+	eng, idx, err := a.openSeededEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+	ans, err := eng.Ask(ctx, question, nil)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		if ans.References == nil {
+			ans.References = []rag.Reference{}
+		}
+		if ans.FollowUps == nil {
+			ans.FollowUps = []string{}
+		}
+		enc := json.NewEncoder(a.stdout)
+		enc.SetEscapeHTML(false)
+		return enc.Encode(struct {
+			Answer     string          `json:"answer"`
+			References []jsonReference `json:"references"`
+			FollowUps  []string        `json:"follow_ups"`
+			Mode       string          `json:"mode"`
+		}{ans.Text, jsonRefs(ans.References), ans.FollowUps, ans.Mode})
+	}
+	printAnswer(a.stdout, ans)
+	return nil
+}
+
+// jsonReference is the stable --json shape of a reference.
+type jsonReference struct {
+	Title   string  `json:"title"`
+	URL     string  `json:"url"`
+	Snippet string  `json:"snippet"`
+	Score   float64 `json:"score"`
+}
+
+func jsonRefs(refs []rag.Reference) []jsonReference {
+	out := make([]jsonReference, len(refs))
+	for i, r := range refs {
+		out[i] = jsonReference{Title: r.Title, URL: r.URL, Snippet: r.Snippet, Score: r.Score}
+	}
+	return out
+}
+
+func printAnswer(w io.Writer, ans rag.Answer) {
+	fmt.Fprintln(w, ans.Text)
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "内容由 AI 大模型生成，请仔细甄别")
+	if len(ans.References) > 0 {
+		fmt.Fprintln(w, "\n参考资料")
+		for i, r := range ans.References {
+			loc := r.URL
+			if loc == "" {
+				loc = "kb:" + r.DocID
+			}
+			fmt.Fprintf(w, "  [%d] %s (%s)\n", i+1, r.Title, loc)
+		}
+	}
+	if len(ans.FollowUps) > 0 {
+		fmt.Fprintln(w, "\n其他人在问")
+		for _, q := range ans.FollowUps {
+			fmt.Fprintf(w, "  - %s\n", q)
+		}
+	}
+}
+
+func (a *app) ingest(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	fs.SetOutput(a.stderr)
+	rebuild := fs.Bool("rebuild", false, "drop the index (or Qdrant collection) and ingest from scratch")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	paths := fs.Args()
+	if len(paths) == 0 {
+		paths = []string{a.cfg.SeedsDir}
+	}
+	eng, idx, err := a.openEngine(ctx)
+	var mismatch *store.MismatchError
+	if errors.As(err, &mismatch) && *rebuild {
+		// The old collection no longer fits the configuration: recreate it.
+		a.log.Warn("recreating the knowledge collection", "reason", mismatch.Error())
+		eng, idx, err = a.openEngineRebuilt(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+	if *rebuild && mismatch == nil {
+		if err := idx.Rebuild(ctx); err != nil {
+			return fmt.Errorf("rebuild: %w", err)
+		}
+	}
+	var bar *progressbar.ProgressBar
+	progress := func(done, total int, file string) {}
+	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		progress = func(done, total int, file string) {
+			if bar == nil {
+				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(a.stderr),
+					progressbar.OptionSetDescription("ingesting"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+			}
+			bar.Set(done)
+		}
+	}
+	sum, err := eng.Ingest(ctx, paths, progress)
+	if bar != nil {
+		bar.Finish()
+	}
+	for _, ferr := range sum.Failed {
+		fmt.Fprintln(a.stderr, "skipped:", ferr)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "files %d (failed %d), documents %d, chunks %d: added %d, updated %d, removed %d, unchanged %d\n",
+		sum.Files, len(sum.Failed), sum.Documents, sum.Chunks, sum.Added, sum.Updated, sum.Removed, sum.Unchanged)
+	if len(sum.Failed) > 0 {
+		return fmt.Errorf("%d file(s) could not be ingested; the rest were", len(sum.Failed))
+	}
+	return nil
+}
+
+// openEngineRebuilt opens the Qdrant collection after dropping it.
+func (a *app) openEngineRebuilt(ctx context.Context) (*rag.Engine, knowledgeIndex, error) {
+	if err := store.DropQdrantCollection(ctx, store.QdrantConfig{
+		URL: a.cfg.QdrantURL, APIKey: a.cfg.QdrantAPIKey, Collection: a.cfg.QdrantCollection, SkipCompatibilityCheck: true,
+	}); err != nil {
+		return nil, nil, err
+	}
+	return a.openEngine(ctx)
+}
+
+func (a *app) eval(ctx context.Context, args []string) error {
+	if len(args) != 1 {
+		fmt.Fprintln(a.stderr, "usage: kbbot eval FILE.jsonl")
+		return errUsage
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	cases, err := rag.ReadEvalCases(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", args[0], err)
+	}
+	eng, idx, err := a.openSeededEngine(ctx)
+	if err != nil {
+		return err
+	}
+	defer idx.Close()
+	res, err := eng.Evaluate(ctx, cases)
+	if err != nil {
+		return err
+	}
+	for _, m := range res.Misses {
+		fmt.Fprintln(a.stdout, "miss:", m)
+	}
+	fmt.Fprintf(a.stdout, "questions %d  recall@1 %.3f  recall@3 %.3f  MRR %.3f\n", res.Cases, res.Recall1, res.Recall3, res.MRR)
+	return nil
+}
