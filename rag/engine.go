@@ -128,7 +128,12 @@ func (e *Engine) retrieve(ctx context.Context, question, kind string, limit int)
 	floorTerms := multiRune(terms)
 	var out []retrieved
 	for _, h := range hits {
-		cov := e.tok.coverage(floorTerms, indexText(h.Chunk))
+		var cov float64
+		if len(h.Chunk.Sparse.Indices) > 0 {
+			cov = vectorCoverage(floorTerms, h.Chunk.Sparse)
+		} else {
+			cov = e.tok.coverage(floorTerms, indexText(h.Chunk))
+		}
 		matched := int(cov*float64(len(floorTerms)) + 0.5)
 		// A dense match already cleared denseFloor in the store; a lexical one
 		// must share enough of the question's terms: a share of a short

@@ -2,6 +2,7 @@ package rag
 
 import (
 	"hash/fnv"
+	"slices"
 	"sort"
 	"strings"
 	"unicode"
@@ -207,6 +208,22 @@ func (t Tokenizer) coverage(queryTerms []string, text string) float64 {
 	n := 0
 	for _, q := range queryTerms {
 		if have[q] {
+			n++
+		}
+	}
+	return float64(n) / float64(len(queryTerms))
+}
+
+// vectorCoverage is coverage computed from a chunk's stored sparse vector
+// (sorted term hashes built from the same text), which saves tokenising the
+// chunk again on every query.
+func vectorCoverage(queryTerms []string, v store.SparseVector) float64 {
+	if len(queryTerms) == 0 {
+		return 0
+	}
+	n := 0
+	for _, q := range queryTerms {
+		if _, ok := slices.BinarySearch(v.Indices, termIndex(q)); ok {
 			n++
 		}
 	}

@@ -1,0 +1,216 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
+
+	"kbbot/rag"
+)
+
+// question is one thing to answer and where the answer goes.
+type question struct {
+	Text     string
+	Conv     string
+	ChatID   string
+	ReplyTo  string // message to reply to; empty: a new message in ChatID
+	InThread bool
+	Asker    string // open_id named on the card (answers to clicks)
+	Seed     string // idempotency seed: the message id, or the click's event id
+}
+
+// storedTurn is a rag.Turn with the id feedback buttons refer to.
+type storedTurn struct {
+	rag.Turn
+	ID string `json:"id"`
+}
+
+// feedbackRecord is what a 👍/👎 stores.
+type feedbackRecord struct {
+	QID       string          `json:"qid"`
+	Vote      string          `json:"vote"`
+	Operator  string          `json:"operator"`
+	ChatID    string          `json:"chat_id"`
+	MessageID string          `json:"message_id"`
+	Conv      string          `json:"conv"`
+	Question  string          `json:"question,omitempty"`
+	Answer    string          `json:"answer,omitempty"`
+	Sources   []rag.Reference `json:"sources,omitempty"`
+	At        time.Time       `json:"at"`
+}
+
+var (
+	helpCommands  = map[string]bool{"/help": true, "帮助": true, "help": true}
+	resetCommands = map[string]bool{"/reset": true, "新话题": true}
+)
+
+// handleMessage runs in a worker: commands, unsupported messages, or an
+// answer.
+func (b *Bot) handleMessage(ctx context.Context, log *slog.Logger, m incoming) {
+	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
+	cmd := strings.ToLower(strings.TrimSpace(m.Text))
+	switch {
+	case m.MsgType != "text" && m.MsgType != "post":
+		b.deliver(ctx, log, q, "unsupported", unsupportedCard(m.MsgType))
+	case cmd == "" || helpCommands[cmd]:
+		b.deliver(ctx, log, q, "help", helpCard(q.Conv))
+	case resetCommands[cmd]:
+		if err := b.st.ResetTurns(ctx, q.Conv); err != nil {
+			log.Error("reset failed", "error", err)
+			b.deliver(ctx, log, q, "error", errorCard(m.Text, q.Conv))
+			return
+		}
+		log.Info("conversation reset", "conv", q.Conv)
+		b.deliver(ctx, log, q, "reset", resetCard())
+	default:
+		b.answer(ctx, log, q)
+	}
+}
+
+// answer asks the engine with the conversation's history, sends the card,
+// and records the turn. Every failure ends in an error card attempt.
+func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.AnswerTimeout)
+	defer cancel()
+	log = log.With("conv", q.Conv)
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("panic while answering", "panic", v, "stack", stack())
+			b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+		}
+	}()
+	turns, err := b.history(ctx, q.Conv)
+	if err != nil {
+		// Answering without context beats not answering.
+		log.Warn("reading history failed; answering without it", "error", err)
+	}
+	hist := make([]rag.Turn, len(turns))
+	for i, t := range turns {
+		hist[i] = t.Turn
+	}
+	start := time.Now()
+	ans, err := b.ans.Ask(ctx, q.Text, hist)
+	if err != nil {
+		log.Error("answering failed", "error", err, "elapsed", time.Since(start))
+		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+		return
+	}
+	qid := shortHash(q.Seed)
+	card := answerCard(answerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, BaseURL: b.cfg.PublicURL})
+	log.Info("answered", "mode", ans.Mode, "covered", ans.Covered, "refs", len(ans.References), "history", len(hist), "elapsed", time.Since(start), "card_bytes", len(card))
+	if !b.deliver(ctx, log, q, "answer", card) {
+		return
+	}
+	if b.cfg.HistoryTurns < 1 {
+		return
+	}
+	turn := storedTurn{Turn: rag.Turn{Question: q.Text, Answer: ans.Text, Sources: ans.References, At: b.Now()}, ID: qid}
+	raw, _ := json.Marshal(turn)
+	if err := b.st.AppendTurn(ctx, q.Conv, raw, b.cfg.HistoryTurns, b.cfg.HistoryTTL); err != nil {
+		log.Warn("saving the turn failed; the next question will lack it", "error", err)
+	}
+}
+
+// history is the conversation's stored turns, oldest first. Undecodable
+// entries (from an older version) are skipped.
+func (b *Bot) history(ctx context.Context, conv string) ([]storedTurn, error) {
+	if b.cfg.HistoryTurns < 1 {
+		return nil, nil
+	}
+	raws, err := b.st.Turns(ctx, conv)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]storedTurn, 0, len(raws))
+	for _, r := range raws {
+		var t storedTurn
+		if json.Unmarshal(r, &t) == nil {
+			out = append(out, t)
+		}
+	}
+	if len(out) > b.cfg.HistoryTurns {
+		out = out[len(out)-b.cfg.HistoryTurns:]
+	}
+	return out, nil
+}
+
+// deliver sends a card where q says, retrying transient failures. When an
+// answer cannot be delivered it tries an error card, and logs either way: a
+// failure is never silent in the log, and the user sees something if Feishu
+// lets us send anything at all.
+func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) bool {
+	uuid := idemUUID(kind, q.Seed)
+	var id string
+	var err error
+	if q.ReplyTo != "" {
+		id, err = b.feish.reply(ctx, log, q.ReplyTo, q.InThread, card, uuid)
+	} else {
+		id, err = b.feish.create(ctx, log, q.ChatID, card, uuid)
+	}
+	if err == nil {
+		log.Info("card sent", "kind", kind, "sent_message_id", id)
+		return true
+	}
+	log.Error("sending card failed", "kind", kind, "error", err)
+	if kind != "error" && kind != "busy" {
+		log.Warn("sending an error card instead", "kind", kind)
+		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+	}
+	return false
+}
+
+func (b *Bot) sendBusy(ctx context.Context, log *slog.Logger, m incoming) {
+	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
+	b.deliver(ctx, log, q, "busy", busyCard(m.Text, q.Conv))
+}
+
+func (b *Bot) sendWelcome(ctx context.Context, log *slog.Logger, chatID string) {
+	starters, err := b.ans.StarterQuestions(ctx, 4)
+	if err != nil {
+		log.Warn("no starter questions for the welcome card", "error", err)
+	}
+	conv := convKey(chatID, "")
+	b.deliver(ctx, log, question{ChatID: chatID, Conv: conv, Seed: chatID}, "welcome", welcomeCard(starters, conv))
+}
+
+// clickFeedback records a 👍/👎 with the question, answer and sources of the
+// turn it rates, once per person and answer.
+func (b *Bot) clickFeedback(ctx context.Context, log *slog.Logger, c click) *callback.CardActionTriggerResponse {
+	v := c.Value
+	if (v.Vote != "up" && v.Vote != "down") || v.QID == "" {
+		return toast("warning", "无法识别这个反馈")
+	}
+	_, first, err := b.claim(ctx, "evt:"+c.EventID, "vote:"+v.QID+":"+c.Operator)
+	if err != nil {
+		log.Error("claiming feedback failed", "error", err)
+		return toast("error", "出错了，请稍后重试")
+	}
+	if !first {
+		return toast("info", "已经收到你的反馈了")
+	}
+	rec := feedbackRecord{QID: v.QID, Vote: v.Vote, Operator: c.Operator, ChatID: c.ChatID, MessageID: c.MessageID, Conv: v.Conv, At: b.Now()}
+	turns, err := b.history(ctx, v.Conv)
+	if err != nil {
+		log.Warn("reading history for feedback failed", "error", err)
+	}
+	for _, t := range turns {
+		if t.ID == v.QID {
+			rec.Question, rec.Answer, rec.Sources = t.Question, t.Answer, t.Sources
+		}
+	}
+	if rec.Question == "" {
+		log.Info("feedback for a turn no longer in history; recording the vote alone", "qid", v.QID)
+	}
+	raw, _ := json.Marshal(rec)
+	up, down, err := b.st.AddFeedback(ctx, v.Vote, raw)
+	if err != nil {
+		log.Error("recording feedback failed", "error", err)
+		return toast("error", "出错了，请稍后重试")
+	}
+	log.Info("feedback recorded", "vote", v.Vote, "qid", v.QID, "up_total", up, "down_total", down)
+	return toast("success", "感谢反馈！")
+}

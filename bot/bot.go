@@ -1,0 +1,205 @@
+// Package bot speaks Feishu: it verifies and decodes webhook events and card
+// callbacks (through the official SDK's dispatcher), decides who gets an
+// answer, keeps each chat's conversation, renders answer cards and sends
+// them through the Open API with retries. Answering runs in a bounded worker
+// pool so the webhook acknowledges within Feishu's 3 s.
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	lark "github.com/larksuite/oapi-sdk-go/v3"
+	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
+	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher"
+	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
+
+	"kbbot/rag"
+)
+
+// Answerer is what the bot needs from the knowledge engine (*rag.Engine).
+type Answerer interface {
+	Ask(ctx context.Context, question string, history []rag.Turn) (rag.Answer, error)
+	Document(ctx context.Context, docID string) (rag.Document, error)
+	StarterQuestions(ctx context.Context, n int) ([]string, error)
+}
+
+// State is what the bot needs from the state store (store.MemoryState,
+// store.RedisState): conversation turns, de-duplication claims, feedback.
+type State interface {
+	AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error
+	Turns(ctx context.Context, conv string) ([][]byte, error)
+	ResetTurns(ctx context.Context, conv string) error
+	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
+	Release(ctx context.Context, key string) error
+	AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error)
+	SeenChat(ctx context.Context, chat string) (first bool, err error)
+	Ping(ctx context.Context) error
+}
+
+// Config is the bot's part of kbbot's configuration. Zero values of the
+// tuning fields get sensible defaults in New.
+type Config struct {
+	VerificationToken string // checked on every event and challenge; empty only in insecure dev mode
+	EncryptKey        string // empty: events are neither signed nor encrypted (insecure dev mode)
+	PublicURL         string // base of /kb/{doc_id} links for sources without a URL
+
+	Workers      int // answering goroutines
+	QueueSize    int // answers waiting for a worker; default 16 per worker, at least 64
+	HistoryTurns int // turns kept per conversation; 0 keeps none
+	HistoryTTL   time.Duration
+
+	// BotOpenID is this bot's open_id; when empty Start asks bot/v3/info.
+	BotOpenID string
+
+	// Ready, when set, is the knowledge-store check of /readyz; by default
+	// the Answerer is asked for one starter question.
+	Ready func(ctx context.Context) error
+
+	// Send retries: attempts per message and the first backoff (doubling).
+	SendAttempts int
+	RetryBase    time.Duration
+	// AnswerTimeout bounds one answer, LLM included.
+	AnswerTimeout time.Duration
+}
+
+// Dedup windows. Feishu redelivers an unacknowledged event after 15 s, 5 min,
+// 1 h and 6 h, so event and message claims must outlive about 7.2 h.
+const (
+	dedupTTL    = 8 * time.Hour
+	clickTTL    = 10 * time.Minute
+	voteTTL     = 30 * 24 * time.Hour
+	maxBodySize = 1 << 20
+	ackTimeout  = 2500 * time.Millisecond // Feishu wants the 200 within 3 s
+)
+
+// Bot is the Feishu side of kbbot. Build it with New, call Start, mount
+// Handler, and Shutdown when the HTTP server has stopped.
+type Bot struct {
+	cfg   Config
+	ans   Answerer
+	st    State
+	log   *slog.Logger
+	feish *feishu
+	disp  *dispatcher.EventDispatcher
+
+	work    *pool // answers
+	notices *pool // cheap "busy" cards when work is full; never blocks the webhook
+
+	// Now is the clock, for turn timestamps and feedback records.
+	Now func() time.Time
+
+	botOpenID string
+}
+
+// New wires a bot. client must be an SDK client for this app (see
+// NewLarkClient); it is used for every Open API call.
+func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logger) (*Bot, error) {
+	if client == nil || ans == nil || st == nil {
+		return nil, errors.New("bot.New: client, answerer and state are required")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	if cfg.Workers < 1 {
+		cfg.Workers = 1
+	}
+	if cfg.QueueSize < 1 {
+		cfg.QueueSize = max(16*cfg.Workers, 64)
+	}
+	if cfg.HistoryTTL <= 0 {
+		cfg.HistoryTTL = 24 * time.Hour
+	}
+	if cfg.SendAttempts < 1 {
+		cfg.SendAttempts = 5
+	}
+	if cfg.RetryBase <= 0 {
+		cfg.RetryBase = 300 * time.Millisecond
+	}
+	if cfg.AnswerTimeout <= 0 {
+		cfg.AnswerTimeout = 3 * time.Minute
+	}
+	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	b := &Bot{
+		cfg:       cfg,
+		ans:       ans,
+		st:        st,
+		log:       log,
+		feish:     &feishu{client: client, log: log, attempts: cfg.SendAttempts, base: cfg.RetryBase},
+		Now:       time.Now,
+		botOpenID: cfg.BotOpenID,
+	}
+	d := dispatcher.NewEventDispatcher(cfg.VerificationToken, cfg.EncryptKey)
+	d.InitConfig(larkevent.WithLogger(sdkLogger{log: log.With("component", "lark-dispatcher")}))
+	d.OnP2MessageReceiveV1(b.onMessage).
+		OnP2ChatAccessEventBotP2pChatEnteredV1(b.onP2PChatEntered).
+		OnP2CardActionTrigger(b.onCardAction)
+	// Reading a message fires these too; they need no work, but an
+	// unregistered type is logged as an error by the SDK.
+	d.OnP2MessageReadV1(func(context.Context, *larkim.P2MessageReadV1) error { return nil })
+	b.disp = d
+	return b, nil
+}
+
+// Start learns the bot's own open_id (unless configured) and starts the
+// worker pools. It fails when bot/v3/info keeps failing: without the open_id
+// group @-mentions cannot be recognised.
+func (b *Bot) Start(ctx context.Context) error {
+	if b.botOpenID == "" {
+		id, err := b.feish.botOpenID(ctx)
+		if err != nil {
+			return fmt.Errorf("learning the bot's open_id from bot/v3/info: %w", err)
+		}
+		b.botOpenID = id
+	}
+	b.log.Info("bot started", "bot_open_id", b.botOpenID, "workers", b.cfg.Workers, "queue", b.cfg.QueueSize)
+	b.work = newPool(b.cfg.Workers, b.cfg.QueueSize, b.log)
+	// Busy cards cost one send and no answering, so this lane drains much
+	// faster than work; it only overflows in a flood, and then the webhook
+	// answers 500 and Feishu redelivers later.
+	b.notices = newPool(2, 4096, b.log)
+	return nil
+}
+
+// Shutdown stops taking work and waits for queued answers to finish, until
+// ctx is done; then it cancels what is still running and returns ctx's error.
+// Call it after the HTTP server has stopped delivering events.
+func (b *Bot) Shutdown(ctx context.Context) error {
+	if b.work == nil {
+		return nil
+	}
+	return errors.Join(b.work.close(ctx), b.notices.close(ctx))
+}
+
+// Handler serves the webhook, the health checks and the source pages.
+func (b *Bot) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log})
+	mux.HandleFunc("GET /healthz", b.healthz)
+	mux.HandleFunc("GET /readyz", b.readyz)
+	mux.HandleFunc("GET /kb/{doc_id}", b.kbPage)
+	return recoverHandler(b.log, mux)
+}
+
+// BotOpenID is the open_id the bot answers @-mentions of.
+func (b *Bot) BotOpenID() string { return b.botOpenID }
+
+func recoverHandler(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.Error("panic in HTTP handler", "path", r.URL.Path, "panic", v, "stack", stack())
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,382 @@
+package bot
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"unicode/utf8"
+
+	"kbbot/rag"
+)
+
+// Card JSON 2.0, as small typed structs. Feishu rejects unknown properties
+// in 2.0, so each struct carries only what kbbot uses.
+
+type card struct {
+	Schema string      `json:"schema"`
+	Config cardConfig  `json:"config"`
+	Header *cardHeader `json:"header,omitempty"`
+	Body   cardBody    `json:"body"`
+}
+
+type cardConfig struct {
+	UpdateMulti bool         `json:"update_multi"`
+	Summary     *cardSummary `json:"summary,omitempty"`
+}
+
+type cardSummary struct {
+	Content string `json:"content"`
+}
+
+type cardHeader struct {
+	Title    plainText `json:"title"`
+	Template string    `json:"template,omitempty"`
+}
+
+type plainText struct {
+	Tag     string `json:"tag"` // plain_text
+	Content string `json:"content"`
+}
+
+type cardBody struct {
+	Elements []any `json:"elements"`
+}
+
+type markdownEl struct {
+	Tag       string `json:"tag"` // markdown
+	ElementID string `json:"element_id,omitempty"`
+	TextSize  string `json:"text_size,omitempty"`
+	Content   string `json:"content"`
+}
+
+type hrEl struct {
+	Tag string `json:"tag"` // hr
+}
+
+type buttonEl struct {
+	Tag       string     `json:"tag"` // button
+	Text      plainText  `json:"text"`
+	Type      string     `json:"type,omitempty"`
+	Size      string     `json:"size,omitempty"`
+	Width     string     `json:"width,omitempty"`
+	Behaviors []behavior `json:"behaviors"`
+}
+
+type behavior struct {
+	Type  string      `json:"type"` // callback
+	Value actionValue `json:"value"`
+}
+
+type columnSetEl struct {
+	Tag               string     `json:"tag"` // column_set
+	FlexMode          string     `json:"flex_mode,omitempty"`
+	HorizontalSpacing string     `json:"horizontal_spacing,omitempty"`
+	Columns           []columnEl `json:"columns"`
+}
+
+type columnEl struct {
+	Tag      string `json:"tag"` // column
+	Width    string `json:"width,omitempty"`
+	Elements []any  `json:"elements"`
+}
+
+// actionValue is every button's callback value. It must be an object: the
+// SDK decodes it into a map and a plain string makes the callback fail.
+type actionValue struct {
+	Action string `json:"action"`         // ask | retry | feedback | reset
+	Q      string `json:"q,omitempty"`    // ask, retry: the question
+	Vote   string `json:"vote,omitempty"` // feedback: up | down
+	QID    string `json:"qid,omitempty"`  // feedback: the answered turn
+	Conv   string `json:"conv,omitempty"` // the conversation the card belongs to
+}
+
+const (
+	actionAsk      = "ask"
+	actionRetry    = "retry"
+	actionFeedback = "feedback"
+	actionReset    = "reset"
+
+	aiNotice = "内容由 AI 大模型生成，请仔细甄别"
+
+	// Feishu refuses cards over 30 KB. The budget is measured on the card as
+	// it travels (a JSON string inside the request), with room to spare.
+	maxCardBytes = 30 * 1024
+	cardBudget   = maxCardBytes - 1024
+
+	maxRefs        = 8
+	maxTitleRunes  = 80
+	maxURLBytes    = 1000
+	maxFollowUps   = 5
+	maxButtonRunes = 60 // Feishu shows at most 100 characters on a button
+	maxQuestion    = 300
+)
+
+func md(content string) markdownEl { return markdownEl{Tag: "markdown", Content: content} }
+
+func note(content string) markdownEl {
+	return markdownEl{Tag: "markdown", TextSize: "notation", Content: "<font color='grey'>" + content + "</font>"}
+}
+
+func button(label, typ string, v actionValue) buttonEl {
+	return buttonEl{Tag: "button", Text: plainText{Tag: "plain_text", Content: label}, Type: typ, Size: "small",
+		Behaviors: []behavior{{Type: "callback", Value: v}}}
+}
+
+func buttonRow(buttons ...buttonEl) columnSetEl {
+	cs := columnSetEl{Tag: "column_set", FlexMode: "flow", HorizontalSpacing: "8px"}
+	for _, b := range buttons {
+		cs.Columns = append(cs.Columns, columnEl{Tag: "column", Width: "auto", Elements: []any{b}})
+	}
+	return cs
+}
+
+func newCard(title, template, summary string, elements ...any) card {
+	c := card{
+		Schema: "2.0",
+		Config: cardConfig{UpdateMulti: true},
+		Header: &cardHeader{Title: plainText{Tag: "plain_text", Content: title}, Template: template},
+		Body:   cardBody{Elements: elements},
+	}
+	if summary != "" {
+		c.Config.Summary = &cardSummary{Content: summary}
+	}
+	return c
+}
+
+// render is the card's JSON, the Content of an interactive message.
+func render(c card) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // keep <at> and <font> readable and small
+	if err := enc.Encode(c); err != nil {
+		panic(fmt.Sprintf("bot: card does not encode: %v", err)) // only plain structs and strings
+	}
+	return bytes.TrimRight(buf.Bytes(), "\n")
+}
+
+// answerView is what an answer card shows.
+type answerView struct {
+	Question string
+	Asker    string // open_id of who clicked, named on cards answering a click
+	Answer   rag.Answer
+	QID      string // turn id, for feedback
+	Conv     string
+	BaseURL  string // KBBOT_PUBLIC_URL, for sources without a URL
+}
+
+// answerCard renders an answer, trimming the answer text so the card stays
+// under Feishu's size limit.
+func answerCard(v answerView) []byte {
+	skeleton := render(buildAnswerCard(v, ""))
+	text := fitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
+	return render(buildAnswerCard(v, text))
+}
+
+func buildAnswerCard(v answerView, text string) card {
+	q := truncate(v.Question, maxQuestion)
+	var els []any
+	if v.Asker != "" {
+		els = append(els, md(fmt.Sprintf("<at id=%s></at> 问：%s", v.Asker, q)))
+	}
+	if strings.TrimSpace(text) == "" {
+		text = "（没有找到可以回答的内容）"
+	}
+	answer := md(text)
+	answer.ElementID = "answer"
+	els = append(els, answer, note(aiNotice))
+
+	if refs := v.Answer.References; len(refs) > 0 {
+		var sb strings.Builder
+		sb.WriteString("**参考资料**")
+		for i, r := range refs[:min(len(refs), maxRefs)] {
+			fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), sourceURL(v.BaseURL, r))
+		}
+		els = append(els, hrEl{Tag: "hr"}, md(sb.String()))
+	}
+	if fus := v.Answer.FollowUps; len(fus) > 0 {
+		els = append(els, md("**其他人在问**"))
+		for _, f := range fus[:min(len(fus), maxFollowUps)] {
+			b := button(truncate(f, maxButtonRunes), "default", actionValue{Action: actionAsk, Q: truncate(f, maxQuestion), Conv: v.Conv})
+			b.Width = "fill"
+			els = append(els, b)
+		}
+	}
+	els = append(els, hrEl{Tag: "hr"}, buttonRow(
+		button("👍 有帮助", "default", actionValue{Action: actionFeedback, Vote: "up", QID: v.QID, Conv: v.Conv}),
+		button("👎 没帮助", "default", actionValue{Action: actionFeedback, Vote: "down", QID: v.QID, Conv: v.Conv}),
+		button("🆕 新话题", "primary", actionValue{Action: actionReset, Conv: v.Conv}),
+	))
+	template := "blue"
+	if !v.Answer.Covered {
+		template = "grey"
+	}
+	return newCard(truncate(q, 40), template, truncate(v.Question, 40), els...)
+}
+
+// linkText is a source title safe inside [...] of a markdown link.
+func linkText(r rag.Reference) string {
+	t := strings.TrimSpace(r.Title)
+	if t == "" {
+		t = r.DocID
+	}
+	t = strings.NewReplacer("[", "【", "]", "】", "\n", " ").Replace(t)
+	return truncate(t, maxTitleRunes)
+}
+
+// sourceURL links a source: its own http(s) URL, or kbbot's page for it.
+func sourceURL(base string, r rag.Reference) string {
+	if u, err := url.Parse(r.URL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && len(r.URL) <= maxURLBytes {
+		// Parentheses and spaces would end the markdown link early.
+		return strings.NewReplacer(" ", "%20", "(", "%28", ")", "%29").Replace(r.URL)
+	}
+	return base + "/kb/" + url.PathEscape(r.DocID)
+}
+
+// errorCard tells the user answering failed, with a button to try again.
+func errorCard(question, conv string) []byte {
+	return render(newCard("出错了", "red", "回答失败",
+		md("抱歉，回答这个问题时出了问题，请稍后重试。"),
+		md("**问题：**"+truncate(question, maxQuestion)),
+		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
+	))
+}
+
+// busyCard is sent when every worker is busy and the queue is full.
+func busyCard(question, conv string) []byte {
+	return render(newCard("现在有点忙", "orange", "请稍后重试",
+		md("提问的人太多了，暂时没能回答你的问题，请稍后点击重试。"),
+		md("**问题：**"+truncate(question, maxQuestion)),
+		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
+	))
+}
+
+const helpText = `我会根据知识库回答问题，并附上参考资料。
+
+**怎么问**
+- 私聊：直接发送问题
+- 群聊：@我 并写上问题
+- 支持文字和富文本消息；同一个会话（或话题）里的追问会结合上文回答
+
+**命令**
+- ` + "`/help`" + ` 或 ` + "`帮助`" + `：显示这条说明
+- ` + "`/reset`" + ` 或 ` + "`新话题`" + `：清空本会话的上下文，开始新话题`
+
+func helpCard(conv string) []byte {
+	return render(newCard("使用说明", "blue", "使用说明",
+		md(helpText),
+		buttonRow(button("🆕 新话题", "default", actionValue{Action: actionReset, Conv: conv})),
+	))
+}
+
+func unsupportedCard(msgType string) []byte {
+	return render(newCard("暂不支持这种消息", "grey", "暂不支持这种消息",
+		md(fmt.Sprintf("我目前只能理解**文字**和**富文本**消息（收到的是 `%s`）。请用文字描述你的问题，或发送 `/help` 查看用法。", msgType)),
+	))
+}
+
+func resetCard() []byte {
+	return render(newCard("已开始新话题", "green", "已开始新话题",
+		md("之前的对话不会再作为上下文，请提出新的问题。"),
+	))
+}
+
+// welcomeCard greets a user opening a direct chat, with starter questions.
+func welcomeCard(starters []string, conv string) []byte {
+	els := []any{md("你好！我是知识库助手，可以回答知识库里的问题，并给出参考资料和链接。\n\n直接发送问题即可；发送 `/help` 查看用法。")}
+	if len(starters) > 0 {
+		els = append(els, md("**可以试试这样问**"))
+		for _, s := range starters[:min(len(starters), maxFollowUps)] {
+			b := button(truncate(s, maxButtonRunes), "default", actionValue{Action: actionAsk, Q: truncate(s, maxQuestion), Conv: conv})
+			b.Width = "fill"
+			els = append(els, b)
+		}
+	}
+	return render(newCard("欢迎使用知识库助手", "blue", "欢迎使用知识库助手", els...))
+}
+
+// truncate cuts s to at most n runes, marking the cut with an ellipsis.
+func truncate(s string, n int) string {
+	s = strings.TrimSpace(s)
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return strings.TrimSpace(string(r[:n-1])) + "…"
+}
+
+const trimNote = "…\n\n<font color='grey'>（回答过长，已截断）</font>"
+
+// fitText cuts markdown text so that it costs at most budget bytes once the
+// card is a JSON string inside the request, preferring a paragraph or
+// sentence break near the end.
+func fitText(s string, budget int) string {
+	if quotedCost(s) <= budget {
+		return s
+	}
+	budget -= quotedCost(trimNote)
+	cut, used := len(s), 0
+	for i, r := range s {
+		used += runeCost(r)
+		if used > budget {
+			cut = i
+			break
+		}
+	}
+	head := s[:cut]
+	// Back up to a natural break if one is close (the last fifth).
+	floor := len(head) * 4 / 5
+	for _, sep := range []string{"\n\n", "\n", "。", ". ", "！", "？", "；"} {
+		if i := strings.LastIndex(head, sep); i >= floor && i > 0 {
+			head = head[:i+len(sep)]
+			break
+		}
+	}
+	return strings.TrimRight(head, " \n") + trimNote
+}
+
+// quotedLen is len(s) once written as a JSON string (no HTML escaping).
+func quotedLen(s string) int {
+	n := 2
+	for _, r := range s {
+		n += escCost(r)
+	}
+	return n
+}
+
+// quotedCost is what s adds to the request: escaped once in the card JSON,
+// and again when the card becomes the message's content string.
+func quotedCost(s string) int {
+	n := 0
+	for _, r := range s {
+		n += runeCost(r)
+	}
+	return n
+}
+
+func runeCost(r rune) int {
+	switch {
+	case r == '"' || r == '\\':
+		return 4 // \" then \\\"
+	case r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
+		return 3 // \n then \\n
+	case r < 0x20 || r == 0x2028 || r == 0x2029:
+		return 7 // \u00XX then \\u00XX
+	case r == utf8.RuneError:
+		return 7 // invalid UTF-8 becomes \ufffd
+	}
+	return utf8.RuneLen(r)
+}
+
+func escCost(r rune) int {
+	switch {
+	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
+		return 2
+	case r < 0x20 || r == 0x2028 || r == 0x2029:
+		return 6
+	case r == utf8.RuneError:
+		return 6
+	}
+	return utf8.RuneLen(r)
+}

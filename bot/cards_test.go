@@ -1,0 +1,153 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"kbbot/bot/feishufake"
+	"kbbot/rag"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
+
+// golden compares got with testdata/name, or rewrites it with -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, got, "", "  "); err != nil {
+		t.Fatalf("%s: card is not JSON: %v", name, err)
+	}
+	pretty.WriteByte('\n')
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./bot -run %s -update to create it)", err, t.Name())
+	}
+	if !bytes.Equal(pretty.Bytes(), want) {
+		t.Errorf("%s differs from the golden file; run with -update if the change is intended.\ngot:\n%s", path, pretty.Bytes())
+	}
+}
+
+func TestCardsGolden(t *testing.T) {
+	ans := rag.Answer{
+		Text: "知识库助手根据资料回答问题 [1]。配置见第二篇 [2]。\n\n- 第一点\n- 第二点",
+		References: []rag.Reference{
+			{DocID: "doc-1", Title: "入门 [指南]", Snippet: "…"},
+			{DocID: "doc-2", Title: "配置 (高级)", URL: "https://example.com/a b(1)"},
+			{DocID: "doc-3", Title: "", URL: "javascript:alert(1)"},
+		},
+		FollowUps: []string{"如何开始？", "有哪些限制？"},
+		Mode:      rag.ModeLLM,
+		Covered:   true,
+	}
+	conv := "chat:oc_1"
+	for name, card := range map[string][]byte{
+		"answer.json":       answerCard(answerView{Question: "知识库助手是什么？", Answer: ans, QID: "q1", Conv: conv, BaseURL: testPublic}),
+		"answer_click.json": answerCard(answerView{Question: "如何开始？", Asker: "ou_alice", Answer: rag.Answer{Text: "没有相关资料。"}, QID: "q2", Conv: conv, BaseURL: testPublic}),
+		"error.json":        errorCard("知识库助手是什么？", conv),
+		"busy.json":         busyCard("知识库助手是什么？", conv),
+		"help.json":         helpCard(conv),
+		"unsupported.json":  unsupportedCard("image"),
+		"reset.json":        resetCard(),
+		"welcome.json":      welcomeCard([]string{"什么是知识库？", "怎么提问？"}, conv),
+	} {
+		t.Run(name, func(t *testing.T) {
+			checkCard(t, card)
+			golden(t, name, card)
+		})
+	}
+}
+
+// checkCard checks what Feishu requires of every card kbbot sends.
+func checkCard(t *testing.T, raw []byte) map[string]any {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c["schema"] != "2.0" {
+		t.Errorf("schema %v", c["schema"])
+	}
+	if cfg, _ := c["config"].(map[string]any); cfg["update_multi"] != true {
+		t.Error("update_multi is not true")
+	}
+	for _, b := range buttons(c) {
+		if b["action"] == nil {
+			t.Errorf("button value without an action: %v", b)
+		}
+	}
+	if n := quotedLen(string(raw)); n > feishufake.MaxCardBytes {
+		t.Errorf("card is %d bytes as content, over 30 KB", n)
+	}
+	return c
+}
+
+func TestHugeAnswerFitsInACard(t *testing.T) {
+	var sb strings.Builder
+	for i := 0; sb.Len() < 300_000; i++ {
+		sb.WriteString("这是一段很长的回答，包含 \"引号\"、反斜杠 \\ 和 <标签> [1]。\n")
+	}
+	ans := cannedAnswer("q")
+	ans.Text = sb.String()
+	long := strings.Repeat("很长的标题", 100)
+	ans.References = append(ans.References, rag.Reference{DocID: "d3", Title: long, URL: "https://example.com/" + strings.Repeat("x", 5000)})
+	ans.FollowUps = nil
+	for range 20 {
+		ans.FollowUps = append(ans.FollowUps, strings.Repeat("追问", 200))
+	}
+	raw := answerCard(answerView{Question: strings.Repeat("问题", 1000), Answer: ans, QID: "q", Conv: "chat:oc_1", BaseURL: testPublic})
+	if len(raw) >= maxCardBytes {
+		t.Fatalf("card is %d bytes, want under 30 KB", len(raw))
+	}
+	c := checkCard(t, raw)
+	text := cardText(c)
+	if !strings.Contains(text, "已截断") || !strings.Contains(text, "这是一段很长的回答") {
+		t.Error("the answer was not trimmed gracefully")
+	}
+	if n := len(buttonsWith(c, actionAsk)); n != maxFollowUps {
+		t.Errorf("%d follow-up buttons, want %d", n, maxFollowUps)
+	}
+	for _, b := range buttonsWith(c, actionAsk) {
+		if q := b["q"].(string); utf8.RuneCountInString(q) > maxQuestion || !strings.HasSuffix(q, "…") {
+			t.Errorf("follow-up question not trimmed with an ellipsis: %d runes", utf8.RuneCountInString(q))
+		}
+	}
+	if !strings.Contains(text, testPublic+"/kb/d3") {
+		t.Error("an over-long URL should fall back to the /kb page")
+	}
+	// A card this size still goes through the fake's 30 KB check.
+	h := newHarness(t, harnessOpts{ans: &fakeAnswerer{AskFn: func(_ context.Context, q string, _ []rag.Turn) (rag.Answer, error) { return ans, nil }}})
+	m := h.dm("huge")
+	h.mustPost(h.signer.MessageEvent(m))
+	r := h.replyTo(m.MessageID)
+	if len(r.Content) >= maxCardBytes {
+		t.Errorf("sent card is %d bytes", len(r.Content))
+	}
+}
+
+func TestFitTextKeepsShortTextAndBreaksNaturally(t *testing.T) {
+	if got := fitText("短回答", 100); got != "短回答" {
+		t.Errorf("short text changed: %q", got)
+	}
+	text := strings.Repeat("第一段。", 50) + "\n\n" + strings.Repeat("第二段。", 50)
+	got := fitText(text, quotedCost(text)-20)
+	if !strings.HasSuffix(got, "。"+trimNote) {
+		t.Errorf("not cut at a break: %q", got)
+	}
+	if !utf8.ValidString(got) {
+		t.Error("cut inside a rune")
+	}
+}

@@ -1,0 +1,403 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kbbot/bot/feishufake"
+	"kbbot/rag"
+	"kbbot/store"
+	"kbbot/store/redistest"
+)
+
+const (
+	testBotID   = "ou_kbbot"
+	testToken   = "vtoken-test"
+	testEncrypt = "encrypt-key-test"
+	testPublic  = "https://kb.example.com"
+)
+
+// fakeAnswerer answers from function fields and records what it was asked.
+type fakeAnswerer struct {
+	AskFn   func(ctx context.Context, q string, history []rag.Turn) (rag.Answer, error)
+	DocFn   func(ctx context.Context, id string) (rag.Document, error)
+	StartFn func(ctx context.Context, n int) ([]string, error)
+
+	mu    sync.Mutex
+	calls []askCall
+}
+
+type askCall struct {
+	Question string
+	History  []rag.Turn
+}
+
+var _ Answerer = (*fakeAnswerer)(nil)
+
+func (f *fakeAnswerer) Ask(ctx context.Context, q string, history []rag.Turn) (rag.Answer, error) {
+	f.mu.Lock()
+	f.calls = append(f.calls, askCall{q, history})
+	fn := f.AskFn
+	f.mu.Unlock()
+	if fn != nil {
+		return fn(ctx, q, history)
+	}
+	return cannedAnswer(q), nil
+}
+
+func (f *fakeAnswerer) Document(ctx context.Context, id string) (rag.Document, error) {
+	f.mu.Lock()
+	fn := f.DocFn
+	f.mu.Unlock()
+	if fn != nil {
+		return fn(ctx, id)
+	}
+	return rag.Document{}, store.ErrNotFound
+}
+
+func (f *fakeAnswerer) StarterQuestions(ctx context.Context, n int) ([]string, error) {
+	f.mu.Lock()
+	fn := f.StartFn
+	f.mu.Unlock()
+	if fn != nil {
+		return fn(ctx, n)
+	}
+	return []string{"什么是知识库？", "怎么提问？"}[:min(n, 2)], nil
+}
+
+// set changes the fake's behaviour while the bot runs.
+func (f *fakeAnswerer) set(change func(f *fakeAnswerer)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	change(f)
+}
+
+func (f *fakeAnswerer) Calls() []askCall {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]askCall(nil), f.calls...)
+}
+
+func cannedAnswer(q string) rag.Answer {
+	return rag.Answer{
+		Text: "关于「" + q + "」：答案在这里 [1]，另见 [2]。",
+		References: []rag.Reference{
+			{DocID: "doc-1", Title: "文档一", Snippet: "片段一", Score: 0.9},
+			{DocID: "doc-2", Title: "Doc Two", URL: "https://example.com/doc-2", Snippet: "snippet two", Score: 0.5},
+		},
+		FollowUps: []string{"如何开始？", "有哪些限制？"},
+		Mode:      rag.ModeExtractive,
+		Covered:   true,
+	}
+}
+
+// syncBuffer collects logs from many goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type harness struct {
+	t      *testing.T
+	fake   *feishufake.Server
+	signer feishufake.Signer
+	ans    *fakeAnswerer
+	st     State
+	bot    *Bot
+	srv    *httptest.Server
+	logs   *syncBuffer
+}
+
+// idSeq keeps ids unique across harnesses, so two bots sharing a store
+// (the restart test) never see each other's ids by accident.
+var idSeq atomic.Int64
+
+type harnessOpts struct {
+	state      State // default: a new MemoryState
+	encryptKey *string
+	workers    int
+	queue      int
+	ans        *fakeAnswerer
+	fake       *feishufake.Server // share one fake between two bots (restart tests)
+	appID      string
+}
+
+var appSeq atomic.Int64
+
+// uniqueAppID keeps tests apart in the SDK's process-global token cache.
+func uniqueAppID() string { return fmt.Sprintf("cli_test_%d", appSeq.Add(1)) }
+
+func newHarness(t *testing.T, o harnessOpts) *harness {
+	t.Helper()
+	h := &harness{t: t, logs: &syncBuffer{}}
+	key := testEncrypt
+	if o.encryptKey != nil {
+		key = *o.encryptKey
+	}
+	h.signer = feishufake.Signer{EncryptKey: key, Token: testToken}
+	h.fake = o.fake
+	if h.fake == nil {
+		h.fake = feishufake.New(testBotID)
+		t.Cleanup(h.fake.Close)
+	}
+	h.ans = o.ans
+	if h.ans == nil {
+		h.ans = &fakeAnswerer{}
+	}
+	h.st = o.state
+	if h.st == nil {
+		h.st = store.NewMemoryState()
+	}
+	if o.workers == 0 {
+		o.workers = 2
+	}
+	if o.appID == "" {
+		o.appID = uniqueAppID()
+	}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	client := NewLarkClient(o.appID, "secret", h.fake.URL, log)
+	b, err := New(Config{
+		VerificationToken: testToken,
+		EncryptKey:        key,
+		PublicURL:         testPublic,
+		Workers:           o.workers,
+		QueueSize:         o.queue,
+		HistoryTurns:      4,
+		HistoryTTL:        time.Hour,
+		RetryBase:         time.Millisecond,
+		SendAttempts:      5,
+	}, client, h.ans, h.st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Now = func() time.Time { return time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC) }
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.bot = b
+	h.srv = httptest.NewServer(b.Handler())
+	t.Cleanup(func() {
+		h.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return h
+}
+
+// testWriter sends logs to t.Log so a failing test shows them.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func (h *harness) id(prefix string) string {
+	return fmt.Sprintf("%s_%s_%d", prefix, strings.ReplaceAll(h.t.Name(), "/", "_"), idSeq.Add(1))
+}
+
+// post sends an event as Feishu would (encrypted and signed) and returns
+// the status and body.
+func (h *harness) post(event []byte) (int, string) {
+	h.t.Helper()
+	req, err := h.signer.Request(context.Background(), h.srv.URL+"/feishu/events", event)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return h.do(req)
+}
+
+func (h *harness) do(req *http.Request) (int, string) {
+	h.t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// dm is a direct message event.
+func (h *harness) dm(text string) feishufake.Message {
+	return feishufake.Message{EventID: h.id("ev"), MessageID: h.id("om"), ChatID: "oc_dm_" + h.t.Name(), ChatType: "p2p", Sender: "ou_alice", Text: text}
+}
+
+func (h *harness) mustPost(event []byte) {
+	h.t.Helper()
+	if status, body := h.post(event); status != http.StatusOK {
+		h.t.Fatalf("webhook answered %d %s, want 200", status, body)
+	}
+}
+
+// waitFor polls cond until it holds or a generous deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// replyTo waits for the one delivered reply to messageID and returns it.
+func (h *harness) replyTo(messageID string) feishufake.Request {
+	h.t.Helper()
+	waitFor(h.t, "a reply to "+messageID, func() bool { return h.fake.Replies(messageID) > 0 })
+	for _, r := range h.fake.Sent() {
+		if r.Op == feishufake.OpReply && r.MessageID == messageID {
+			return r
+		}
+	}
+	h.t.Fatal("reply counted but not recorded")
+	return feishufake.Request{}
+}
+
+// sentinel proves earlier events produced no reply: with one worker the
+// queue is FIFO, so once a later message is answered, anything queued
+// before it was handled too.
+func (h *harness) sentinel() {
+	h.t.Helper()
+	m := h.dm("sentinel question")
+	h.mustPost(h.signer.MessageEvent(m))
+	h.replyTo(m.MessageID)
+}
+
+// waitTurns waits until conv has n stored turns: the worker stores a turn
+// just after sending its card.
+func (h *harness) waitTurns(conv string, n int) {
+	h.t.Helper()
+	waitFor(h.t, fmt.Sprintf("%d turns in %s", n, conv), func() bool {
+		turns, err := h.st.Turns(context.Background(), conv)
+		return err == nil && len(turns) == n
+	})
+}
+
+// logged reports whether one log line holds every part.
+func (h *harness) logged(parts ...string) bool {
+	for _, line := range strings.Split(h.logs.String(), "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// cardText is every string in a card, joined, for content assertions.
+func cardText(card map[string]any) string {
+	var sb strings.Builder
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		case string:
+			sb.WriteString(x)
+			sb.WriteString("\n")
+		}
+	}
+	walk(card)
+	return sb.String()
+}
+
+// buttons returns the callback values of every button in a card.
+func buttons(card map[string]any) []map[string]any {
+	var out []map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if x["tag"] == "button" {
+				for _, b := range x["behaviors"].([]any) {
+					out = append(out, b.(map[string]any)["value"].(map[string]any))
+				}
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(card)
+	return out
+}
+
+func buttonsWith(card map[string]any, action string) []map[string]any {
+	var out []map[string]any
+	for _, b := range buttons(card) {
+		if b["action"] == action {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// newRedisState connects to the test Redis with a prefix of its own.
+func newRedisState(t *testing.T, url, prefix string) *store.RedisState {
+	t.Helper()
+	st, err := store.NewRedisState(context.Background(), url, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// states runs fn against the in-process state and against Redis.
+func states(t *testing.T, fn func(t *testing.T, st State)) {
+	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryState()) })
+	t.Run("redis", func(t *testing.T) {
+		fn(t, newRedisState(t, redistest.URL(t), redistest.Prefix(t)))
+	})
+}
+
+func decodeJSON(t *testing.T, s string) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal([]byte(s), &m); err != nil {
+		t.Fatalf("not JSON: %q: %v", s, err)
+	}
+	return m
+}

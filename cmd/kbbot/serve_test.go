@@ -1,0 +1,434 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kbbot/bot/feishufake"
+	"kbbot/store/redistest"
+)
+
+const (
+	e2eToken   = "e2e-verification-token"
+	e2eKey     = "e2e-encrypt-key"
+	e2eBotID   = "ou_e2e_bot"
+	e2ePublic  = "https://kb.test"
+	e2eTimeout = 20 * time.Second
+)
+
+var e2eSeq atomic.Int64
+
+// lockedBuffer is stderr shared by the server's goroutines and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	sb strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.sb.String()
+}
+
+// e2eEnv is a complete serve configuration against fake, with the
+// repository's seeds in a fresh embedded index.
+func e2eEnv(t *testing.T, fake *feishufake.Server) map[string]string {
+	t.Helper()
+	seeds, err := filepath.Abs("../../seeds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"KBBOT_ADDR":                "127.0.0.1:0",
+		"KBBOT_PUBLIC_URL":          e2ePublic,
+		"KBBOT_DATA_DIR":            t.TempDir(),
+		"KBBOT_SEEDS_DIR":           seeds,
+		"KBBOT_WORKERS":             "2",
+		"FEISHU_APP_ID":             fmt.Sprintf("cli_e2e_%d_%d", time.Now().UnixNano(), e2eSeq.Add(1)),
+		"FEISHU_APP_SECRET":         "e2e-secret",
+		"FEISHU_VERIFICATION_TOKEN": e2eToken,
+		"FEISHU_ENCRYPT_KEY":        e2eKey,
+		"FEISHU_BASE_URL":           fake.URL,
+		"LOG_LEVEL":                 "debug",
+	}
+}
+
+type runningServe struct {
+	url    string
+	addr   string
+	stderr *lockedBuffer
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+	err    error
+}
+
+// stop cancels serve and returns what it returned.
+func (r *runningServe) stop() error {
+	r.once.Do(func() {
+		r.cancel()
+		select {
+		case r.err = <-r.done:
+		case <-time.After(e2eTimeout):
+			r.err = fmt.Errorf("serve did not stop within %v", e2eTimeout)
+		}
+	})
+	return r.err
+}
+
+// startServe runs `kbbot serve` in process and waits until it listens.
+func startServe(t *testing.T, env map[string]string, args ...string) *runningServe {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningServe{stderr: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	addrc := make(chan string, 1)
+	a := &app{getenv: func(k string) string { return env[k] }, stdout: io.Discard, stderr: r.stderr,
+		onListen: func(addr string) { addrc <- addr }}
+	go func() { r.done <- runApp(ctx, a, append([]string{"serve"}, args...)) }()
+	select {
+	case r.addr = <-addrc:
+	case err := <-r.done:
+		cancel()
+		t.Fatalf("serve exited before listening: %v\n%s", err, r.stderr.String())
+	case <-time.After(e2eTimeout):
+		cancel()
+		t.Fatalf("serve did not listen within %v\n%s", e2eTimeout, r.stderr.String())
+	}
+	r.url = "http://" + r.addr
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", r.stderr.String())
+		}
+	})
+	return r
+}
+
+func postEvent(t *testing.T, url string, signer feishufake.Signer, event []byte) (int, string) {
+	t.Helper()
+	req, err := signer.Request(context.Background(), url+"/feishu/events", event)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReply waits for the delivered reply to messageID.
+func waitReply(t *testing.T, fake *feishufake.Server, messageID string) feishufake.Request {
+	t.Helper()
+	deadline := time.Now().Add(e2eTimeout)
+	for time.Now().Before(deadline) {
+		for _, r := range fake.Sent() {
+			if r.Op == feishufake.OpReply && r.MessageID == messageID {
+				return r
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no reply to %s within %v", messageID, e2eTimeout)
+	return feishufake.Request{}
+}
+
+// cardStrings is every string in a decoded card.
+func cardStrings(v any) []string {
+	switch x := v.(type) {
+	case map[string]any:
+		var out []string
+		for _, e := range x {
+			out = append(out, cardStrings(e)...)
+		}
+		return out
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, cardStrings(e)...)
+		}
+		return out
+	case string:
+		return []string{x}
+	}
+	return nil
+}
+
+var mdLink = regexp.MustCompile(`\]\((https?://[^)\s]+)\)`)
+
+func TestServeAnswersDirectMessage(t *testing.T) {
+	fake := feishufake.New(e2eBotID)
+	defer fake.Close()
+	srv := startServe(t, e2eEnv(t, fake))
+	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
+
+	status, body := postEvent(t, srv.url, signer, signer.Challenge("e2e-challenge"))
+	if status != 200 || !strings.Contains(body, `"challenge":"e2e-challenge"`) {
+		t.Fatalf("encrypted challenge: %d %s", status, body)
+	}
+
+	m := feishufake.Message{EventID: "ev_e2e_1", MessageID: "om_e2e_1", ChatID: "oc_e2e_1", ChatType: "p2p", Sender: "ou_alice", Text: "扩散模型怎么生成图片？"}
+	if status, body := postEvent(t, srv.url, signer, signer.MessageEvent(m)); status != 200 {
+		t.Fatalf("event: %d %s", status, body)
+	}
+	r := waitReply(t, fake, m.MessageID)
+	text := strings.Join(cardStrings(r.Card), "\n")
+	if !strings.Contains(text, "参考资料") || !strings.Contains(text, "其他人在问") || !strings.Contains(text, "内容由 AI 大模型生成") {
+		t.Errorf("answer card lacks sections:\n%s", text)
+	}
+	links := mdLink.FindAllStringSubmatch(text, -1)
+	if len(links) == 0 {
+		t.Fatalf("no source links in the card:\n%s", text)
+	}
+	asks := 0
+	for _, s := range cardStrings(r.Card) {
+		if s == "ask" {
+			asks++
+		}
+	}
+	if asks == 0 {
+		t.Error("no follow-up buttons")
+	}
+
+	// Sources without a URL of their own link to this server's page.
+	for _, l := range links {
+		if id, ok := strings.CutPrefix(l[1], e2ePublic+"/kb/"); ok {
+			if status, page := get(t, srv.url+"/kb/"+id); status != 200 || !strings.Contains(page, "<h1>") {
+				t.Errorf("/kb/%s: %d", id, status)
+			}
+		}
+	}
+	if status, _ := get(t, srv.url+"/kb/no-such-doc"); status != 404 {
+		t.Errorf("unknown doc: %d, want 404", status)
+	}
+	if status, body := get(t, srv.url+"/readyz"); status != 200 {
+		t.Errorf("readyz: %d %s", status, body)
+	}
+
+	// kbbot healthcheck finds the server from KBBOT_ADDR's port.
+	hc := &app{getenv: func(k string) string {
+		if k == "KBBOT_ADDR" {
+			return srv.addr
+		}
+		return ""
+	}, stdout: io.Discard, stderr: io.Discard}
+	if err := runApp(context.Background(), hc, []string{"healthcheck"}); err != nil {
+		t.Errorf("healthcheck: %v", err)
+	}
+
+	// Each redelivery is acknowledged, none answered again.
+	for range 2 {
+		postEvent(t, srv.url, signer, signer.MessageEvent(m))
+	}
+	if err := srv.stop(); err != nil { // drains the workers
+		t.Fatalf("serve: %v", err)
+	}
+	if n := fake.Replies(m.MessageID); n != 1 {
+		t.Errorf("%d replies, want 1", n)
+	}
+	if !strings.Contains(srv.stderr.String(), "event_id=ev_e2e_1") {
+		t.Error("the log does not follow the event by id")
+	}
+	if err := runApp(context.Background(), hc, []string{"healthcheck"}); err == nil {
+		t.Error("healthcheck passed with the server stopped")
+	}
+}
+
+func TestServeRefusesWithoutEncryptKey(t *testing.T) {
+	fake := feishufake.New(e2eBotID)
+	defer fake.Close()
+	env := e2eEnv(t, fake)
+	delete(env, "FEISHU_ENCRYPT_KEY")
+	a := &app{getenv: func(k string) string { return env[k] }, stdout: io.Discard, stderr: io.Discard}
+	err := runApp(context.Background(), a, []string{"serve"})
+	if err == nil || !strings.Contains(err.Error(), "FEISHU_ENCRYPT_KEY") || !strings.Contains(err.Error(), "KBBOT_INSECURE_DEV") {
+		t.Fatalf("serve without an encrypt key: %v, want a refusal naming FEISHU_ENCRYPT_KEY and KBBOT_INSECURE_DEV", err)
+	}
+
+	env["KBBOT_INSECURE_DEV"] = "true"
+	srv := startServe(t, env)
+	plain := feishufake.Signer{Token: e2eToken}
+	if status, body := postEvent(t, srv.url, plain, plain.Challenge("plain")); status != 200 || !strings.Contains(body, `"plain"`) {
+		t.Errorf("plain challenge in insecure mode: %d %s", status, body)
+	}
+
+	a = &app{getenv: func(k string) string { return env[k] }, stdout: io.Discard, stderr: io.Discard}
+	if err := runApp(context.Background(), a, []string{"serve", "--ws"}); err == nil || !strings.Contains(err.Error(), "not implemented") {
+		t.Errorf("serve --ws: %v", err)
+	}
+}
+
+// fakeLLM is an OpenAI-compatible chat endpoint that streams a fixed answer
+// and records each request's messages.
+type fakeLLM struct {
+	*httptest.Server
+	mu   sync.Mutex
+	reqs [][]chatMessage
+}
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+func newFakeLLM(t *testing.T) *fakeLLM {
+	f := &fakeLLM{}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			http.NotFound(w, r)
+			return
+		}
+		var req struct {
+			Messages []chatMessage `json:"messages"`
+			Stream   bool          `json:"stream"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		f.reqs = append(f.reqs, req.Messages)
+		f.mu.Unlock()
+		answer := "扩散模型先给图片加噪，再学习去噪 [1]。"
+		if !req.Stream {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}]}`, answer)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		for i, part := range []string{"扩散模型先给图片加噪，", "再学习去噪 [1]。"} {
+			finish := "null"
+			if i == 1 {
+				finish = `"stop"`
+			}
+			b, _ := json.Marshal(part)
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
+			w.(http.Flusher).Flush()
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+// requestFor is the last chat request whose final message asks question.
+func (f *fakeLLM) requestFor(question string) []chatMessage {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.reqs) - 1; i >= 0; i-- {
+		if msgs := f.reqs[i]; len(msgs) > 0 && strings.Contains(msgs[len(msgs)-1].Content, question) {
+			return msgs
+		}
+	}
+	return nil
+}
+
+// hasUserTurn reports whether msgs carry question as an earlier user turn.
+func hasUserTurn(msgs []chatMessage, question string) bool {
+	for _, m := range msgs[:max(len(msgs)-1, 0)] {
+		if m.Role == "user" && m.Content == question {
+			return true
+		}
+	}
+	return false
+}
+
+func TestServeHistoryReachesLLMAndSurvivesRestart(t *testing.T) {
+	redisURL, _ := redistest.StartServer(t)
+	fake := feishufake.New(e2eBotID)
+	defer fake.Close()
+	llm := newFakeLLM(t)
+	env := e2eEnv(t, fake)
+	env["REDIS_URL"] = redisURL
+	env["OPENAI_API_KEY"] = "e2e-key"
+	env["OPENAI_BASE_URL"] = llm.URL + "/v1"
+	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
+	ask := func(srv *runningServe, n int, q string) {
+		t.Helper()
+		m := feishufake.Message{EventID: fmt.Sprintf("ev_h_%d", n), MessageID: fmt.Sprintf("om_h_%d", n), ChatID: "oc_history", Sender: "ou_alice", Text: q}
+		if status, body := postEvent(t, srv.url, signer, signer.MessageEvent(m)); status != 200 {
+			t.Fatalf("event: %d %s", status, body)
+		}
+		waitReply(t, fake, m.MessageID)
+	}
+	const q1, q2, q3 = "扩散模型怎么生成图片？", "能再详细说说吗？", "还有别的吗？"
+
+	srv := startServe(t, env)
+	ask(srv, 1, q1)
+	// Stopping drains the worker, so the first turn is stored before the
+	// second question is read.
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServe(t, env) // a restart: new process state, same Redis
+	ask(srv, 2, q2)
+	msgs := llm.requestFor(q2)
+	if msgs == nil {
+		t.Fatalf("the LLM was not asked %q", q2)
+	}
+	if !hasUserTurn(msgs, q1) {
+		t.Errorf("the LLM request for the second question lacks the first one as history: %+v", msgs)
+	}
+	if err := srv.stop(); err != nil {
+		t.Fatal(err)
+	}
+	srv = startServe(t, env)
+	ask(srv, 3, q3)
+	if msgs := llm.requestFor(q3); !hasUserTurn(msgs, q1) || !hasUserTurn(msgs, q2) {
+		t.Errorf("third question's history lacks earlier turns: %+v", msgs)
+	}
+}
+
+func TestLoadtestSelf(t *testing.T) {
+	var out lockedBuffer
+	a := &app{getenv: func(k string) string {
+		if k == "KBBOT_SEEDS_DIR" {
+			return "../../seeds"
+		}
+		return ""
+	}, stdout: &out, stderr: io.Discard}
+	err := runApp(context.Background(), a, []string{"loadtest", "-self", "-rate", "100", "-duration", "1s", "-dups", "0.2"})
+	if err != nil {
+		t.Fatalf("loadtest: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"ack latency: p50", "non-200: 0", "0 with no reply, 0 with more than one"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := runApp(context.Background(), a, []string{"loadtest", "-url", "http://192.0.2.1:8080/feishu/events", "-duration", "1s"}); err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("loadtest against a remote address: %v, want a refusal", err)
+	}
+}
