@@ -118,3 +118,18 @@ func BenchmarkEmbeddedQuery(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkAskSeeds measures one extractive answer over the shipped seeds:
+// FAQ check, retrieval, follow-ups and composition.
+func BenchmarkAskSeeds(b *testing.B) {
+	qs := benchQueries(b)
+	eng := seededEngine(b, Options{})
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := eng.Ask(ctx, qs[i%len(qs)], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -58,6 +58,7 @@ type Engine struct {
 	embed *Embedder
 	llm   *LLM
 	log   *slog.Logger
+	cache *termCache
 }
 
 // New builds an Engine.
@@ -73,7 +74,7 @@ func New(opts Options) (*Engine, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Engine{index: opts.Index, tok: tok, embed: opts.Embedder, llm: opts.LLM, log: log}, nil
+	return &Engine{index: opts.Index, tok: tok, embed: opts.Embedder, llm: opts.LLM, log: log, cache: &termCache{}}, nil
 }
 
 // salt is mixed into chunk ids: vectors change when the tokenizer or the
@@ -132,7 +133,7 @@ func (e *Engine) retrieve(ctx context.Context, question, kind string, limit int)
 		if len(h.Chunk.Sparse.Indices) > 0 {
 			cov = vectorCoverage(floorTerms, h.Chunk.Sparse)
 		} else {
-			cov = e.tok.coverage(floorTerms, indexText(h.Chunk))
+			cov = e.cache.coverage(e.tok, floorTerms, indexText(h.Chunk))
 		}
 		matched := int(cov*float64(len(floorTerms)) + 0.5)
 		// A dense match already cleared denseFloor in the store; a lexical one
@@ -267,7 +268,7 @@ func (e *Engine) citeParagraphs(text string, sources []retrieved) string {
 		}
 		best, bestCov := -1, 0.2
 		for n, s := range sources {
-			if cov := e.tok.coverage(terms, s.Chunk.Text); cov > bestCov {
+			if cov := e.cache.coverage(e.tok, terms, s.Chunk.Text); cov > bestCov {
 				best, bestCov = n, cov
 			}
 		}
@@ -396,7 +397,7 @@ func (e *Engine) bestSentences(terms []string, text string, k int) string {
 	}
 	var cs []cand
 	for i, s := range ss {
-		cs = append(cs, cand{i, e.tok.coverage(terms, s)})
+		cs = append(cs, cand{i, e.cache.coverage(e.tok, terms, s)})
 	}
 	sort.SliceStable(cs, func(a, b int) bool { return cs[a].cov > cs[b].cov })
 	if cs[0].cov == 0 {

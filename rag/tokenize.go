@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -195,19 +196,47 @@ func sortedVector(m map[uint32]float64, weight func(float64) float32) store.Spar
 	return v
 }
 
+// termCache remembers the term sets of texts scored again and again: the
+// sentences of often-retrieved chunks, whose tokenising otherwise dominates
+// the cost of an extractive answer. When full it starts over, which bounds
+// its memory without bookkeeping.
+type termCache struct {
+	mu sync.Mutex
+	m  map[string]map[string]struct{}
+}
+
+const termCacheSize = 20_000
+
+func (c *termCache) terms(tok Tokenizer, text string) map[string]struct{} {
+	c.mu.Lock()
+	set, ok := c.m[text]
+	c.mu.Unlock()
+	if ok {
+		return set
+	}
+	set = map[string]struct{}{}
+	for _, t := range tok.Tokens(text) {
+		set[t] = struct{}{}
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= termCacheSize {
+		c.m = make(map[string]map[string]struct{}, 1024)
+	}
+	c.m[text] = set
+	c.mu.Unlock()
+	return set
+}
+
 // coverage is the share of the query's distinct terms found in text: the
 // relevance floor, computed the same way whichever store ranked the hit.
-func (t Tokenizer) coverage(queryTerms []string, text string) float64 {
+func (c *termCache) coverage(tok Tokenizer, queryTerms []string, text string) float64 {
 	if len(queryTerms) == 0 {
 		return 0
 	}
-	have := map[string]bool{}
-	for _, tok := range t.Tokens(text) {
-		have[tok] = true
-	}
+	have := c.terms(tok, text)
 	n := 0
 	for _, q := range queryTerms {
-		if have[q] {
+		if _, ok := have[q]; ok {
 			n++
 		}
 	}

@@ -12,9 +12,12 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"kbbot/bot/feishufake"
@@ -45,7 +48,7 @@ type loadOpts struct {
 	duration, settle                 time.Duration
 	dups                             float64
 	chats                            int
-	self                             bool
+	self, spawn                      bool
 }
 
 func (a *app) loadtest(ctx context.Context, args []string) error {
@@ -59,7 +62,8 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 	fs.StringVar(&o.encryptKey, "encrypt-key", a.cfg.FeishuEncryptKey, "FEISHU_ENCRYPT_KEY of the bot (empty: plain, unsigned events)")
 	fs.StringVar(&o.token, "token", a.cfg.FeishuVerificationToken, "FEISHU_VERIFICATION_TOKEN of the bot")
 	fs.BoolVar(&o.self, "self", false, "start a fake Feishu Open API and an in-process bot, and check every message got exactly one reply")
-	fs.StringVar(&o.redisURL, "redis", "", "with -self: keep the bot's state in this Redis (default: in process)")
+	fs.BoolVar(&o.spawn, "spawn", false, "like -self, but run the bot as a separate `kbbot serve` process, so the load generator does not share its scheduler")
+	fs.StringVar(&o.redisURL, "redis", "", "with -self or -spawn: keep the bot's state in this Redis (default: in process)")
 	fs.IntVar(&o.chats, "chats", 200, "distinct direct chats the messages come from")
 	fs.DurationVar(&o.settle, "settle", 60*time.Second, "with -self: how long to wait for the replies after sending")
 	if err := fs.Parse(args); err != nil {
@@ -74,8 +78,10 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 		return errors.New("loadtest: -dups must be in [0, 1)")
 	case o.chats < 1:
 		return errors.New("loadtest: -chats must be at least 1")
-	case o.redisURL != "" && !o.self:
-		return errors.New("loadtest: -redis only applies with -self")
+	case o.redisURL != "" && !o.self && !o.spawn:
+		return errors.New("loadtest: -redis only applies with -self or -spawn")
+	case o.self && o.spawn:
+		return errors.New("loadtest: choose one of -self and -spawn")
 	}
 
 	if o.redisURL != "" {
@@ -84,7 +90,7 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 		}
 	}
 	var fake *feishufake.Server
-	if o.self {
+	if o.self || o.spawn {
 		if o.encryptKey == "" {
 			o.encryptKey = "loadtest-encrypt-key"
 		}
@@ -93,7 +99,11 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 		}
 		var stop func() error
 		var err error
-		fake, stop, err = a.startSelf(ctx, &o)
+		if o.spawn {
+			fake, stop, err = a.startSpawned(ctx, &o)
+		} else {
+			fake, stop, err = a.startSelf(ctx, &o)
+		}
 		if err != nil {
 			return err
 		}
@@ -141,6 +151,7 @@ func loopbackOnly(flagName, raw string) error {
 // measures the bot rather than a model provider.
 func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, func() error, error) {
 	fake := feishufake.New("ou_loadtest_bot")
+	fake.Lean = true
 	dir, err := os.MkdirTemp("", "kbbot-loadtest-")
 	if err != nil {
 		fake.Close()
@@ -188,6 +199,79 @@ func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, f
 	case <-ctx.Done():
 		_ = stop()
 		return nil, nil, ctx.Err()
+	}
+}
+
+// startSpawned runs a fake Open API here and `kbbot serve` as a child
+// process pointed at it, then waits for the child's /readyz.
+func (a *app) startSpawned(ctx context.Context, o *loadOpts) (*feishufake.Server, func() error, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, nil, fmt.Errorf("loadtest: find own binary: %w", err)
+	}
+	seeds, err := filepath.Abs(a.cfg.SeedsDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	addr := lis.Addr().String()
+	lis.Close() // the child binds it; the window for another process to take it is tiny
+	fake := feishufake.New("ou_loadtest_bot")
+	fake.Lean = true
+	dir, err := os.MkdirTemp("", "kbbot-loadtest-")
+	if err != nil {
+		fake.Close()
+		return nil, nil, err
+	}
+	cmd := exec.CommandContext(ctx, exe, "serve")
+	cmd.Env = append(os.Environ(),
+		"KBBOT_ADDR="+addr,
+		"KBBOT_DATA_DIR="+dir,
+		"KBBOT_SEEDS_DIR="+seeds,
+		"FEISHU_MODE=webhook",
+		fmt.Sprintf("FEISHU_APP_ID=cli_loadtest_%d", time.Now().UnixNano()),
+		"FEISHU_APP_SECRET=loadtest-secret",
+		"FEISHU_BASE_URL="+fake.URL,
+		"FEISHU_ENCRYPT_KEY="+o.encryptKey,
+		"FEISHU_VERIFICATION_TOKEN="+o.token,
+		"REDIS_URL="+o.redisURL,
+		"QDRANT_URL=", "OPENAI_API_KEY=", "OPENAI_EMBEDDING_MODEL=",
+		"LOG_LEVEL=warn",
+	)
+	cmd.Stdout, cmd.Stderr = a.stderr, a.stderr
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 30 * time.Second
+	fmt.Fprintf(a.stderr, "loadtest: starting `kbbot serve` as a child process on %s (state %s)…\n", addr, map[bool]string{true: "in Redis", false: "in process"}[o.redisURL != ""])
+	if err := cmd.Start(); err != nil {
+		fake.Close()
+		os.RemoveAll(dir)
+		return nil, nil, fmt.Errorf("loadtest: start bot: %w", err)
+	}
+	stop := func() error {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		err := cmd.Wait()
+		fake.Close()
+		_ = os.RemoveAll(dir)
+		return err
+	}
+	o.url = "http://" + addr + "/feishu/events"
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return fake, stop, nil
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			_ = stop()
+			return nil, nil, errors.New("loadtest: the child bot did not become ready within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
