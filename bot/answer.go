@@ -23,6 +23,14 @@ type question struct {
 	Seed     string // idempotency seed: the message id, or the click's event id
 }
 
+// kind names the event type a question came from, for metrics.
+func (q question) kind() string {
+	if q.Asker != "" {
+		return evClick
+	}
+	return evMessage
+}
+
 // storedTurn is a rag.Turn with the id feedback buttons refer to.
 type storedTurn struct {
 	rag.Turn
@@ -96,15 +104,22 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	ans, err := b.ans.Ask(ctx, q.Text, hist)
 	if err != nil {
 		log.Error("answering failed", "error", err, "elapsed", time.Since(start))
+		b.cfg.Metrics.event(q.kind(), outcomeFailed)
 		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
 		return
 	}
+	b.cfg.Metrics.observe(stageRetrieval, ans.Timings.Retrieval)
+	b.cfg.Metrics.observe(stageFirstToken, ans.Timings.FirstToken)
+	b.cfg.Metrics.observe(stageLLM, ans.Timings.LLM)
 	qid := shortHash(q.Seed)
 	card := answerCard(answerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, BaseURL: b.cfg.PublicURL})
 	log.Info("answered", "mode", ans.Mode, "covered", ans.Covered, "refs", len(ans.References), "history", len(hist), "elapsed", time.Since(start), "card_bytes", len(card))
 	if !b.deliver(ctx, log, q, "answer", card) {
+		b.cfg.Metrics.event(q.kind(), outcomeFailed)
 		return
 	}
+	b.cfg.Metrics.event(q.kind(), outcomeAnswered)
+	b.cfg.Metrics.observe(stageAnswer, time.Since(start))
 	if b.cfg.HistoryTurns < 1 {
 		return
 	}
@@ -146,11 +161,13 @@ func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind st
 	uuid := idemUUID(kind, q.Seed)
 	var id string
 	var err error
+	start := time.Now()
 	if q.ReplyTo != "" {
 		id, err = b.feish.reply(ctx, log, q.ReplyTo, q.InThread, card, uuid)
 	} else {
 		id, err = b.feish.create(ctx, log, q.ChatID, card, uuid)
 	}
+	b.cfg.Metrics.observe(stageSend, time.Since(start))
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", id)
 		return true

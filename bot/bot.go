@@ -66,6 +66,9 @@ type Config struct {
 	RetryBase    time.Duration
 	// AnswerTimeout bounds one answer, LLM included.
 	AnswerTimeout time.Duration
+
+	// Metrics, when set, records event counts and stage latencies.
+	Metrics *Metrics
 }
 
 // Dedup windows. Feishu redelivers an unacknowledged event after 15 s, 5 min,
@@ -159,6 +162,7 @@ func (b *Bot) Start(ctx context.Context) error {
 	}
 	b.log.Info("bot started", "bot_open_id", b.botOpenID, "workers", b.cfg.Workers, "queue", b.cfg.QueueSize)
 	b.work = newPool(b.cfg.Workers, b.cfg.QueueSize, b.log)
+	b.work.onDepth = func(n int) { b.cfg.Metrics.queueDepth("answers", n) }
 	// Busy cards cost one send and no answering, so this lane drains much
 	// faster than work; it only overflows in a flood, and then the webhook
 	// answers 500 and Feishu redelivers later.
@@ -179,7 +183,7 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 // Handler serves the webhook, the health checks and the source pages.
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log})
+	mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log, metrics: b.cfg.Metrics})
 	mux.HandleFunc("GET /healthz", b.healthz)
 	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.HandleFunc("GET /kb/{doc_id}", b.kbPage)

@@ -47,6 +47,13 @@ func str(p *string) string {
 
 // errBusy makes the webhook answer 500 so Feishu redelivers later: neither
 // the answer queue nor the notice queue had room.
+// Event types counted in metrics.
+const (
+	evMessage = "message"
+	evClick   = "card_action"
+	evWelcome = "p2p_chat_entered"
+)
+
 var errBusy = errors.New("overloaded: answer and notice queues are full")
 
 // onMessage runs inside the webhook request: it decides whether the message
@@ -55,8 +62,10 @@ var errBusy = errors.New("overloaded: answer and notice queues are full")
 func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error {
 	m, why := b.parseMessage(e)
 	log := m.logger(b.log)
+	b.cfg.Metrics.event(evMessage, outcomeReceived)
 	if why != "" {
 		log.Debug("message ignored", "reason", why)
+		b.cfg.Metrics.event(evMessage, outcomeIgnored)
 		return nil
 	}
 	keys, first, err := b.claim(ctx, "evt:"+m.EventID, "msg:"+m.MessageID)
@@ -66,6 +75,7 @@ func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error
 	}
 	if !first {
 		log.Info("duplicate delivery skipped")
+		b.cfg.Metrics.event(evMessage, outcomeDuplicate)
 		return nil
 	}
 	if b.work.submit(job{log: log, run: func(ctx context.Context) { b.handleMessage(ctx, log, m) }}) {

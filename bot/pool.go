@@ -25,6 +25,9 @@ type pool struct {
 
 	mu     sync.RWMutex
 	closed bool
+
+	// onDepth, when set, is told the queue length as jobs come and go.
+	onDepth func(int)
 }
 
 func newPool(workers, queue int, log *slog.Logger) *pool {
@@ -50,6 +53,7 @@ func (p *pool) submit(j job) bool {
 	}
 	select {
 	case p.jobs <- j:
+		p.depth()
 		return true
 	default:
 		return false
@@ -81,7 +85,14 @@ func (p *pool) close(ctx context.Context) error {
 func (p *pool) worker() {
 	defer p.wg.Done()
 	for j := range p.jobs {
+		p.depth()
 		p.runOne(j)
+	}
+}
+
+func (p *pool) depth() {
+	if p.onDepth != nil {
+		p.onDepth(len(p.jobs))
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher"
@@ -24,6 +25,7 @@ type webhook struct {
 	token      string
 	encryptKey string
 	log        *slog.Logger
+	metrics    *Metrics
 }
 
 // envelope is the part of a (decrypted) event or callback the adapter checks.
@@ -39,6 +41,8 @@ type envelope struct {
 }
 
 func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	defer func() { h.metrics.observe(stageAck, time.Since(start)) }()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
@@ -129,6 +133,7 @@ func (h *webhook) tokenOK(got string) bool {
 }
 
 func (h *webhook) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	h.metrics.event("request", outcomeRejected)
 	h.log.Warn("webhook request rejected", "status", status, "reason", reason, "remote", r.RemoteAddr)
 	w.Header().Set("Content-Type", larkevent.DefaultContentType)
 	w.WriteHeader(status)

@@ -28,6 +28,15 @@ type Answer struct {
 	// Covered is false when nothing in the knowledge base was relevant; Text
 	// then says so and References is empty.
 	Covered bool `json:"-"`
+	// Timings says where the time went, for metrics and logs.
+	Timings Timings `json:"-"`
+}
+
+// Timings of one answer's stages; zero when a stage did not run.
+type Timings struct {
+	Retrieval  time.Duration // search, floor and follow-ups
+	FirstToken time.Duration // from the LLM request to its first token
+	LLM        time.Duration // the whole LLM call
 }
 
 // Turn is one earlier question and answer in a conversation, fed back to the

@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -177,9 +178,11 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 		return a
 	}
 
+	start := time.Now()
 	if a, ok, err := e.faq(ctx, question); err != nil {
 		return Answer{}, err
 	} else if ok {
+		a.Timings.Retrieval = time.Since(start)
 		return emit(a), nil
 	}
 
@@ -200,24 +203,35 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 		return Answer{}, err
 	}
 
+	timings := Timings{Retrieval: time.Since(start)}
 	if e.llm != nil && (len(hits) > 0 || len(history) > 0) {
 		passages := topDocs(hits, maxPassages)
-		text, err := e.llm.Complete(ctx, buildMessages(question, history, passages, zh), onDelta)
+		llmStart := time.Now()
+		first := func(s string) {
+			if timings.FirstToken == 0 {
+				timings.FirstToken = time.Since(llmStart)
+			}
+			if onDelta != nil {
+				onDelta(s)
+			}
+		}
+		text, err := e.llm.Complete(ctx, buildMessages(question, history, passages, zh), first)
 		if err != nil {
 			return Answer{}, err
 		}
+		timings.LLM = time.Since(llmStart)
 		text, refs := renumberCitations(text, passages)
-		return Answer{Text: text, References: refs, FollowUps: follow, Mode: ModeLLM, Covered: len(passages) > 0}, nil
+		return Answer{Text: text, References: refs, FollowUps: follow, Mode: ModeLLM, Covered: len(passages) > 0, Timings: timings}, nil
 	}
 	mode := ModeExtractive
 	if e.llm != nil {
 		mode = ModeLLM
 	}
 	if len(hits) == 0 {
-		return emit(Answer{Text: notCovered(zh), FollowUps: follow, Mode: mode}), nil
+		return emit(Answer{Text: notCovered(zh), FollowUps: follow, Mode: mode, Timings: timings}), nil
 	}
 	docs := topDocs(hits, maxExtracts)
-	return emit(Answer{Text: e.extract(question, docs, zh), References: references(docs), FollowUps: follow, Mode: ModeExtractive, Covered: true}), nil
+	return emit(Answer{Text: e.extract(question, docs, zh), References: references(docs), FollowUps: follow, Mode: ModeExtractive, Covered: true, Timings: timings}), nil
 }
 
 // faq returns a curated answer when the question is, in effect, a stored

@@ -11,6 +11,10 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"kbbot/bot"
 	"kbbot/store"
 )
@@ -82,8 +86,13 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	}
 	defer st.Close()
 
+	// A registry of our own, not the global default: tests run several bots
+	// in one process.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	client := bot.NewLarkClient(a.cfg.FeishuAppID, a.cfg.FeishuAppSecret, a.cfg.FeishuBaseURL, a.log)
 	b, err := bot.New(bot.Config{
+		Metrics:           bot.NewMetrics(reg),
 		VerificationToken: a.cfg.FeishuVerificationToken,
 		EncryptKey:        a.cfg.FeishuEncryptKey,
 		PublicURL:         a.cfg.PublicURL,
@@ -104,8 +113,11 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		_ = b.Shutdown(context.Background())
 		return fmt.Errorf("serve: KBBOT_ADDR: %w", err)
 	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("/", b.Handler())
 	srv := &http.Server{
-		Handler:           b.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

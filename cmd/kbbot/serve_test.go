@@ -252,6 +252,27 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 	for range 2 {
 		postEvent(t, srv.url, signer, signer.MessageEvent(m))
 	}
+
+	// The handful of events shows up in /metrics: per-stage histograms and
+	// counts by outcome.
+	status, metrics := get(t, srv.url+"/metrics")
+	if status != 200 {
+		t.Fatalf("/metrics: %d", status)
+	}
+	for _, want := range []string{
+		`kbbot_stage_seconds_count{stage="ack"}`,
+		`kbbot_stage_seconds_count{stage="retrieval"} 1`,
+		`kbbot_stage_seconds_count{stage="feishu_send"} 1`,
+		`kbbot_stage_seconds_count{stage="answer_total"} 1`,
+		`kbbot_events_total{outcome="answered",type="message"} 1`,
+		`kbbot_events_total{outcome="deduplicated",type="message"} 2`,
+		`kbbot_queue_depth{queue="answers"}`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if err := srv.stop(); err != nil { // drains the workers
 		t.Fatalf("serve: %v", err)
 	}
