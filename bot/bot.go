@@ -69,6 +69,11 @@ type Config struct {
 
 	// Metrics, when set, records event counts and stage latencies.
 	Metrics *Metrics
+
+	// LongConnection means events arrive over the SDK's WebSocket client
+	// (see RunLongConnection), so Handler serves no webhook: without an
+	// encrypt key it would accept unauthenticated events.
+	LongConnection bool
 }
 
 // Dedup windows. Feishu redelivers an unacknowledged event after 15 s, 5 min,
@@ -183,7 +188,9 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 // Handler serves the webhook, the health checks and the source pages.
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log, metrics: b.cfg.Metrics})
+	if !b.cfg.LongConnection {
+		mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log, metrics: b.cfg.Metrics})
+	}
 	mux.HandleFunc("GET /healthz", b.healthz)
 	mux.HandleFunc("GET /readyz", b.readyz)
 	mux.HandleFunc("GET /kb/{doc_id}", b.kbPage)

@@ -129,6 +129,14 @@ func (f *feishu) botOpenID(ctx context.Context) (string, error) {
 	return openID, err
 }
 
+// CheckApp asks bot/v3/info once, without retries, for `kbbot doctor`: it
+// proves the app has the Bot capability (and, on the way, that the SDK can get
+// a tenant token), and returns the bot's open_id.
+func CheckApp(ctx context.Context, client *lark.Client) (botOpenID string, err error) {
+	f := &feishu{client: client, log: slog.New(slog.DiscardHandler), attempts: 1, base: time.Millisecond}
+	return f.botOpenID(ctx)
+}
+
 // retry runs call until it succeeds, fails for good, or attempts run out.
 // call returns the raw response with the API code and message, or a
 // transport error.
