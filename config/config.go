@@ -20,6 +20,7 @@ type Config struct {
 	SeedsDir  string // KBBOT_SEEDS_DIR: ingested automatically when the index is empty
 	Workers   int    // KBBOT_WORKERS: answering goroutines
 	Insecure  bool   // KBBOT_INSECURE_DEV: allow serve without an encrypt key
+	Tokenizer string // KBBOT_TOKENIZER: bigram | unigram+bigram
 
 	FeishuAppID             string // FEISHU_APP_ID
 	FeishuAppSecret         string // FEISHU_APP_SECRET
@@ -70,6 +71,7 @@ func Vars() []Var {
 		{"KBBOT_SEEDS_DIR", "seeds", false, "knowledge ingested automatically when the index is empty", str(func(c *Config) *string { return &c.SeedsDir })},
 		{"KBBOT_WORKERS", "8", false, "answering goroutines in `serve`", intVar(func(c *Config) *int { return &c.Workers })},
 		{"KBBOT_INSECURE_DEV", "false", false, "allow `serve` without FEISHU_ENCRYPT_KEY (requests are then unauthenticated); development only", boolVar(func(c *Config) *bool { return &c.Insecure })},
+		{"KBBOT_TOKENIZER", "bigram", false, "lexical tokenizer: bigram (the measured best) or unigram+bigram; changing it needs `kbbot ingest --rebuild`", str(func(c *Config) *string { return &c.Tokenizer })},
 		{"FEISHU_APP_ID", "", false, "app ID of the Feishu/Lark app (cli_…)", str(func(c *Config) *string { return &c.FeishuAppID })},
 		{"FEISHU_APP_SECRET", "", true, "app secret", str(func(c *Config) *string { return &c.FeishuAppSecret })},
 		{"FEISHU_VERIFICATION_TOKEN", "", true, "event subscription verification token; checked on every event", str(func(c *Config) *string { return &c.FeishuVerificationToken })},

@@ -63,7 +63,7 @@ func (a *app) openEngine(ctx context.Context) (*rag.Engine, knowledgeIndex, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.getenv("KBBOT_TOKENIZER")})
+	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.cfg.Tokenizer})
 	if err != nil {
 		idx.Close()
 		return nil, nil, err
