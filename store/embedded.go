@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bufio"
 	"container/heap"
 	"context"
 	"encoding/gob"
@@ -86,13 +87,19 @@ func (e *Embedded) load() error {
 	if err != nil {
 		return fmt.Errorf("embedded index: %w", err)
 	}
-	var chunks []Chunk
-	if err := gob.NewDecoder(f).Decode(&chunks); err != nil {
+	dec := gob.NewDecoder(bufio.NewReader(f))
+	var n int
+	if err := dec.Decode(&n); err != nil {
 		return fmt.Errorf("embedded index %s is unreadable (delete it and run `kbbot ingest --rebuild`): %w", e.path, err)
 	}
 	e.reset()
-	for i := range chunks {
-		e.insert(&chunks[i])
+	for range n {
+		c := new(Chunk)
+		if err := dec.Decode(c); err != nil {
+			e.reset()
+			return fmt.Errorf("embedded index %s is unreadable (delete it and run `kbbot ingest --rebuild`): %w", e.path, err)
+		}
+		e.insert(c)
 	}
 	e.modTime = st.ModTime()
 	return nil
@@ -119,18 +126,25 @@ func (e *Embedded) refresh() {
 }
 
 func (e *Embedded) save() error {
-	chunks := make([]Chunk, 0, e.live)
-	for _, c := range e.slots {
-		if c != nil {
-			chunks = append(chunks, *c)
-		}
-	}
 	tmp, err := os.CreateTemp(filepath.Dir(e.path), ".index-*.tmp")
 	if err != nil {
 		return fmt.Errorf("embedded index: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if err := gob.NewEncoder(tmp).Encode(chunks); err != nil {
+	// One gob value per chunk through a buffer: encoding the whole index as
+	// one slice made gob grow a single buffer the size of the file.
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	enc := gob.NewEncoder(w)
+	err = enc.Encode(e.live)
+	for _, c := range e.slots {
+		if c != nil && err == nil {
+			err = enc.Encode(c)
+		}
+	}
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
 		tmp.Close()
 		return fmt.Errorf("embedded index: write: %w", err)
 	}
