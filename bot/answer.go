@@ -3,6 +3,7 @@ package bot
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -79,19 +80,41 @@ func (b *Bot) handleMessage(ctx context.Context, log *slog.Logger, m incoming) {
 	}
 }
 
-// answer asks the engine with the conversation's history, sends the card,
-// and records the turn. Every failure ends in an error card attempt.
+// answer asks the engine with the conversation's history, puts the answer
+// in front of the user, and records the turn. With an LLM the answer
+// streams into a card shown at once (stream.go); otherwise it goes out as
+// one card. Every failure ends in an error card attempt.
 func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.AnswerTimeout)
-	defer cancel()
 	log = log.With("conv", q.Conv)
+	actx, cancel := context.WithTimeout(ctx, b.cfg.AnswerTimeout)
+	defer cancel()
+	var stream *streamCard
+	finished := false
+	// finish sends the card the user ends up with. It runs on the worker's
+	// context, not the answer's: an answer out of time still gets its card.
+	finish := func(kind string, card []byte) bool {
+		finished = true
+		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
+		defer cancel()
+		if stream != nil {
+			return stream.finish(fctx, kind, card)
+		}
+		return b.deliver(fctx, log, q, kind, card)
+	}
 	defer func() {
 		if v := recover(); v != nil {
 			log.Error("panic while answering", "panic", v, "stack", stack())
-			b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+			if !finished {
+				finish("error", errorCard(q.Text, q.Conv))
+			}
 		}
 	}()
-	turns, err := b.history(ctx, q.Conv)
+	var onDelta func(string)
+	if b.ans.HasLLM() {
+		stream = b.openStream(actx, log, q)
+		onDelta = stream.update
+	}
+	turns, err := b.history(actx, q.Conv)
 	if err != nil {
 		// Answering without context beats not answering.
 		log.Warn("reading history failed; answering without it", "error", err)
@@ -101,20 +124,30 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 		hist[i] = t.Turn
 	}
 	start := time.Now()
-	ans, err := b.ans.Ask(ctx, q.Text, hist)
-	if err != nil {
-		log.Error("answering failed", "error", err, "elapsed", time.Since(start))
-		b.cfg.Metrics.event(q.kind(), outcomeFailed)
-		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
-		return
-	}
+	ans, err := b.ans.AskStream(actx, q.Text, hist, onDelta)
 	b.cfg.Metrics.observe(stageRetrieval, ans.Timings.Retrieval)
 	b.cfg.Metrics.observe(stageFirstToken, ans.Timings.FirstToken)
 	b.cfg.Metrics.observe(stageLLM, ans.Timings.LLM)
 	qid := shortHash(q.Seed)
-	card := answerCard(answerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, BaseURL: b.cfg.PublicURL})
+	view := answerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
+	switch {
+	case err != nil && ans.Text == "":
+		log.Error("answering failed", "error", err, "elapsed", time.Since(start))
+		b.cfg.Metrics.event(q.kind(), outcomeFailed)
+		finish("error", errorCard(q.Text, q.Conv))
+		return
+	case err != nil:
+		// The model stopped mid-answer: keep what it said, offer a retry,
+		// and keep the unfinished turn out of the history.
+		stalled := errors.Is(err, rag.ErrStalled)
+		log.Warn("the answer was cut short", "error", err, "stalled", stalled, "chars", len(ans.Text), "elapsed", time.Since(start))
+		b.cfg.Metrics.event(q.kind(), outcomeFailed)
+		finish("answer", partialCard(view, stalled))
+		return
+	}
+	card := answerCard(view)
 	log.Info("answered", "mode", ans.Mode, "covered", ans.Covered, "refs", len(ans.References), "history", len(hist), "elapsed", time.Since(start), "card_bytes", len(card))
-	if !b.deliver(ctx, log, q, "answer", card) {
+	if !finish("answer", card) {
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
 		return
 	}
@@ -158,16 +191,7 @@ func (b *Bot) history(ctx context.Context, conv string) ([]storedTurn, error) {
 // failure is never silent in the log, and the user sees something if Feishu
 // lets us send anything at all.
 func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) bool {
-	uuid := idemUUID(kind, q.Seed)
-	var id string
-	var err error
-	start := time.Now()
-	if q.ReplyTo != "" {
-		id, err = b.feish.reply(ctx, log, q.ReplyTo, q.InThread, card, uuid)
-	} else {
-		id, err = b.feish.create(ctx, log, q.ChatID, card, uuid)
-	}
-	b.cfg.Metrics.observe(stageSend, time.Since(start))
+	id, err := b.send(ctx, log, q, card, idemUUID(kind, q.Seed))
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", id)
 		return true
@@ -178,6 +202,18 @@ func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind st
 		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
 	}
 	return false
+}
+
+// send posts an interactive message (a card, or a reference to a CardKit
+// card entity) where q says: a reply to its message, or a new message in
+// its chat. uuid makes Feishu deliver it at most once.
+func (b *Bot) send(ctx context.Context, log *slog.Logger, q question, content []byte, uuid string) (string, error) {
+	start := time.Now()
+	defer func() { b.cfg.Metrics.observe(stageSend, time.Since(start)) }()
+	if q.ReplyTo != "" {
+		return b.feish.reply(ctx, log, q.ReplyTo, q.InThread, content, uuid)
+	}
+	return b.feish.create(ctx, log, q.ChatID, content, uuid)
 }
 
 func (b *Bot) sendBusy(ctx context.Context, log *slog.Logger, m incoming) {

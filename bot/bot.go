@@ -1,8 +1,9 @@
 // Package bot speaks Feishu: it verifies and decodes webhook events and card
 // callbacks (through the official SDK's dispatcher), decides who gets an
 // answer, keeps each chat's conversation, renders answer cards and sends
-// them through the Open API with retries. Answering runs in a bounded worker
-// pool so the webhook acknowledges within Feishu's 3 s.
+// them through the Open API with retries. The webhook only records work in a
+// queue (queue.go: in process, or durable in Redis) and acknowledges within
+// Feishu's 3 s; workers answer from the queue.
 package bot
 
 import (
@@ -20,11 +21,16 @@ import (
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
 	"kbbot/rag"
+	"kbbot/store"
 )
 
 // Answerer is what the bot needs from the knowledge engine (*rag.Engine).
 type Answerer interface {
 	Ask(ctx context.Context, question string, history []rag.Turn) (rag.Answer, error)
+	// AskStream is Ask, calling onDelta with the answer so far as it is
+	// written; HasLLM says up front whether answers can arrive that way.
+	AskStream(ctx context.Context, question string, history []rag.Turn, onDelta func(textSoFar string)) (rag.Answer, error)
+	HasLLM() bool
 	Document(ctx context.Context, docID string) (rag.Document, error)
 	StarterQuestions(ctx context.Context, n int) ([]string, error)
 }
@@ -50,7 +56,7 @@ type Config struct {
 	PublicURL         string // base of /kb/{doc_id} links for sources without a URL
 
 	Workers      int // answering goroutines
-	QueueSize    int // answers waiting for a worker; default 16 per worker, at least 64
+	QueueSize    int // in-process queue: answers waiting for a worker; default 16 per worker, at least 64
 	HistoryTurns int // turns kept per conversation; 0 keeps none
 	HistoryTTL   time.Duration
 
@@ -67,8 +73,22 @@ type Config struct {
 	// AnswerTimeout bounds one answer, LLM included.
 	AnswerTimeout time.Duration
 
+	// StreamInterval is the least time between two text updates of a
+	// streaming answer card (Feishu allows 10 operations/s per card);
+	// default 300ms.
+	StreamInterval time.Duration
+
 	// Metrics, when set, records event counts and stage latencies.
 	Metrics *Metrics
+
+	// Queue holds work between the webhook and the workers. Nil is an
+	// in-process queue of Workers and QueueSize, which a crash empties;
+	// serve passes a store.RedisQueue when Redis is configured.
+	Queue Queue
+	// Limiter counts questions against RateUser (per asker) and RateChat
+	// (per chat); nil means no limits.
+	Limiter            Limiter
+	RateUser, RateChat Rate
 
 	// LongConnection means events arrive over the SDK's WebSocket client
 	// (see RunLongConnection), so Handler serves no webhook: without an
@@ -96,8 +116,12 @@ type Bot struct {
 	feish *feishu
 	disp  *dispatcher.EventDispatcher
 
-	work    *pool // answers
-	notices *pool // cheap "busy" cards when work is full; never blocks the webhook
+	work    Queue // answers; cfg.Queue once Start has started it
+	notices *pool // cheap "busy" cards when the in-process queue is full; never blocks the webhook
+
+	// jobHook, when set (by tests, before Start), sees every item a worker
+	// runs, before it runs.
+	jobHook func(it item)
 
 	// Now is the clock, for turn timestamps and feedback records.
 	Now func() time.Time
@@ -132,6 +156,9 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 	if cfg.AnswerTimeout <= 0 {
 		cfg.AnswerTimeout = 3 * time.Minute
 	}
+	if cfg.Queue == nil {
+		cfg.Queue = store.NewMemoryQueue(store.QueueOptions{Workers: cfg.Workers, Capacity: cfg.QueueSize, Log: log})
+	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	b := &Bot{
 		cfg:       cfg,
@@ -155,7 +182,7 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 }
 
 // Start learns the bot's own open_id (unless configured) and starts the
-// worker pools. It fails when bot/v3/info keeps failing: without the open_id
+// workers. It fails when bot/v3/info keeps failing: without the open_id
 // group @-mentions cannot be recognised.
 func (b *Bot) Start(ctx context.Context) error {
 	if b.botOpenID == "" {
@@ -166,8 +193,12 @@ func (b *Bot) Start(ctx context.Context) error {
 		b.botOpenID = id
 	}
 	b.log.Info("bot started", "bot_open_id", b.botOpenID, "workers", b.cfg.Workers, "queue", b.cfg.QueueSize)
-	b.work = newPool(b.cfg.Workers, b.cfg.QueueSize, b.log)
-	b.work.onDepth = func(n int) { b.cfg.Metrics.queueDepth("answers", n) }
+	err := b.cfg.Queue.Start(ctx, store.Handlers{Handle: b.runJob, Dead: b.deadJob,
+		Depth: func(n int) { b.cfg.Metrics.queueDepth("answers", n) }})
+	if err != nil {
+		return fmt.Errorf("starting the work queue: %w", err)
+	}
+	b.work = b.cfg.Queue
 	// Busy cards cost one send and no answering, so this lane drains much
 	// faster than work; it only overflows in a flood, and then the webhook
 	// answers 500 and Feishu redelivers later.
@@ -175,14 +206,16 @@ func (b *Bot) Start(ctx context.Context) error {
 	return nil
 }
 
-// Shutdown stops taking work and waits for queued answers to finish, until
+// Shutdown stops taking work and waits for running answers to finish, until
 // ctx is done; then it cancels what is still running and returns ctx's error.
+// With Redis, unfinished items stay pending and another replica takes them
+// over; the in-process queue first runs what waits, since nothing else would.
 // Call it after the HTTP server has stopped delivering events.
 func (b *Bot) Shutdown(ctx context.Context) error {
 	if b.work == nil {
 		return nil
 	}
-	return errors.Join(b.work.close(ctx), b.notices.close(ctx))
+	return errors.Join(b.work.Stop(ctx), b.notices.close(ctx))
 }
 
 // Handler serves the webhook, the health checks and the source pages.

@@ -22,8 +22,11 @@ type card struct {
 }
 
 type cardConfig struct {
-	UpdateMulti bool         `json:"update_multi"`
-	Summary     *cardSummary `json:"summary,omitempty"`
+	UpdateMulti bool `json:"update_multi"`
+	// StreamingMode is only set on a CardKit card entity while its answer
+	// is being written; Settings turns it off.
+	StreamingMode bool         `json:"streaming_mode,omitempty"`
+	Summary       *cardSummary `json:"summary,omitempty"`
 }
 
 type cardSummary struct {
@@ -176,25 +179,12 @@ func answerCard(v answerView) []byte {
 
 func buildAnswerCard(v answerView, text string) card {
 	q := truncate(v.Question, maxQuestion)
-	var els []any
-	if v.Asker != "" {
-		els = append(els, md(fmt.Sprintf("<at id=%s></at> 问：%s", v.Asker, q)))
-	}
+	els := askerLine(v)
 	if strings.TrimSpace(text) == "" {
 		text = "（没有找到可以回答的内容）"
 	}
-	answer := md(text)
-	answer.ElementID = "answer"
-	els = append(els, answer, note(aiNotice))
-
-	if refs := v.Answer.References; len(refs) > 0 {
-		var sb strings.Builder
-		sb.WriteString("**参考资料**")
-		for i, r := range refs[:min(len(refs), maxRefs)] {
-			fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), sourceURL(v.BaseURL, r))
-		}
-		els = append(els, hrEl{Tag: "hr"}, md(sb.String()))
-	}
+	els = append(els, answerText(text), note(aiNotice))
+	els = append(els, referenceList(v)...)
 	if fus := v.Answer.FollowUps; len(fus) > 0 {
 		els = append(els, md("**其他人在问**"))
 		for _, f := range fus[:min(len(fus), maxFollowUps)] {
@@ -213,6 +203,90 @@ func buildAnswerCard(v answerView, text string) card {
 		template = "grey"
 	}
 	return newCard(truncate(q, 40), template, truncate(v.Question, 40), els...)
+}
+
+// answerElement is the element_id of an answer's text: streaming updates
+// write into it.
+const answerElement = "answer"
+
+func answerText(text string) markdownEl {
+	m := md(text)
+	m.ElementID = answerElement
+	return m
+}
+
+// askerLine names who asked, on cards answering a click.
+func askerLine(v answerView) []any {
+	if v.Asker == "" {
+		return nil
+	}
+	return []any{md(fmt.Sprintf("<at id=%s></at> 问：%s", v.Asker, truncate(v.Question, maxQuestion)))}
+}
+
+func referenceList(v answerView) []any {
+	refs := v.Answer.References
+	if len(refs) == 0 {
+		return nil
+	}
+	var sb strings.Builder
+	sb.WriteString("**参考资料**")
+	for i, r := range refs[:min(len(refs), maxRefs)] {
+		fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), sourceURL(v.BaseURL, r))
+	}
+	return []any{hrEl{Tag: "hr"}, md(sb.String())}
+}
+
+const thinkingText = "正在查找资料并组织回答…"
+
+// thinkingCard is the CardKit card an LLM answer streams into: the
+// question, a placeholder where the answer will type itself out, and the AI
+// notice. v.Answer is not used.
+func thinkingCard(v answerView) card {
+	els := append(askerLine(v), answerText(thinkingText), note(aiNotice))
+	c := newCard(truncate(truncate(v.Question, maxQuestion), 40), "blue", "正在生成回答…", els...)
+	c.Config.StreamingMode = true
+	return c
+}
+
+// streamBudget is how many bytes the streamed text may take in v's
+// thinking card.
+func streamBudget(v answerView) int {
+	return cardBudget - quotedLen(string(render(thinkingCard(v))))
+}
+
+// cardRef is the content of a message that sends a CardKit card entity.
+func cardRef(cardID string) []byte {
+	type data struct {
+		CardID string `json:"card_id"`
+	}
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Data data   `json:"data"`
+	}{"card", data{cardID}})
+	return b
+}
+
+// partialCard shows an answer the model stopped writing: what it said, a
+// note that it is unfinished, its sources, and a retry button.
+func partialCard(v answerView, stalled bool) []byte {
+	skeleton := render(buildPartialCard(v, "", stalled))
+	text := fitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
+	return render(buildPartialCard(v, text, stalled))
+}
+
+func buildPartialCard(v answerView, text string, stalled bool) card {
+	why := "回答中途出错，没有写完。"
+	if stalled {
+		why = "模型长时间没有响应，回答没有写完。"
+	}
+	els := askerLine(v)
+	els = append(els, answerText(text), note("⚠️ "+why+"可以点击「重试」重新回答。"), note(aiNotice))
+	els = append(els, referenceList(v)...)
+	els = append(els, hrEl{Tag: "hr"}, buttonRow(
+		button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(v.Question, maxQuestion), Conv: v.Conv}),
+		button("🆕 新话题", "default", actionValue{Action: actionReset, Conv: v.Conv}),
+	))
+	return newCard(truncate(truncate(v.Question, maxQuestion), 40), "orange", "回答未完成", els...)
 }
 
 // linkText is a source title safe inside [...] of a markdown link.

@@ -7,21 +7,25 @@ import (
 	"log/slog"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
+
+	"kbbot/store"
 )
 
-// incoming is a received message the bot will act on.
+// incoming is a received message the bot will act on. It travels in work
+// items (queue.go), so the JSON names are a wire format.
 type incoming struct {
-	EventID   string
-	MessageID string
-	ChatID    string
-	ChatType  string // p2p | group
-	ThreadID  string
-	Sender    string // open_id
-	MsgType   string
-	Text      string // the question, mention placeholders removed
+	EventID   string `json:"event_id,omitempty"`
+	MessageID string `json:"message_id"`
+	ChatID    string `json:"chat_id"`
+	ChatType  string `json:"chat_type,omitempty"` // p2p | group
+	ThreadID  string `json:"thread_id,omitempty"`
+	Sender    string `json:"sender,omitempty"` // open_id
+	MsgType   string `json:"msg_type,omitempty"`
+	Text      string `json:"text,omitempty"` // the question, mention placeholders removed
 }
 
 // conv is the conversation key: per chat, or per thread inside a chat.
@@ -45,8 +49,6 @@ func str(p *string) string {
 	return *p
 }
 
-// errBusy makes the webhook answer 500 so Feishu redelivers later: neither
-// the answer queue nor the notice queue had room.
 // Event types counted in metrics.
 const (
 	evMessage = "message"
@@ -54,11 +56,15 @@ const (
 	evWelcome = "p2p_chat_entered"
 )
 
+// errBusy makes the webhook answer 500 so Feishu redelivers later: neither
+// the in-process answer queue nor the notice lane had room.
 var errBusy = errors.New("overloaded: answer and notice queues are full")
 
 // onMessage runs inside the webhook request: it decides whether the message
-// is for us, claims it, and queues the work. Errors become a 500 and Feishu
-// redelivers, so only return one when nothing was queued.
+// is for us, counts it against the rate limits, and records the work: the
+// claims and the queue entry together (queue.go), so the 200 goes out only
+// once the work is recorded (durably, with Redis). Errors become a 500 and
+// Feishu redelivers, so only return one when nothing was recorded.
 func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error {
 	m, why := b.parseMessage(e)
 	log := m.logger(b.log)
@@ -68,27 +74,38 @@ func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error
 		b.cfg.Metrics.event(evMessage, outcomeIgnored)
 		return nil
 	}
-	keys, first, err := b.claim(ctx, "evt:"+m.EventID, "msg:"+m.MessageID)
-	if err != nil {
-		log.Error("claiming message failed; Feishu will redeliver", "error", err)
-		return err
+	it := item{Kind: kindMessage, Msg: &m}
+	if v, limited := b.checkRate(ctx, log, m.Sender, m.ChatID); limited {
+		b.cfg.Metrics.event(evMessage, outcomeLimited)
+		if !v.First {
+			// One card per window: a flood must not make the bot flood
+			// the chat back.
+			log.Info("rate limited; already told this window, so no card")
+			return nil
+		}
+		it = item{Kind: kindLimited, Msg: &m, Limit: newLimitNote(v)}
 	}
-	if !first {
+	keys, first, err := b.submit(ctx, it, "evt:"+m.EventID, "msg:"+m.MessageID)
+	switch {
+	case errors.Is(err, store.ErrQueueFull):
+		busy := item{Kind: kindBusy, Msg: &m}
+		if b.notices.submit(job{log: log, run: func(ctx context.Context) { b.runItem(ctx, log, busy) }}) {
+			log.Warn("answer queue full; sending a busy card")
+			return nil
+		}
+		b.release(log, keys)
+		log.Error("answer and notice queues full; asking Feishu to redeliver")
+		return errBusy
+	case err != nil:
+		log.Error("recording the message failed; Feishu will redeliver", "error", err)
+		return err
+	case !first:
 		log.Info("duplicate delivery skipped")
 		b.cfg.Metrics.event(evMessage, outcomeDuplicate)
 		return nil
 	}
-	if b.work.submit(job{log: log, run: func(ctx context.Context) { b.handleMessage(ctx, log, m) }}) {
-		log.Info("message queued", "chat_type", m.ChatType, "msg_type", m.MsgType)
-		return nil
-	}
-	if b.notices.submit(job{log: log, run: func(ctx context.Context) { b.sendBusy(ctx, log, m) }}) {
-		log.Warn("answer queue full; sending a busy card")
-		return nil
-	}
-	b.release(log, keys)
-	log.Error("answer and notice queues full; asking Feishu to redeliver")
-	return errBusy
+	log.Info("message queued", "kind", it.Kind, "chat_type", m.ChatType, "msg_type", m.MsgType)
+	return nil
 }
 
 // parseMessage extracts the question, or says why the message is not ours.
@@ -247,9 +264,17 @@ func (b *Bot) onP2PChatEntered(ctx context.Context, e *larkim.P2ChatAccessEventB
 		log.Debug("chat seen before; no welcome")
 		return nil
 	}
-	j := job{log: log, run: func(ctx context.Context) { b.sendWelcome(ctx, log, chatID) }}
-	if !b.work.submit(j) && !b.notices.submit(j) {
-		log.Warn("queues full; welcome card dropped")
+	// The chat is marked seen already, so a redelivery would not welcome:
+	// when the card cannot be queued it is dropped, not retried.
+	it := item{Kind: kindWelcome, ChatID: chatID, EventID: eventID}
+	_, _, err = b.submit(ctx, it)
+	if errors.Is(err, store.ErrQueueFull) {
+		if b.notices.submit(job{log: log, run: func(ctx context.Context) { b.runItem(ctx, log, it) }}) {
+			return nil
+		}
+	}
+	if err != nil {
+		log.Warn("welcome card dropped: it could not be queued", "error", err)
 	}
 	return nil
 }
@@ -262,13 +287,7 @@ func (b *Bot) claim(ctx context.Context, keys ...string) (taken []string, first 
 		if strings.HasSuffix(k, ":") { // no id to dedupe on
 			continue
 		}
-		ttl := dedupTTL
-		if strings.HasPrefix(k, "click:") {
-			ttl = clickTTL
-		} else if strings.HasPrefix(k, "vote:") {
-			ttl = voteTTL
-		}
-		ok, err := b.st.Claim(ctx, k, ttl)
+		ok, err := b.st.Claim(ctx, k, claimTTL(k))
 		if err != nil {
 			b.release(b.log, taken)
 			return nil, false, err
@@ -279,6 +298,18 @@ func (b *Bot) claim(ctx context.Context, keys ...string) (taken []string, first 
 		taken = append(taken, k)
 	}
 	return taken, true, nil
+}
+
+// claimTTL is how long a claim key dedupes: event and message ids outlive
+// Feishu's redeliveries, clicks only catch double clicks, votes are once.
+func claimTTL(k string) time.Duration {
+	switch {
+	case strings.HasPrefix(k, "click:"):
+		return clickTTL
+	case strings.HasPrefix(k, "vote:"):
+		return voteTTL
+	}
+	return dedupTTL
 }
 
 func (b *Bot) release(log *slog.Logger, keys []string) {
@@ -360,27 +391,32 @@ func (b *Bot) clickAsk(ctx context.Context, log *slog.Logger, c click) *callback
 	if q == "" {
 		return toast("warning", "这个按钮没有问题可以回答")
 	}
+	// Limited clicks are not claimed, so the same button works once the
+	// window has passed.
+	if v, limited := b.checkRate(ctx, log, c.Operator, c.ChatID); limited {
+		b.cfg.Metrics.event(evClick, outcomeLimited)
+		return toast("warning", limitToast(newLimitNote(v)))
+	}
+	cj := clickJob{EventID: c.EventID, Text: q, Conv: c.Value.Conv, ChatID: c.ChatID, Asker: c.Operator, Seed: "click:" + c.EventID}
+	if strings.Contains(cj.Conv, ":thread:") {
+		// Keep the answer in the card's thread, where its context lives.
+		cj.ReplyTo, cj.InThread = c.MessageID, true
+	}
+	log = log.With("conv", cj.Conv)
 	// A double click is two events; the click key catches it, the event
 	// key catches Feishu redelivering one click.
-	keys, first, err := b.claim(ctx, "evt:"+c.EventID, "click:"+c.MessageID+":"+c.Operator+":"+shortHash(q))
-	if err != nil {
-		log.Error("claiming click failed", "error", err)
-		return toast("error", "出错了，请稍后重试")
-	}
-	if !first {
-		log.Info("duplicate click skipped")
-		return toast("info", "正在回答…")
-	}
-	qq := question{Text: q, Conv: c.Value.Conv, ChatID: c.ChatID, Asker: c.Operator, Seed: "click:" + c.EventID}
-	if strings.Contains(qq.Conv, ":thread:") {
-		// Keep the answer in the card's thread, where its context lives.
-		qq.ReplyTo, qq.InThread = c.MessageID, true
-	}
-	log = log.With("conv", qq.Conv)
-	if !b.work.submit(job{log: log, run: func(ctx context.Context) { b.answer(ctx, log, qq) }}) {
+	keys, first, err := b.submit(ctx, item{Kind: kindClick, Click: &cj}, "evt:"+c.EventID, "click:"+c.MessageID+":"+c.Operator+":"+shortHash(q))
+	switch {
+	case errors.Is(err, store.ErrQueueFull):
 		b.release(log, keys)
 		log.Warn("answer queue full; click refused")
 		return toast("warning", "现在提问的人太多了，请稍后再点一次")
+	case err != nil:
+		log.Error("recording the click failed", "error", err)
+		return toast("error", "出错了，请稍后重试")
+	case !first:
+		log.Info("duplicate click skipped")
+		return toast("info", "正在回答…")
 	}
 	log.Info("click queued")
 	return toast("info", "正在回答…")

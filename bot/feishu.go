@@ -15,6 +15,7 @@ import (
 
 	lark "github.com/larksuite/oapi-sdk-go/v3"
 	larkcore "github.com/larksuite/oapi-sdk-go/v3/core"
+	larkcardkit "github.com/larksuite/oapi-sdk-go/v3/service/cardkit/v1"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 )
 
@@ -41,6 +42,12 @@ type feishu struct {
 	log      *slog.Logger
 	attempts int
 	base     time.Duration
+	// sleep waits between attempts; nil is a timer. Tests record the waits
+	// instead of taking them.
+	sleep func(ctx context.Context, d time.Duration) error
+	// textUpdates paces streaming text updates across all of the app's
+	// cards.
+	textUpdates limiter
 }
 
 // Feishu error codes that mean "slow down" rather than "wrong request".
@@ -49,12 +56,17 @@ var rateLimitCodes = map[int]bool{
 	230020:   true, // chat-level message frequency limit
 }
 
+// codeSequence is CardKit's "sequence not strictly increasing".
+const codeSequence = 300317
+
 // apiError is a non-zero code in an Open API answer.
 type apiError struct {
 	Op     string
 	Status int
 	Code   int
 	Msg    string
+	// RetryAfter is what a rate-limited answer asked to wait, if anything.
+	RetryAfter time.Duration
 }
 
 func (e *apiError) Error() string {
@@ -141,6 +153,11 @@ func CheckApp(ctx context.Context, client *lark.Client) (botOpenID string, err e
 // call returns the raw response with the API code and message, or a
 // transport error.
 func (f *feishu) retry(ctx context.Context, log *slog.Logger, op string, call func(context.Context) (*larkcore.ApiResp, int, string, error)) error {
+	return f.retryN(ctx, log, op, f.attempts, call)
+}
+
+// retryN is retry with its own number of attempts.
+func (f *feishu) retryN(ctx context.Context, log *slog.Logger, op string, attempts int, call func(context.Context) (*larkcore.ApiResp, int, string, error)) error {
 	var last error
 	for attempt := 1; ; attempt++ {
 		resp, code, msg, err := call(ctx)
@@ -151,8 +168,8 @@ func (f *feishu) retry(ctx context.Context, log *slog.Logger, op string, call fu
 			_, badParam := errors.AsType[*larkcore.IllegalParamError](err)
 			retryable = !badParam && ctx.Err() == nil
 		case resp.StatusCode == http.StatusTooManyRequests || rateLimitCodes[code]:
-			last = &apiError{Op: op, Status: resp.StatusCode, Code: code, Msg: msg}
 			wait, retryable = retryAfter(resp.Header), true
+			last = &apiError{Op: op, Status: resp.StatusCode, Code: code, Msg: msg, RetryAfter: wait}
 		case resp.StatusCode >= 500:
 			last = &apiError{Op: op, Status: resp.StatusCode, Code: code, Msg: msg}
 			retryable = true
@@ -161,7 +178,7 @@ func (f *feishu) retry(ctx context.Context, log *slog.Logger, op string, call fu
 		default:
 			return nil
 		}
-		if !retryable || attempt >= f.attempts {
+		if !retryable || attempt >= attempts {
 			return last
 		}
 		if wait <= 0 {
@@ -171,14 +188,139 @@ func (f *feishu) retry(ctx context.Context, log *slog.Logger, op string, call fu
 		}
 		wait = min(wait, 30*time.Second)
 		log.Warn("Feishu call failed, retrying", "op", op, "attempt", attempt, "wait", wait, "error", last)
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (gave up: %w)", last, ctx.Err())
-		case <-t.C:
+		if err := f.wait(ctx, wait); err != nil {
+			return fmt.Errorf("%w (gave up: %w)", last, err)
 		}
 	}
+}
+
+func (f *feishu) wait(ctx context.Context, d time.Duration) error {
+	if f.sleep != nil {
+		return f.sleep(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// patch replaces the card of a message the bot sent.
+func (f *feishu) patch(ctx context.Context, log *slog.Logger, messageID string, card []byte) error {
+	return f.retry(ctx, log, "patch", func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		resp, err := f.client.Im.V1.Message.Patch(ctx, larkim.NewPatchMessageReqBuilder().MessageId(messageID).
+			Body(larkim.NewPatchMessageReqBodyBuilder().Content(string(card)).Build()).Build())
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return resp.ApiResp, resp.Code, resp.Msg, nil
+	})
+}
+
+// createCard makes a CardKit card entity from card JSON 2.0 and returns
+// its card_id.
+func (f *feishu) createCard(ctx context.Context, log *slog.Logger, card []byte) (string, error) {
+	var id string
+	err := f.retry(ctx, log, "cardkit create", func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		resp, err := f.client.Cardkit.V1.Card.Create(ctx, larkcardkit.NewCreateCardReqBuilder().
+			Body(larkcardkit.NewCreateCardReqBodyBuilder().Type("card_json").Data(string(card)).Build()).Build())
+		if err != nil {
+			return nil, 0, "", err
+		}
+		if resp.Success() && resp.Data != nil && resp.Data.CardId != nil {
+			id = *resp.Data.CardId
+		}
+		return resp.ApiResp, resp.Code, resp.Msg, nil
+	})
+	if err == nil && id == "" {
+		err = errors.New("cardkit create: the answer has no card_id")
+	}
+	return id, err
+}
+
+// cardOf asks which card entity a message shows.
+func (f *feishu) cardOf(ctx context.Context, log *slog.Logger, messageID string) (string, error) {
+	var id string
+	err := f.retry(ctx, log, "cardkit id_convert", func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		resp, err := f.client.Cardkit.V1.Card.IdConvert(ctx, larkcardkit.NewIdConvertCardReqBuilder().
+			Body(larkcardkit.NewIdConvertCardReqBodyBuilder().MessageId(messageID).Build()).Build())
+		if err != nil {
+			return nil, 0, "", err
+		}
+		if resp.Success() && resp.Data != nil && resp.Data.CardId != nil {
+			id = *resp.Data.CardId
+		}
+		return resp.ApiResp, resp.Code, resp.Msg, nil
+	})
+	return id, err
+}
+
+// textUpdateTimeout bounds one streaming text update: a slow one is
+// superseded by the next text anyway.
+const textUpdateTimeout = 5 * time.Second
+
+// setCardText replaces the text of a card element; when the old text is a
+// prefix of the new, Feishu types the rest out. One attempt only: the next
+// update carries everything this one did.
+func (f *feishu) setCardText(ctx context.Context, log *slog.Logger, cardID, elementID, text string, seq int, uuid string) error {
+	ctx, cancel := context.WithTimeout(ctx, textUpdateTimeout)
+	defer cancel()
+	return f.cardOp(ctx, log, "cardkit content", 1, func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		resp, err := f.client.Cardkit.V1.CardElement.Content(ctx, larkcardkit.NewContentCardElementReqBuilder().
+			CardId(cardID).ElementId(elementID).
+			Body(larkcardkit.NewContentCardElementReqBodyBuilder().Content(text).Sequence(seq).Uuid(uuid).Build()).Build())
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return resp.ApiResp, resp.Code, resp.Msg, nil
+	})
+}
+
+// updateCard replaces a card entity's whole card.
+func (f *feishu) updateCard(ctx context.Context, log *slog.Logger, cardID string, card []byte, seq int, uuid string) error {
+	return f.cardOp(ctx, log, "cardkit update", f.attempts, func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		resp, err := f.client.Cardkit.V1.Card.Update(ctx, larkcardkit.NewUpdateCardReqBuilder().CardId(cardID).
+			Body(larkcardkit.NewUpdateCardReqBodyBuilder().
+				Card(larkcardkit.NewCardBuilder().Type("card_json").Data(string(card)).Build()).
+				Sequence(seq).Uuid(uuid).Build()).Build())
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return resp.ApiResp, resp.Code, resp.Msg, nil
+	})
+}
+
+// cardSettings changes a card entity's config (settings is the JSON of
+// {"config":{…}}), e.g. to end streaming.
+func (f *feishu) cardSettings(ctx context.Context, log *slog.Logger, cardID, settings string, seq int, uuid string) error {
+	return f.cardOp(ctx, log, "cardkit settings", f.attempts, func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		resp, err := f.client.Cardkit.V1.Card.Settings(ctx, larkcardkit.NewSettingsCardReqBuilder().CardId(cardID).
+			Body(larkcardkit.NewSettingsCardReqBodyBuilder().Settings(settings).Sequence(seq).Uuid(uuid).Build()).Build())
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return resp.ApiResp, resp.Code, resp.Msg, nil
+	})
+}
+
+// cardOp runs one sequenced operation on a card entity. Every attempt
+// repeats the operation's sequence and uuid, so Feishu applies it at most
+// once; a retry refused for its sequence means an earlier attempt landed
+// and only its answer was lost.
+func (f *feishu) cardOp(ctx context.Context, log *slog.Logger, op string, attempts int, call func(context.Context) (*larkcore.ApiResp, int, string, error)) error {
+	n := 0
+	return f.retryN(ctx, log, op, attempts, func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
+		n++
+		resp, code, msg, err := call(ctx)
+		if err == nil && n > 1 && code == codeSequence {
+			log.Info("Feishu had applied an earlier attempt", "op", op)
+			return &larkcore.ApiResp{StatusCode: http.StatusOK, Header: resp.Header}, 0, "", nil
+		}
+		return resp, code, msg, err
+	})
 }
 
 // retryAfter reads Retry-After (seconds or an HTTP date) or Feishu's

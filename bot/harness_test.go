@@ -30,9 +30,13 @@ const (
 
 // fakeAnswerer answers from function fields and records what it was asked.
 type fakeAnswerer struct {
-	AskFn   func(ctx context.Context, q string, history []rag.Turn) (rag.Answer, error)
-	DocFn   func(ctx context.Context, id string) (rag.Document, error)
-	StartFn func(ctx context.Context, n int) ([]string, error)
+	AskFn func(ctx context.Context, q string, history []rag.Turn) (rag.Answer, error)
+	// StreamFn, when set, answers AskStream (a real engine's, say);
+	// otherwise AskStream is Ask with the whole text given to onDelta once.
+	StreamFn func(ctx context.Context, q string, history []rag.Turn, onDelta func(string)) (rag.Answer, error)
+	LLM      bool // what HasLLM says
+	DocFn    func(ctx context.Context, id string) (rag.Document, error)
+	StartFn  func(ctx context.Context, n int) ([]string, error)
 
 	mu    sync.Mutex
 	calls []askCall
@@ -54,6 +58,29 @@ func (f *fakeAnswerer) Ask(ctx context.Context, q string, history []rag.Turn) (r
 		return fn(ctx, q, history)
 	}
 	return cannedAnswer(q), nil
+}
+
+func (f *fakeAnswerer) AskStream(ctx context.Context, q string, history []rag.Turn, onDelta func(string)) (rag.Answer, error) {
+	f.mu.Lock()
+	fn := f.StreamFn
+	f.mu.Unlock()
+	if fn == nil {
+		ans, err := f.Ask(ctx, q, history)
+		if err == nil && onDelta != nil {
+			onDelta(ans.Text)
+		}
+		return ans, err
+	}
+	f.mu.Lock()
+	f.calls = append(f.calls, askCall{q, history})
+	f.mu.Unlock()
+	return fn(ctx, q, history, onDelta)
+}
+
+func (f *fakeAnswerer) HasLLM() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.LLM
 }
 
 func (f *fakeAnswerer) Document(ctx context.Context, id string) (rag.Document, error) {

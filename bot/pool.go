@@ -16,6 +16,8 @@ type job struct {
 
 // pool is a fixed set of goroutines draining a bounded queue. submit never
 // blocks: a full queue is the caller's to handle, so the webhook stays fast.
+// Answers go through the work queue (queue.go); this is the notice lane, for
+// busy cards when the in-process work queue is full.
 type pool struct {
 	log    *slog.Logger
 	jobs   chan job
@@ -25,9 +27,6 @@ type pool struct {
 
 	mu     sync.RWMutex
 	closed bool
-
-	// onDepth, when set, is told the queue length as jobs come and go.
-	onDepth func(int)
 }
 
 func newPool(workers, queue int, log *slog.Logger) *pool {
@@ -53,7 +52,6 @@ func (p *pool) submit(j job) bool {
 	}
 	select {
 	case p.jobs <- j:
-		p.depth()
 		return true
 	default:
 		return false
@@ -85,14 +83,7 @@ func (p *pool) close(ctx context.Context) error {
 func (p *pool) worker() {
 	defer p.wg.Done()
 	for j := range p.jobs {
-		p.depth()
 		p.runOne(j)
-	}
-}
-
-func (p *pool) depth() {
-	if p.onDepth != nil {
-		p.onDepth(len(p.jobs))
 	}
 }
 

@@ -89,7 +89,7 @@ func (h *webhook) verify(hdr http.Header, body []byte) (status int, reason strin
 		if err := json.Unmarshal(outer["encrypt"], &enc); err != nil || enc == "" {
 			return http.StatusBadRequest, "body is not encrypted, but an encrypt key is configured"
 		}
-		p, err := larkevent.EventDecrypt(enc, h.encryptKey)
+		p, err := decryptEvent(enc, h.encryptKey)
 		if err != nil {
 			return http.StatusBadRequest, "cannot decrypt: " + err.Error()
 		}
@@ -123,6 +123,19 @@ func (h *webhook) verify(hdr http.Header, body []byte) (status int, reason strin
 		return http.StatusForbidden, "wrong verification token"
 	}
 	return 0, ""
+}
+
+// decryptEvent is the SDK's EventDecrypt, minus its panic: it slices from
+// the first "{" to the last "}" of the plaintext, which panics when a forged
+// ciphertext decrypts to text with "}" before "{". Anyone can send that
+// without the key, so it must be a 400, not a 500 and a stack trace.
+func decryptEvent(enc, key string) (plain []byte, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			plain, err = nil, fmt.Errorf("decrypted text is not JSON (%v)", v)
+		}
+	}()
+	return larkevent.EventDecrypt(enc, key)
 }
 
 func (h *webhook) tokenOK(got string) bool {

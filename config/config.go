@@ -45,8 +45,26 @@ type Config struct {
 	HistoryTurns int           // KBBOT_HISTORY_TURNS: turns kept per chat
 	HistoryTTL   time.Duration // KBBOT_HISTORY_TTL
 
+	QueueVisibility time.Duration // KBBOT_QUEUE_VISIBILITY: lease on queued work (Redis)
+	QueueAttempts   int           // KBBOT_QUEUE_ATTEMPTS: tries before an item is given up
+	RateUser        Rate          // KBBOT_RATE_USER: questions per asker
+	RateChat        Rate          // KBBOT_RATE_CHAT: questions per chat
+
 	LogLevel  string // LOG_LEVEL: debug | info | warn | error
 	LogFormat string // LOG_FORMAT: text | json
+}
+
+// Rate is "N questions per Per"; the zero Rate means no limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+func (r Rate) String() string {
+	if r.N == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%d/%v", r.N, r.Per)
 }
 
 // Var describes one environment variable, for the README table and for
@@ -90,6 +108,10 @@ func Vars() []Var {
 		{"OPENAI_TIMEOUT", "60s", false, "timeout of one LLM call", durVar(func(c *Config) *time.Duration { return &c.LLMTimeout })},
 		{"KBBOT_HISTORY_TURNS", "6", false, "conversation turns kept per chat and sent to the LLM", intVar(func(c *Config) *int { return &c.HistoryTurns })},
 		{"KBBOT_HISTORY_TTL", "24h", false, "how long a quiet chat's context is kept", durVar(func(c *Config) *time.Duration { return &c.HistoryTTL })},
+		{"KBBOT_QUEUE_VISIBILITY", "30s", false, "with Redis: how long a crashed replica's queued questions wait before another replica takes them over (its lease, renewed while it works)", durVar(func(c *Config) *time.Duration { return &c.QueueVisibility })},
+		{"KBBOT_QUEUE_ATTEMPTS", "5", false, "tries (failures and crashes) before a queued question is given up, moved to the dead-letter stream and answered with an error card", intVar(func(c *Config) *int { return &c.QueueAttempts })},
+		{"KBBOT_RATE_USER", "10/1m", false, "questions one person may ask, as N/duration; 0 or off: no limit", rateVar(func(c *Config) *Rate { return &c.RateUser })},
+		{"KBBOT_RATE_CHAT", "30/1m", false, "questions one chat may ask, as N/duration; 0 or off: no limit", rateVar(func(c *Config) *Rate { return &c.RateChat })},
 		{"LOG_LEVEL", "info", false, "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 		{"LOG_FORMAT", "text", false, "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	}
@@ -142,6 +164,12 @@ func (c Config) Validate() error {
 		if p, err := url.Parse(c.RedisURL); err != nil || !strings.HasPrefix(p.Scheme, "redis") {
 			bad("REDIS_URL", "must look like redis://host:6379/0 (or rediss://, redis-sentinel://, redis-cluster://), got %q", c.RedisURL)
 		}
+	}
+	if c.QueueVisibility < time.Second {
+		bad("KBBOT_QUEUE_VISIBILITY", "must be at least 1s, got %v", c.QueueVisibility)
+	}
+	if c.QueueAttempts < 1 {
+		bad("KBBOT_QUEUE_ATTEMPTS", "must be at least 1, got %d", c.QueueAttempts)
 	}
 	if c.OpenAIEmbeddingDim < 0 {
 		bad("OPENAI_EMBEDDING_DIM", "must not be negative, got %d", c.OpenAIEmbeddingDim)
@@ -207,6 +235,24 @@ func boolVar(dst func(*Config) *bool) func(*Config, string) error {
 			return errors.New("must be true or false")
 		}
 		*dst(c) = b
+		return nil
+	}
+}
+
+// rateVar parses "N/duration" (10/1m, 100/1h), or 0 or off for no limit.
+func rateVar(dst func(*Config) *Rate) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "0" || strings.EqualFold(v, "off") {
+			*dst(c) = Rate{}
+			return nil
+		}
+		n, per, ok := strings.Cut(v, "/")
+		count, err := strconv.Atoi(strings.TrimSpace(n))
+		d, derr := time.ParseDuration(strings.TrimSpace(per))
+		if !ok || err != nil || count < 1 || derr != nil || d <= 0 {
+			return errors.New("must be N/duration such as 10/1m, or off")
+		}
+		*dst(c) = Rate{N: count, Per: d}
 		return nil
 	}
 }

@@ -78,6 +78,10 @@ func New(opts Options) (*Engine, error) {
 	return &Engine{index: opts.Index, tok: tok, embed: opts.Embedder, llm: opts.LLM, log: log, cache: &termCache{}}, nil
 }
 
+// HasLLM reports whether answers may be generated (and streamed) by an LLM;
+// without one every answer is extractive or curated and arrives at once.
+func (e *Engine) HasLLM() bool { return e.llm != nil }
+
 // salt is mixed into chunk ids: vectors change when the tokenizer or the
 // embedding model does, so either change must re-index.
 func (e *Engine) salt() string { return "v1|" + e.tok.Name() + "|" + e.embed.Model() }
@@ -216,12 +220,15 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 			}
 		}
 		text, err := e.llm.Complete(ctx, buildMessages(question, history, passages, zh), first)
-		if err != nil {
+		if err != nil && text == "" {
 			return Answer{}, err
 		}
+		// With an error here the model failed mid-answer (errors.Is(err,
+		// ErrStalled) when it went quiet): the caller gets what was said,
+		// with its references, to show as an unfinished answer.
 		timings.LLM = time.Since(llmStart)
 		text, refs := renumberCitations(text, passages)
-		return Answer{Text: text, References: refs, FollowUps: follow, Mode: ModeLLM, Covered: len(passages) > 0, Timings: timings}, nil
+		return Answer{Text: text, References: refs, FollowUps: follow, Mode: ModeLLM, Covered: len(passages) > 0, Timings: timings}, err
 	}
 	mode := ModeExtractive
 	if e.llm != nil {

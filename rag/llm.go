@@ -9,25 +9,39 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
 )
+
+// ErrStalled means the model stopped sending its answer for longer than the
+// LLM's idle timeout. Mid-answer, Complete returns the text so far with it.
+var ErrStalled = errors.New("the model stopped responding")
 
 // LLM writes answers through an OpenAI-compatible chat completion API.
 type LLM struct {
 	client  *openai.Client
 	model   string
 	timeout time.Duration
+	// Idle bounds the wait for each next piece of the stream, the first one
+	// included; a provider silent for longer has stalled. Default 20 s.
+	Idle time.Duration
+	// MaxRetryAfter caps the provider's Retry-After: a longer one is not
+	// waited out, the call fails instead. Default 20 s.
+	MaxRetryAfter time.Duration
 	// Sleep waits between retries; tests replace it.
 	Sleep func(context.Context, time.Duration) error
 }
 
 // NewOpenAIClient builds a go-openai client for any OpenAI-compatible
-// provider (OpenAI, DeepSeek, DashScope, Ollama, vLLM…).
+// provider (OpenAI, DeepSeek, DashScope, Ollama, vLLM…). Its HTTP client
+// notes the Retry-After of throttled answers, which go-openai's errors drop.
 func NewOpenAIClient(apiKey, baseURL string) *openai.Client {
 	cfg := openai.DefaultConfig(apiKey)
 	cfg.BaseURL = strings.TrimRight(baseURL, "/")
+	cfg.HTTPClient = hintDoer{c: &http.Client{}}
 	return openai.NewClientWithConfig(cfg)
 }
 
@@ -39,37 +53,88 @@ func NewLLM(client *openai.Client, model string, timeout time.Duration) *LLM {
 // Model names the chat model, for logs and `doctor`.
 func (l *LLM) Model() string { return l.model }
 
-const llmAttempts = 3
+const (
+	llmAttempts          = 3
+	defaultIdle          = 20 * time.Second
+	defaultMaxRetryAfter = 20 * time.Second
+)
 
 // Complete streams one chat completion, calling onDelta with the text so far.
-// Rate limits and server errors before the first token are retried with
-// backoff; a failure after text has streamed is returned as it is, since
-// the caller has already shown part of the answer.
+// Rate limits, server errors and stalls before the first token are retried
+// with backoff, or after the provider's Retry-After. A failure after text
+// has streamed is not retried, since the caller has already shown part of
+// the answer: Complete returns that text with the error (ErrStalled when the
+// stream went quiet).
 func (l *LLM) Complete(ctx context.Context, msgs []openai.ChatCompletionMessage, onDelta func(string)) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
 	var err error
 	for attempt := 1; ; attempt++ {
+		hint := &retryHint{}
 		var text string
 		var started bool
-		text, started, err = l.stream(ctx, msgs, onDelta)
+		text, started, err = l.stream(context.WithValue(ctx, retryHintKey{}, hint), msgs, onDelta)
 		if err == nil {
 			return text, nil
 		}
-		if started || attempt == llmAttempts || !retryable(err) {
+		if started {
+			return text, fmt.Errorf("llm %s: %w", l.model, err)
+		}
+		if attempt == llmAttempts || !retryable(err) {
 			break
 		}
-		if serr := l.Sleep(ctx, backoff(attempt, err)); serr != nil {
+		wait := backoff(attempt)
+		if ra := hint.get(); ra > 0 {
+			if ra > l.maxRetryAfter() {
+				err = fmt.Errorf("%w (the provider asks to retry after %v, over the %v kbbot waits)", err, ra, l.maxRetryAfter())
+				break
+			}
+			wait = ra
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			break // the answer's time runs out before the retry could start
+		}
+		if serr := l.Sleep(ctx, wait); serr != nil {
 			break
 		}
 	}
 	return "", fmt.Errorf("llm %s: %w", l.model, err)
 }
 
-func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, onDelta func(string)) (string, bool, error) {
+func (l *LLM) idle() time.Duration {
+	if l.Idle > 0 {
+		return l.Idle
+	}
+	return defaultIdle
+}
+
+func (l *LLM) maxRetryAfter() time.Duration {
+	if l.MaxRetryAfter > 0 {
+		return l.MaxRetryAfter
+	}
+	return defaultMaxRetryAfter
+}
+
+// stream runs one request. started reports whether any text reached onDelta.
+func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, onDelta func(string)) (text string, started bool, err error) {
+	// A watchdog cancels the request when the provider goes quiet; every
+	// chunk (reasoning and usage chunks too) rearms it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	idle := l.idle()
+	var stalled atomic.Bool
+	watchdog := time.AfterFunc(idle, func() { stalled.Store(true); cancel() })
+	defer watchdog.Stop()
+	stallErr := func(err error) error {
+		if stalled.Load() {
+			return fmt.Errorf("%w: nothing for %v", ErrStalled, idle)
+		}
+		return err
+	}
+
 	st, err := l.client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: l.model, Messages: msgs, Stream: true})
 	if err != nil {
-		return "", false, err
+		return "", false, stallErr(err)
 	}
 	defer st.Close()
 	var b strings.Builder
@@ -80,8 +145,9 @@ func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, o
 			break
 		}
 		if err != nil {
-			return b.String(), b.Len() > 0, err
+			return b.String(), b.Len() > 0, stallErr(err)
 		}
+		watchdog.Reset(idle)
 		if len(r.Choices) == 0 {
 			continue
 		}
@@ -107,6 +173,9 @@ func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, o
 }
 
 func retryable(err error) bool {
+	if errors.Is(err, ErrStalled) {
+		return true
+	}
 	var apiErr *openai.APIError
 	if errors.As(err, &apiErr) {
 		return apiErr.HTTPStatusCode == http.StatusTooManyRequests || apiErr.HTTPStatusCode >= 500
@@ -119,7 +188,7 @@ func retryable(err error) bool {
 }
 
 // backoff is exponential with jitter: 0.5s, 1s, 2s… ±50%.
-func backoff(attempt int, _ error) time.Duration {
+func backoff(attempt int) time.Duration {
 	base := time.Duration(250<<attempt) * time.Millisecond
 	return base/2 + time.Duration(rand.Int64N(int64(base)))
 }
@@ -133,6 +202,67 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// retryHint carries a throttled answer's Retry-After from the HTTP client
+// back to the call that made the request. It travels in the request's
+// context because the client is shared by every call.
+type retryHint struct {
+	mu    sync.Mutex
+	after time.Duration
+}
+
+type retryHintKey struct{}
+
+func (h *retryHint) set(d time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.after = d
+}
+
+func (h *retryHint) get() time.Duration {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.after
+}
+
+// hintDoer is the openai client's HTTPDoer: a plain http.Client that notes
+// Retry-After on 429 and 503 answers.
+type hintDoer struct{ c *http.Client }
+
+func (d hintDoer) Do(req *http.Request) (*http.Response, error) {
+	resp, err := d.c.Do(req)
+	if err != nil || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return resp, err
+	}
+	if h, ok := req.Context().Value(retryHintKey{}).(*retryHint); ok {
+		h.set(parseRetryAfter(resp.Header, time.Now()))
+	}
+	return resp, nil
+}
+
+// parseRetryAfter reads Retry-After (seconds or an HTTP date) or the
+// retry-after-ms some providers send; 0 when there is neither.
+func parseRetryAfter(h http.Header, now time.Time) time.Duration {
+	if v := h.Get("Retry-After-Ms"); v != "" {
+		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
+			return time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return 0
+	}
+	if s, err := strconv.ParseFloat(v, 64); err == nil {
+		if s <= 0 {
+			return 0
+		}
+		return time.Duration(s * float64(time.Second))
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
 }
 
 const systemPromptZH = `你是一个知识库问答助手。只根据用户消息中编号的参考资料回答问题：

@@ -3,6 +3,7 @@ package rag
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -158,4 +159,185 @@ func TestLLMProviderErrors(t *testing.T) {
 			t.Errorf("mode %s err %v requests %d", ans.Mode, err, len(f.requests))
 		}
 	})
+}
+
+// scriptedLLM serves one scripted behaviour per request, in order (the last
+// repeats): a status with headers, or a stream of chunks that may stop
+// without finishing and then hang until the client gives up.
+type scriptedLLM struct {
+	*httptest.Server
+	mu    sync.Mutex
+	calls int
+}
+
+type llmStep struct {
+	status int               // 0: 200 and stream
+	header map[string]string // on a failure status
+	chunks []string
+	hang   bool // after the chunks, send nothing more until the client leaves
+}
+
+func newScriptedLLM(t *testing.T, steps ...llmStep) *scriptedLLM {
+	s := &scriptedLLM{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		st := steps[min(s.calls, len(steps)-1)]
+		s.calls++
+		s.mu.Unlock()
+		if st.status != 0 {
+			for k, v := range st.header {
+				w.Header().Set(k, v)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(st.status)
+			fmt.Fprintf(w, `{"error":{"message":"scripted %d","type":"server_error"}}`, st.status)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		for i, c := range st.chunks {
+			finish := "null"
+			if i == len(st.chunks)-1 && !st.hang {
+				finish = `"stop"`
+			}
+			b, _ := json.Marshal(c)
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
+			w.(http.Flusher).Flush()
+		}
+		if st.hang {
+			<-r.Context().Done()
+			return
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *scriptedLLM) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+// sleepRecorder stands in for LLM.Sleep: it returns at once and remembers
+// each wait asked for.
+type sleepRecorder struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (r *sleepRecorder) sleep(ctx context.Context, d time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.waits = append(r.waits, d)
+	return ctx.Err()
+}
+
+func (s *scriptedLLM) llm(rec *sleepRecorder, idle time.Duration) *LLM {
+	l := NewLLM(NewOpenAIClient("k", s.URL+"/v1"), "scripted", 10*time.Second)
+	l.Sleep = rec.sleep
+	l.Idle = idle
+	return l
+}
+
+var testMsgs = []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "q"}}
+
+func TestLLMStallMidAnswerReturnsPartialText(t *testing.T) {
+	s := newScriptedLLM(t, llmStep{chunks: []string{"第一句。", "第二句"}, hang: true})
+	rec := &sleepRecorder{}
+	var deltas []string
+	text, err := s.llm(rec, 100*time.Millisecond).Complete(context.Background(), testMsgs, func(t string) { deltas = append(deltas, t) })
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("err = %v, want ErrStalled", err)
+	}
+	if text != "第一句。第二句" || len(deltas) != 2 {
+		t.Errorf("partial text %q, deltas %q", text, deltas)
+	}
+	if s.Calls() != 1 || len(rec.waits) != 0 {
+		t.Errorf("a stall after text was retried: %d calls", s.Calls())
+	}
+}
+
+func TestLLMStallBeforeFirstTokenIsRetried(t *testing.T) {
+	s := newScriptedLLM(t, llmStep{hang: true}, llmStep{chunks: []string{"好的。"}})
+	text, err := s.llm(&sleepRecorder{}, 100*time.Millisecond).Complete(context.Background(), testMsgs, nil)
+	if err != nil || text != "好的。" || s.Calls() != 2 {
+		t.Fatalf("text %q err %v after %d calls", text, err, s.Calls())
+	}
+}
+
+func TestLLMHonoursRetryAfter(t *testing.T) {
+	t.Run("seconds", func(t *testing.T) {
+		s := newScriptedLLM(t, llmStep{status: 429, header: map[string]string{"Retry-After": "7"}}, llmStep{chunks: []string{"答案。"}})
+		rec := &sleepRecorder{}
+		text, err := s.llm(rec, time.Second).Complete(context.Background(), testMsgs, nil)
+		if err != nil || text != "答案。" {
+			t.Fatalf("text %q err %v", text, err)
+		}
+		if len(rec.waits) != 1 || rec.waits[0] < 7*time.Second {
+			t.Errorf("waits %v, want one of at least 7s", rec.waits)
+		}
+	})
+	t.Run("over the cap fails at once", func(t *testing.T) {
+		s := newScriptedLLM(t, llmStep{status: 429, header: map[string]string{"Retry-After": "3600"}})
+		rec := &sleepRecorder{}
+		_, err := s.llm(rec, time.Second).Complete(context.Background(), testMsgs, nil)
+		if err == nil || !strings.Contains(err.Error(), "429") || s.Calls() != 1 || len(rec.waits) != 0 {
+			t.Errorf("err %v after %d calls, waits %v", err, s.Calls(), rec.waits)
+		}
+	})
+	t.Run("503 without a header backs off", func(t *testing.T) {
+		s := newScriptedLLM(t, llmStep{status: 503}, llmStep{chunks: []string{"答案。"}})
+		rec := &sleepRecorder{}
+		if _, err := s.llm(rec, time.Second).Complete(context.Background(), testMsgs, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.waits) != 1 || rec.waits[0] <= 0 || rec.waits[0] > 2*time.Second {
+			t.Errorf("waits %v, want one jittered backoff", rec.waits)
+		}
+	})
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		header map[string]string
+		want   time.Duration
+	}{
+		{map[string]string{"Retry-After": "5"}, 5 * time.Second},
+		{map[string]string{"Retry-After": "0.5"}, 500 * time.Millisecond},
+		{map[string]string{"Retry-After": now.Add(90 * time.Second).Format(http.TimeFormat)}, 90 * time.Second},
+		{map[string]string{"Retry-After": now.Add(-time.Minute).Format(http.TimeFormat)}, 0},
+		{map[string]string{"Retry-After-Ms": "1500", "Retry-After": "9"}, 1500 * time.Millisecond},
+		{map[string]string{"Retry-After": "soon"}, 0},
+		{nil, 0},
+	} {
+		h := http.Header{}
+		for k, v := range tt.header {
+			h.Set(k, v)
+		}
+		if got := parseRetryAfter(h, now); got != tt.want {
+			t.Errorf("%v: got %v, want %v", tt.header, got, tt.want)
+		}
+	}
+}
+
+func TestEngineReturnsPartialAnswerWhenTheModelStalls(t *testing.T) {
+	s := newScriptedLLM(t, llmStep{chunks: []string{"RAG 先检索 [2]，", "再生成"}, hang: true})
+	eng := seededEngine(t, Options{LLM: s.llm(&sleepRecorder{}, 100*time.Millisecond)})
+	if !eng.HasLLM() {
+		t.Fatal("HasLLM is false with an LLM")
+	}
+	ans, err := eng.AskStream(context.Background(), "检索增强生成的原理和实现步骤", nil, nil)
+	if !errors.Is(err, ErrStalled) {
+		t.Fatalf("err = %v, want ErrStalled", err)
+	}
+	if ans.Text != "RAG 先检索 [1]，再生成" || len(ans.References) != 1 || ans.Mode != ModeLLM {
+		t.Errorf("partial answer %q with %d references, mode %s", ans.Text, len(ans.References), ans.Mode)
+	}
+	if noLLM, _ := New(Options{Index: eng.index}); noLLM.HasLLM() {
+		t.Error("HasLLM is true without an LLM")
+	}
 }

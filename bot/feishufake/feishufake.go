@@ -1,8 +1,10 @@
 // Package feishufake is a fake Feishu Open API for tests and the load tool:
 // an HTTP server on 127.0.0.1 that issues tenant tokens, answers bot/v3/info,
-// and accepts message reply, create and patch, recording every request with
-// its decoded card. It can fail the next N calls with 5xx or 429. Signer
-// (signer.go) makes webhook requests the way Feishu signs and encrypts them.
+// accepts message reply, create and patch, and keeps CardKit card entities
+// (create, streaming text updates, full updates, settings) with Feishu's
+// sequence rules. It records every request with its decoded card and can
+// fail the next N calls with 5xx or 429. Signer (signer.go) makes webhook
+// requests the way Feishu signs and encrypts them.
 package feishufake
 
 import (
@@ -16,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Operations, for Request.Op and Fault.Op.
@@ -25,6 +28,23 @@ const (
 	OpReply   = "reply"
 	OpCreate  = "create"
 	OpPatch   = "patch"
+
+	OpCardCreate   = "card_create"     // POST cardkit/v1/cards
+	OpCardContent  = "card_content"    // PUT cardkit/v1/cards/:card_id/elements/:element_id/content
+	OpCardUpdate   = "card_update"     // PUT cardkit/v1/cards/:card_id
+	OpCardSettings = "card_settings"   // PATCH cardkit/v1/cards/:card_id/settings
+	OpCardIDOf     = "card_id_convert" // POST cardkit/v1/cards/id_convert: the card a message shows
+)
+
+// CardKit error codes the fake answers with, as Feishu documents them.
+const (
+	CodeCardNotFound = 200740 // no such card entity
+	CodeUUIDConflict = 200770 // a uuid reused for a different operation
+	CodeCardTooLarge = 200860
+	CodeStreamingOff = 300309 // a text update while streaming_mode is off
+	CodeSequence     = 300317 // sequence not strictly increasing
+	// CodeCardSentTwice is the fake's own: Feishu sends an entity once.
+	CodeCardSentTwice = 230099
 )
 
 // MaxCardBytes is Feishu's limit on a card's content.
@@ -51,6 +71,16 @@ type Request struct {
 	// not a repeat of an earlier uuid.
 	Delivered bool
 	SentID    string // the message id answered
+
+	// CardKit: the card entity (also on a reply or create that sends one),
+	// the element, and the operation's sequence. Replay marks a repeat of an
+	// applied operation (same uuid and sequence), answered without effect.
+	CardID    string
+	ElementID string
+	Sequence  int
+	Settings  map[string]any // card_settings: the settings decoded
+	Replay    bool
+	At        time.Time // when the fake received it
 }
 
 // Fault makes the next Times calls of Op (or every op, for "*") fail.
@@ -60,6 +90,9 @@ type Fault struct {
 	Status     int    // e.g. 500, 429
 	Code       int    // Open API code in the body; default 2200 (5xx) or 99991400 (429)
 	RetryAfter string // Retry-After header for 429s; default "0"
+	// Applied makes the call take effect before failing, like an answer
+	// lost on the way back: a retry must be idempotent.
+	Applied bool
 }
 
 // Server is a running fake. Its zero value is not usable; call New.
@@ -81,13 +114,28 @@ type Server struct {
 	replies map[string]int    // replied-to message id → delivered replies
 	creates map[string]int    // chat id → delivered new messages
 	seq     int
+
+	cards   map[string]*cardEntity
+	cardSeq int
+	patched map[string]string // message id → the card it was patched to
+}
+
+// cardEntity is a CardKit card: its JSON (not kept in Lean mode), whether it
+// is streaming, the last sequence applied, and when each operation landed.
+type cardEntity struct {
+	raw       string
+	streaming bool
+	seq       int
+	uuids     map[string]int // uuid → the sequence it applied
+	ops       []time.Time
+	sentAs    string // message id once sent
 }
 
 // New starts a fake on 127.0.0.1 with bot open_id botOpenID. Close it when
 // done.
 func New(botOpenID string) *Server {
 	s := &Server{BotOpenID: botOpenID, AppName: "kbbot", byUUID: map[string]string{},
-		replies: map[string]int{}, creates: map[string]int{}}
+		replies: map[string]int{}, creates: map[string]int{}, cards: map[string]*cardEntity{}, patched: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /open-apis/auth/v3/tenant_access_token/internal", s.token)
 	mux.HandleFunc("POST /open-apis/auth/v3/app_access_token/internal", s.token)
@@ -95,6 +143,11 @@ func New(botOpenID string) *Server {
 	mux.HandleFunc("POST /open-apis/im/v1/messages/{message_id}/reply", s.send(OpReply))
 	mux.HandleFunc("POST /open-apis/im/v1/messages", s.send(OpCreate))
 	mux.HandleFunc("PATCH /open-apis/im/v1/messages/{message_id}", s.send(OpPatch))
+	mux.HandleFunc("POST /open-apis/cardkit/v1/cards", s.cardCreate)
+	mux.HandleFunc("POST /open-apis/cardkit/v1/cards/id_convert", s.cardIDOf)
+	mux.HandleFunc("PUT /open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content", s.cardOp(OpCardContent))
+	mux.HandleFunc("PUT /open-apis/cardkit/v1/cards/{card_id}", s.cardOp(OpCardUpdate))
+	mux.HandleFunc("PATCH /open-apis/cardkit/v1/cards/{card_id}/settings", s.cardOp(OpCardSettings))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "msg": "feishufake: no such API: " + r.Method + " " + r.URL.Path})
 	})
@@ -120,15 +173,48 @@ func (s *Server) Requests() []Request {
 	return slices.Clone(s.reqs)
 }
 
-// Sent is every delivered message (replies and creates), in order.
+// Sent is every delivered message (replies and creates), in order, as the
+// user finally sees it. A message that sends a CardKit card entity counts
+// once the card has settled — streaming_mode turned off, or the message
+// patched — and its Card is then the entity's card (or the patch), not the
+// {"type":"card"} reference: until then the user watches it being written.
 func (s *Server) Sent() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var out []Request
-	for _, r := range s.Requests() {
-		if r.Delivered && (r.Op == OpReply || r.Op == OpCreate) {
-			out = append(out, r)
+	for _, r := range s.reqs {
+		if !r.Delivered || (r.Op != OpReply && r.Op != OpCreate) {
+			continue
 		}
+		if r.CardID != "" {
+			raw, ok := s.settledLocked(r)
+			if !ok {
+				continue
+			}
+			r.Card = nil
+			if !s.Lean {
+				_ = json.Unmarshal([]byte(raw), &r.Card)
+			}
+		}
+		out = append(out, r)
 	}
 	return out
+}
+
+// settledLocked is the card JSON a delivered message r finally shows, and
+// false while it is a card entity still streaming.
+func (s *Server) settledLocked(r Request) (string, bool) {
+	if p, ok := s.patched[r.SentID]; ok {
+		return p, true
+	}
+	if r.CardID == "" {
+		return r.Content, true
+	}
+	e := s.cards[r.CardID]
+	if e == nil || e.streaming {
+		return "", false
+	}
+	return e.raw, true
 }
 
 // Calls counts the calls of op, failed ones included.
@@ -142,20 +228,24 @@ func (s *Server) Calls(op string) int {
 	return n
 }
 
-// Replies is how many messages were delivered as replies to messageID.
+// Replies is how many messages were delivered as replies to messageID
+// (card entities once settled, as in Sent).
 func (s *Server) Replies(messageID string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.replies[messageID]
+	return s.ReplyCounts()[messageID]
 }
 
-// ReplyCounts is delivered replies per replied-to message id.
+// ReplyCounts is delivered replies per replied-to message id (card entities
+// once settled, as in Sent).
 func (s *Server) ReplyCounts() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]int, len(s.replies))
-	for k, v := range s.replies {
-		out[k] = v
+	for _, r := range s.reqs {
+		if r.Delivered && r.Op == OpReply {
+			if _, ok := s.settledLocked(r); ok {
+				out[r.MessageID]++
+			}
+		}
 	}
 	return out
 }
@@ -165,6 +255,55 @@ func (s *Server) Creates(chatID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.creates[chatID]
+}
+
+// Card is a card entity's current card JSON, decoded (nil in Lean mode),
+// and whether it is streaming; ok is false for an unknown card.
+func (s *Server) Card(cardID string) (card map[string]any, streaming, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.cards[cardID]
+	if e == nil {
+		return nil, false, false
+	}
+	if !s.Lean {
+		_ = json.Unmarshal([]byte(e.raw), &card)
+	}
+	return card, e.streaming, true
+}
+
+// CardOps is every request about a card entity, in order: its creation,
+// the message sending it, and its updates, failed ones included.
+func (s *Server) CardOps(cardID string) []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.CardID == cardID {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// MaxCardRate is the most operations (text updates, full updates,
+// settings) the card took within any one second; Feishu allows 10.
+func (s *Server) MaxCardRate(cardID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.cards[cardID]
+	if e == nil {
+		return 0
+	}
+	best := 0
+	for i, t := range e.ops {
+		n := 0
+		for _, u := range e.ops[i:] {
+			if u.Sub(t) < time.Second {
+				n++
+			}
+		}
+		best = max(best, n)
+	}
+	return best
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -262,7 +401,8 @@ func (s *Server) botInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // send handles reply, create and patch: it checks the request the way the
-// real API would (token, JSON content, card size) and records it.
+// real API would (token, JSON content, card size, a card entity sent once)
+// and records it.
 func (s *Server) send(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -274,7 +414,7 @@ func (s *Server) send(op string) http.HandlerFunc {
 			ReplyInThread bool   `json:"reply_in_thread"`
 		}
 		rec := Request{Op: op, Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Auth: r.Header.Get("Authorization"),
-			Body: body, MessageID: r.PathValue("message_id")}
+			Body: body, MessageID: r.PathValue("message_id"), At: time.Now()}
 		bad := func(status, code int, msg string) {
 			rec.Status, rec.Code = status, code
 			s.reqs = append(s.reqs, rec)
@@ -285,6 +425,12 @@ func (s *Server) send(op string) http.HandlerFunc {
 		// Decode the card before taking the lock: it is the costly part.
 		isCard := in.MsgType == "interactive" || op == OpPatch
 		var cardErr error
+		var ref struct {
+			Type string `json:"type"`
+			Data struct {
+				CardID string `json:"card_id"`
+			} `json:"data"`
+		}
 		switch {
 		case !isCard:
 		case s.Lean:
@@ -295,9 +441,16 @@ func (s *Server) send(op string) http.HandlerFunc {
 		default:
 			cardErr = json.Unmarshal([]byte(in.Content), &rec.Card)
 		}
+		if isCard && cardErr == nil && op != OpPatch && strings.Contains(in.Content, `"card_id"`) {
+			// {"type":"card","data":{"card_id":…}} sends a CardKit entity.
+			if json.Unmarshal([]byte(in.Content), &ref) == nil && ref.Type == "card" {
+				rec.CardID = ref.Data.CardID
+			}
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if f := s.fault(op); f != nil {
+		f := s.fault(op)
+		if f != nil && !f.Applied {
 			s.failed(w, rec, f)
 			return
 		}
@@ -332,17 +485,38 @@ func (s *Server) send(op string) http.HandlerFunc {
 			return
 		}
 		if op == OpPatch {
-			rec.Status, rec.SentID = 200, rec.MessageID
+			s.patched[rec.MessageID] = in.Content
+			rec.SentID = rec.MessageID
+			if f != nil {
+				s.failed(w, rec, f)
+				return
+			}
+			rec.Status = 200
 			s.reqs = append(s.reqs, rec)
 			writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
 			return
 		}
 		id, dup := s.byUUID[in.UUID]
 		if !dup || in.UUID == "" {
+			var entity *cardEntity
+			if rec.CardID != "" {
+				entity = s.cards[rec.CardID]
+				switch {
+				case entity == nil:
+					bad(400, CodeCardNotFound, "card entity not found: "+rec.CardID)
+					return
+				case entity.sentAs != "":
+					bad(400, CodeCardSentTwice, "feishufake: a card entity can be sent only once")
+					return
+				}
+			}
 			s.seq++
 			id = fmt.Sprintf("om_fake_%d", s.seq)
 			if in.UUID != "" {
 				s.byUUID[in.UUID] = id
+			}
+			if entity != nil {
+				entity.sentAs = id
 			}
 			rec.Delivered = true
 			if op == OpReply {
@@ -351,10 +525,342 @@ func (s *Server) send(op string) http.HandlerFunc {
 				s.creates[in.ReceiveID]++
 			}
 		}
-		rec.Status, rec.SentID = 200, id
+		rec.SentID = id
+		if f != nil {
+			s.failed(w, rec, f)
+			return
+		}
+		rec.Status = 200
 		s.reqs = append(s.reqs, rec)
 		chat := in.ReceiveID
 		writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{
 			"message_id": id, "chat_id": chat, "msg_type": in.MsgType, "root_id": rec.MessageID, "parent_id": rec.MessageID}})
 	}
+}
+
+// cardCreate makes a card entity from card JSON 2.0.
+func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec := Request{Op: OpCardCreate, Method: r.Method, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), Body: body, At: time.Now()}
+	var in struct {
+		Type string `json:"type"`
+		Data string `json:"data"`
+	}
+	jsonErr := json.Unmarshal(body, &in)
+	streaming, cardErr := s.checkCard(in.Data, &rec)
+	if s.Lean {
+		rec.Body = nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bad := func(status, code int, msg string) {
+		rec.Status, rec.Code = status, code
+		s.reqs = append(s.reqs, rec)
+		writeJSON(w, status, map[string]any{"code": code, "msg": msg})
+	}
+	f := s.fault(OpCardCreate)
+	if f != nil && !f.Applied {
+		s.failed(w, rec, f)
+		return
+	}
+	switch {
+	case !authorized(r):
+		bad(401, 99991661, "missing access token")
+		return
+	case jsonErr != nil:
+		bad(400, 9499, "bad request body: "+jsonErr.Error())
+		return
+	case in.Type != "card_json":
+		bad(400, 10002, `type: want "card_json", got `+in.Type)
+		return
+	case len(in.Data) > MaxCardBytes:
+		bad(400, CodeCardTooLarge, fmt.Sprintf("card is %d bytes, over the 30 KB limit", len(in.Data)))
+		return
+	case cardErr != nil:
+		bad(400, 200220, cardErr.Error())
+		return
+	}
+	s.cardSeq++
+	id := fmt.Sprintf("card_fake_%d", s.cardSeq)
+	e := &cardEntity{streaming: streaming, uuids: map[string]int{}}
+	if !s.Lean {
+		e.raw = in.Data
+	}
+	s.cards[id] = e
+	rec.CardID = id
+	if f != nil {
+		s.failed(w, rec, f)
+		return
+	}
+	rec.Status = 200
+	s.reqs = append(s.reqs, rec)
+	writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{"card_id": id}})
+}
+
+// cardIDOf answers which card entity a message sent.
+func (s *Server) cardIDOf(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec := Request{Op: OpCardIDOf, Method: r.Method, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), Body: body, At: time.Now()}
+	var in struct {
+		MessageID string `json:"message_id"`
+	}
+	jsonErr := json.Unmarshal(body, &in)
+	rec.MessageID = in.MessageID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f := s.fault(OpCardIDOf); f != nil {
+		s.failed(w, rec, f)
+		return
+	}
+	bad := func(status, code int, msg string) {
+		rec.Status, rec.Code = status, code
+		s.reqs = append(s.reqs, rec)
+		writeJSON(w, status, map[string]any{"code": code, "msg": msg})
+	}
+	switch {
+	case !authorized(r):
+		bad(401, 99991661, "missing access token")
+		return
+	case jsonErr != nil || in.MessageID == "":
+		bad(400, 10002, "message_id is required")
+		return
+	}
+	for id, e := range s.cards {
+		if e.sentAs == in.MessageID {
+			rec.Status, rec.CardID = 200, id
+			s.reqs = append(s.reqs, rec)
+			writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{"card_id": id}})
+			return
+		}
+	}
+	bad(400, CodeCardNotFound, "feishufake: no card entity was sent as "+in.MessageID)
+}
+
+// checkCard checks card JSON the way CardKit does (schema 2.0,
+// update_multi) and reports its streaming_mode; rec.Card gets the card
+// unless the fake is lean.
+func (s *Server) checkCard(data string, rec *Request) (streaming bool, err error) {
+	var c struct {
+		Schema string `json:"schema"`
+		Config struct {
+			UpdateMulti   *bool `json:"update_multi"`
+			StreamingMode bool  `json:"streaming_mode"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(data), &c); err != nil {
+		return false, fmt.Errorf("card data is not JSON: %v", err)
+	}
+	if c.Schema != "2.0" {
+		return false, errors.New("CardKit takes card JSON 2.0 only")
+	}
+	if c.Config.UpdateMulti != nil && !*c.Config.UpdateMulti {
+		return false, errors.New("update_multi must be true")
+	}
+	if !s.Lean {
+		_ = json.Unmarshal([]byte(data), &rec.Card)
+	}
+	return c.Config.StreamingMode, nil
+}
+
+// cardOp handles the operations on an existing entity: text updates, full
+// updates and settings. Each carries a sequence that must exceed the last
+// one applied to the card; repeating an applied operation's uuid and
+// sequence is answered with success and no effect, as Feishu's idempotency.
+func (s *Server) cardOp(op string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rec := Request{Op: op, Method: r.Method, Path: r.URL.Path, Auth: r.Header.Get("Authorization"), Body: body,
+			CardID: r.PathValue("card_id"), ElementID: r.PathValue("element_id"), At: time.Now()}
+		var in struct {
+			Content *string `json:"content"`
+			Card    *struct {
+				Type string `json:"type"`
+				Data string `json:"data"`
+			} `json:"card"`
+			Settings *string `json:"settings"`
+			Sequence int     `json:"sequence"`
+			UUID     string  `json:"uuid"`
+		}
+		jsonErr := json.Unmarshal(body, &in)
+		rec.Sequence, rec.UUID = in.Sequence, in.UUID
+		var check error
+		var newStreaming *bool
+		switch op {
+		case OpCardContent:
+			if in.Content == nil {
+				check = errors.New("content is required")
+			} else {
+				rec.Content = *in.Content
+			}
+		case OpCardUpdate:
+			switch {
+			case in.Card == nil || in.Card.Type != "card_json":
+				check = errors.New(`card: want {"type":"card_json","data":…}`)
+			case len(in.Card.Data) > MaxCardBytes:
+				check = fmt.Errorf("card is %d bytes, over the 30 KB limit", len(in.Card.Data))
+			default:
+				var streaming bool
+				streaming, check = s.checkCard(in.Card.Data, &rec)
+				if strings.Contains(in.Card.Data, `"streaming_mode"`) {
+					newStreaming = &streaming
+				}
+			}
+		case OpCardSettings:
+			var set struct {
+				Config map[string]any `json:"config"`
+			}
+			switch {
+			case in.Settings == nil:
+				check = errors.New("settings is required")
+			case json.Unmarshal([]byte(*in.Settings), &set) != nil:
+				check = errors.New("settings is not a JSON object")
+			default:
+				_ = json.Unmarshal([]byte(*in.Settings), &rec.Settings)
+				if v, ok := set.Config["streaming_mode"].(bool); ok {
+					newStreaming = &v
+				}
+			}
+		}
+		if s.Lean {
+			rec.Body, rec.Card = nil, nil
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		bad := func(status, code int, msg string) {
+			rec.Status, rec.Code = status, code
+			s.reqs = append(s.reqs, rec)
+			writeJSON(w, status, map[string]any{"code": code, "msg": msg})
+		}
+		f := s.fault(op)
+		if f != nil && !f.Applied {
+			s.failed(w, rec, f)
+			return
+		}
+		e := s.cards[rec.CardID]
+		switch {
+		case !authorized(r):
+			bad(401, 99991661, "missing access token")
+			return
+		case jsonErr != nil:
+			bad(400, 9499, "bad request body: "+jsonErr.Error())
+			return
+		case e == nil:
+			bad(400, CodeCardNotFound, "card entity not found: "+rec.CardID)
+			return
+		case in.Sequence < 1:
+			bad(400, 10002, "sequence must be a positive int32")
+			return
+		case check != nil:
+			bad(400, 10002, check.Error())
+			return
+		}
+		if prev, seen := e.uuids[in.UUID]; in.UUID != "" && seen {
+			if prev != in.Sequence {
+				bad(400, CodeUUIDConflict, "uuid already used with another sequence")
+				return
+			}
+			rec.Replay, rec.Status = true, 200
+			s.reqs = append(s.reqs, rec)
+			writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
+			return
+		}
+		if in.Sequence <= e.seq {
+			bad(400, CodeSequence, fmt.Sprintf("sequence %d is not above the card's last %d", in.Sequence, e.seq))
+			return
+		}
+		switch op {
+		case OpCardContent:
+			if !e.streaming {
+				bad(400, CodeStreamingOff, "streaming_mode is off; text updates need it on")
+				return
+			}
+			if !s.Lean {
+				raw, err := setElementContent(e.raw, rec.ElementID, rec.Content)
+				if err != nil {
+					bad(400, 10002, err.Error())
+					return
+				}
+				e.raw = raw
+			}
+		case OpCardUpdate:
+			if !s.Lean {
+				e.raw = in.Card.Data
+			}
+		case OpCardSettings:
+			if !s.Lean && rec.Settings != nil {
+				e.raw = mergeConfig(e.raw, rec.Settings)
+			}
+		}
+		if newStreaming != nil {
+			e.streaming = *newStreaming
+		}
+		e.seq = in.Sequence
+		if in.UUID != "" {
+			e.uuids[in.UUID] = in.Sequence
+		}
+		e.ops = append(e.ops, rec.At)
+		if f != nil {
+			s.failed(w, rec, f)
+			return
+		}
+		rec.Status = 200
+		s.reqs = append(s.reqs, rec)
+		writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
+	}
+}
+
+// setElementContent replaces the content of the markdown or plain_text
+// element with id in card JSON.
+func setElementContent(raw, id, content string) (string, error) {
+	var card map[string]any
+	if err := json.Unmarshal([]byte(raw), &card); err != nil {
+		return "", err
+	}
+	found := false
+	var walk func(v any)
+	walk = func(v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			if x["element_id"] == id && (x["tag"] == "markdown" || x["tag"] == "plain_text") {
+				x["content"] = content
+				found = true
+			}
+			for _, e := range x {
+				walk(e)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e)
+			}
+		}
+	}
+	walk(card)
+	if !found {
+		return "", fmt.Errorf("no markdown or plain_text element %q in the card", id)
+	}
+	b, err := json.Marshal(card)
+	return string(b), err
+}
+
+// mergeConfig applies settings' config keys to the card's config.
+func mergeConfig(raw string, settings map[string]any) string {
+	var card map[string]any
+	if json.Unmarshal([]byte(raw), &card) != nil {
+		return raw
+	}
+	cfg, _ := card["config"].(map[string]any)
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	if set, ok := settings["config"].(map[string]any); ok {
+		for k, v := range set {
+			cfg[k] = v
+		}
+	}
+	card["config"] = cfg
+	b, err := json.Marshal(card)
+	if err != nil {
+		return raw
+	}
+	return string(b)
 }

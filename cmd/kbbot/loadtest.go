@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/config"
 )
 
 // Limits that keep a load test a test: it only targets this machine, and
@@ -170,6 +171,9 @@ func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, f
 	sub.cfg.QdrantURL = ""
 	sub.cfg.OpenAIAPIKey = ""
 	sub.cfg.OpenAIEmbeddingModel = ""
+	// The load sends many questions per user; the abuse limits would turn
+	// most of them into "slow down" cards and hide what is being measured.
+	sub.cfg.RateUser, sub.cfg.RateChat = config.Rate{}, config.Rate{}
 	// Per-message logs would swamp the report; warnings still show.
 	sub.log = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	addrc := make(chan string, 1)
@@ -240,6 +244,7 @@ func (a *app) startSpawned(ctx context.Context, o *loadOpts) (*feishufake.Server
 		"REDIS_URL="+o.redisURL,
 		"QDRANT_URL=", "OPENAI_API_KEY=", "OPENAI_EMBEDDING_MODEL=",
 		"LOG_LEVEL=warn",
+		"KBBOT_RATE_USER=off", "KBBOT_RATE_CHAT=off", // see startSelf
 	)
 	cmd.Stdout, cmd.Stderr = a.stderr, a.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }

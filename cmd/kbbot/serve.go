@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -59,8 +58,8 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	if *ws || a.cfg.FeishuMode == "ws" {
-		return errors.New("serve: long-connection mode (--ws, FEISHU_MODE=ws) is not implemented yet; use the webhook (FEISHU_MODE=webhook)")
+	if *ws {
+		a.cfg.FeishuMode = "ws"
 	}
 	return a.runServe(ctx, serveOptions{})
 }
@@ -71,7 +70,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	if err := a.cfg.ValidateServe(); err != nil {
 		return fmt.Errorf("serve: refusing to start:\n%w", err)
 	}
-	if a.cfg.FeishuEncryptKey == "" {
+	if a.cfg.FeishuEncryptKey == "" && a.cfg.FeishuMode != "ws" {
 		a.log.Warn("KBBOT_INSECURE_DEV: FEISHU_ENCRYPT_KEY is empty, so webhook requests are neither signed nor encrypted; never run like this in production")
 	}
 
@@ -85,6 +84,16 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: state store: %w", err)
 	}
 	defer st.Close()
+	// Questions wait between the webhook and the workers, and are counted
+	// for the rate limits, in Redis when there is one (durable, shared by
+	// the replicas), else in process.
+	qopt := store.QueueOptions{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
+		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Log: a.log}
+	var queue bot.Queue = store.NewMemoryQueue(qopt)
+	var limiter bot.Limiter = store.NewMemoryLimiter()
+	if rs, ok := st.(*store.RedisState); ok {
+		queue, limiter = store.NewRedisQueue(rs, qopt), store.NewRedisLimiter(rs)
+	}
 
 	// A registry of our own, not the global default: tests run several bots
 	// in one process.
@@ -100,6 +109,11 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		HistoryTurns:      a.cfg.HistoryTurns,
 		HistoryTTL:        a.cfg.HistoryTTL,
 		Ready:             eng.Ready,
+		LongConnection:    a.cfg.FeishuMode == "ws",
+		Queue:             queue,
+		Limiter:           limiter,
+		RateUser:          bot.Rate(a.cfg.RateUser),
+		RateChat:          bot.Rate(a.cfg.RateChat),
 	}, client, eng, st, a.log)
 	if err != nil {
 		return err
@@ -125,20 +139,28 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	addr := ln.Addr().String()
-	a.log.Info("serving", "addr", addr, "webhook", "POST /feishu/events", "public_url", a.cfg.PublicURL, "redis", a.cfg.RedisURL != "")
+	events := "webhook POST /feishu/events"
+	if a.cfg.FeishuMode == "ws" {
+		events = "long connection to " + a.cfg.FeishuBaseURL
+	}
+	a.log.Info("serving", "addr", addr, "events", events, "public_url", a.cfg.PublicURL, "redis", a.cfg.RedisURL != "")
 	if a.onListen != nil {
 		a.onListen(addr)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	lc := a.startLongConnection(ctx, b) // nil unless FEISHU_MODE=ws
 
 	var serveErr error
 	select {
 	case err := <-errc:
 		serveErr = fmt.Errorf("serve: %w", err)
+	case err := <-lc.failed():
+		serveErr = fmt.Errorf("serve: %w; check FEISHU_APP_ID, FEISHU_APP_SECRET and FEISHU_BASE_URL, and that the app receives events through the long connection", err)
 	case <-ctx.Done():
 		a.log.Info("shutting down")
 	}
+	lc.stop() // no more events, so no more work queued
 	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {

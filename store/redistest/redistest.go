@@ -70,6 +70,7 @@ func Prefix(tb testing.TB) string {
 type server struct {
 	bin, dir string
 	port     int
+	args     []string // extra redis-server options
 
 	mu   sync.Mutex
 	proc *os.Process
@@ -80,15 +81,16 @@ type server struct {
 // its data in tb.TempDir() and append-only persistence on, and stops it when
 // the test ends. restart stops it (with SIGTERM, so the AOF is complete) and
 // starts it again on the same port and data, for tests of how clients live
-// through a Redis restart. Without redis-server on PATH the test skips, or
-// fails under CI.
-func StartServer(tb testing.TB) (url string, restart func()) {
+// through a Redis restart. args are extra redis-server options, such as
+// "--appendfsync", "always" for tests that must not lose an acknowledged
+// write. Without redis-server on PATH the test skips, or fails under CI.
+func StartServer(tb testing.TB, args ...string) (url string, restart func()) {
 	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		skip(tb, "redis-server not on PATH; install it (apt-get install redis-server)")
 	}
-	s := &server{bin: bin, dir: tb.TempDir(), port: freePort(tb)}
+	s := &server{bin: bin, dir: tb.TempDir(), port: freePort(tb), args: args}
 	s.start(tb)
 	tb.Cleanup(s.stop)
 	restart = func() {
@@ -115,14 +117,15 @@ func freePort(tb testing.TB) int {
 func (s *server) start(tb testing.TB) {
 	tb.Helper()
 	logPath := filepath.Join(s.dir, "redis.log")
-	cmd := exec.Command(s.bin,
+	args := append([]string{
 		"--port", strconv.Itoa(s.port),
 		"--bind", "127.0.0.1",
 		"--dir", s.dir,
 		"--save", "",
 		"--appendonly", "yes",
 		"--logfile", logPath,
-	)
+	}, s.args...)
+	cmd := exec.Command(s.bin, args...)
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("redistest: start redis-server: %v", err)
 	}

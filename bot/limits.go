@@ -1,0 +1,136 @@
+package bot
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math"
+	"strings"
+	"time"
+
+	"kbbot/store"
+)
+
+// Abuse limits. Questions are counted per asker and per chat (messages and
+// ask/retry clicks, after parsing, before de-duplication) in a shared
+// Limiter, so every replica sees the same counts. The text is capped where
+// it is used: the engine cuts a question at 2000 runes (rag maxQuestionLen)
+// and the history it sends the LLM at 6000 (rag maxHistoryRunes); cards
+// show at most maxQuestion runes of it.
+
+// Rate is a limit on questions: at most N per Per. The zero Rate is no
+// limit.
+type Rate struct {
+	N   int
+	Per time.Duration
+}
+
+// Limiter is what the bot needs from a rate limiter: store.MemoryLimiter
+// (one replica) or store.RedisLimiter (shared).
+type Limiter interface {
+	Allow(ctx context.Context, limits ...store.Limit) (store.Verdict, error)
+}
+
+var (
+	_ Limiter = (*store.MemoryLimiter)(nil)
+	_ Limiter = (*store.RedisLimiter)(nil)
+)
+
+// outcomeLimited counts events refused by a rate limit.
+const outcomeLimited = "limited"
+
+// limitNote is what a limit card says; a kindLimited item carries it.
+type limitNote struct {
+	Scope         string `json:"scope"` // user | chat
+	Max           int    `json:"max"`
+	PerSeconds    int    `json:"per_seconds"`
+	RetryAfterSec int    `json:"retry_after_seconds"`
+}
+
+func newLimitNote(v store.Verdict) *limitNote {
+	scope := "user"
+	if strings.HasPrefix(v.Limit.Key, "chat:") {
+		scope = "chat"
+	}
+	return &limitNote{Scope: scope, Max: v.Limit.Max, PerSeconds: int(v.Limit.Window / time.Second),
+		RetryAfterSec: int(math.Ceil(v.RetryAfter.Seconds()))}
+}
+
+// checkRate counts a question from user in chat. limited is true when a
+// limit is exceeded; v says which, and whether this is the first time in
+// its window. A limiter error lets the question through: better an answer
+// too many than none while Redis hiccups.
+func (b *Bot) checkRate(ctx context.Context, log *slog.Logger, user, chat string) (v store.Verdict, limited bool) {
+	if b.cfg.Limiter == nil {
+		return store.Verdict{Allowed: true}, false
+	}
+	var limits []store.Limit
+	if user != "" {
+		limits = append(limits, store.Limit{Key: "user:" + user, Max: b.cfg.RateUser.N, Window: b.cfg.RateUser.Per})
+	}
+	if chat != "" {
+		limits = append(limits, store.Limit{Key: "chat:" + chat, Max: b.cfg.RateChat.N, Window: b.cfg.RateChat.Per})
+	}
+	v, err := b.cfg.Limiter.Allow(ctx, limits...)
+	if err != nil {
+		log.Warn("rate limit check failed; letting the question through", "error", err)
+		return store.Verdict{Allowed: true}, false
+	}
+	if !v.Allowed {
+		log.Info("rate limit reached", "limit", v.Limit.Key, "count", v.Count, "max", v.Limit.Max,
+			"window", v.Limit.Window, "retry_after", v.RetryAfter.Round(time.Second), "first", v.First)
+	}
+	return v, !v.Allowed
+}
+
+func (b *Bot) sendLimited(ctx context.Context, log *slog.Logger, m incoming, n limitNote) {
+	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
+	b.deliver(ctx, log, q, "limited", limitCard(n, m.Text, q.Conv))
+}
+
+// limitCard tells the asker a limit was reached and when to ask again, with
+// a retry button for then. It is sent once per window; later questions in
+// the window get no answer, so the card says so.
+func limitCard(n limitNote, question, conv string) []byte {
+	who := "你提问有点快"
+	if n.Scope == "chat" {
+		who = "这个会话里的提问有点多"
+	}
+	return render(newCard("请稍后再问", "orange", "提问太频繁了",
+		md(fmt.Sprintf("%s：%s最多回答 %d 个问题。请 %s后再问，或到时点击重试。", who, perText(n.PerSeconds), n.Max, waitText(n.RetryAfterSec))),
+		md("**问题：**"+truncate(question, maxQuestion)),
+		note("在此之前的其他提问不会再单独回复。"),
+		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
+	))
+}
+
+// limitToast is the answer to a limited click.
+func limitToast(n *limitNote) string {
+	return fmt.Sprintf("提问太频繁了，请 %s后再试", waitText(n.RetryAfterSec))
+}
+
+func perText(seconds int) string {
+	switch seconds {
+	case 1:
+		return "每秒"
+	case 60:
+		return "每分钟"
+	case 3600:
+		return "每小时"
+	case 86400:
+		return "每天"
+	}
+	return "每 " + waitText(seconds)
+}
+
+func waitText(seconds int) string {
+	switch {
+	case seconds < 1:
+		return "片刻"
+	case seconds < 120:
+		return fmt.Sprintf("%d 秒", seconds)
+	case seconds < 7200:
+		return fmt.Sprintf("%d 分钟", (seconds+59)/60)
+	}
+	return fmt.Sprintf("%d 小时", (seconds+3599)/3600)
+}

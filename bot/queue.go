@@ -1,0 +1,212 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+
+	"kbbot/store"
+)
+
+// Queue is what the bot needs from its work queue: store.MemoryQueue (in
+// process, for one replica) or store.RedisQueue (durable, shared by
+// replicas). Items with the same key (the chat) run one at a time, in
+// order, so a chat's answers keep the order of its questions.
+type Queue interface {
+	Enqueue(ctx context.Context, key string, payload []byte) error
+	Start(ctx context.Context, h store.Handlers) error
+	Stop(ctx context.Context) error
+}
+
+// claimingQueue is a Queue that claims the de-duplication keys and records
+// the item in one step (store.RedisQueue), so a crash between the two cannot
+// leave a claim without its item. It must keep its claims where the bot's
+// State does (serve builds both on one store.RedisState).
+type claimingQueue interface {
+	EnqueueClaimed(ctx context.Context, claims []store.Claim, key string, payload []byte) (first bool, err error)
+}
+
+var (
+	_ Queue         = (*store.MemoryQueue)(nil)
+	_ Queue         = (*store.RedisQueue)(nil)
+	_ claimingQueue = (*store.RedisQueue)(nil)
+)
+
+// Kinds of work item.
+const (
+	kindMessage = "message" // answer a message (or run its command)
+	kindClick   = "click"   // answer a button's question
+	kindWelcome = "welcome" // greet a new direct chat
+	kindBusy    = "busy"    // tell the asker the in-process queue was full
+	kindLimited = "limited" // tell the asker a rate limit was reached
+)
+
+// item is one unit of work. It is stored in the queue as JSON and may be
+// run by another replica, or by a newer version after a deploy: add fields,
+// never rename them.
+type item struct {
+	Kind    string     `json:"kind"`
+	Msg     *incoming  `json:"msg,omitempty"`      // message, busy, limited
+	Click   *clickJob  `json:"click,omitempty"`    // click
+	ChatID  string     `json:"chat_id,omitempty"`  // welcome
+	EventID string     `json:"event_id,omitempty"` // welcome
+	Limit   *limitNote `json:"limit,omitempty"`    // limited
+}
+
+// clickJob is a button's question and where its answer goes.
+type clickJob struct {
+	EventID  string `json:"event_id,omitempty"`
+	Text     string `json:"text"`
+	Conv     string `json:"conv"`
+	ChatID   string `json:"chat_id"`
+	ReplyTo  string `json:"reply_to,omitempty"`
+	InThread bool   `json:"in_thread,omitempty"`
+	Asker    string `json:"asker,omitempty"`
+	Seed     string `json:"seed"`
+}
+
+func (c clickJob) question() question {
+	return question{Text: c.Text, Conv: c.Conv, ChatID: c.ChatID, ReplyTo: c.ReplyTo, InThread: c.InThread, Asker: c.Asker, Seed: c.Seed}
+}
+
+// key orders items: one chat's items run one at a time, in order.
+func (it item) key() string {
+	switch {
+	case it.Msg != nil:
+		return it.Msg.ChatID
+	case it.Click != nil:
+		return it.Click.ChatID
+	}
+	return it.ChatID
+}
+
+func (it item) logger(log *slog.Logger) *slog.Logger {
+	switch {
+	case it.Msg != nil:
+		return it.Msg.logger(log)
+	case it.Click != nil:
+		return log.With("event_id", it.Click.EventID, "chat_id", it.Click.ChatID)
+	}
+	return log.With("event_id", it.EventID, "chat_id", it.ChatID)
+}
+
+// asked is the question an item answers, and where a reply goes; false for
+// items without an asker to tell (welcome).
+func (it item) asked() (question, bool) {
+	switch {
+	case it.Msg != nil:
+		m := it.Msg
+		return question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}, true
+	case it.Click != nil:
+		return it.Click.question(), true
+	}
+	return question{}, false
+}
+
+// submit claims the keys (dropping duplicates) and records the item. On an
+// error nothing stays recorded or claimed, except with store.ErrQueueFull:
+// then taken holds the claims, for the caller to use or release.
+func (b *Bot) submit(ctx context.Context, it item, claims ...string) (taken []string, first bool, err error) {
+	payload, err := json.Marshal(it)
+	if err != nil {
+		return nil, false, err
+	}
+	if cq, ok := b.cfg.Queue.(claimingQueue); ok {
+		var cs []store.Claim
+		for _, k := range claims {
+			if !strings.HasSuffix(k, ":") { // no id to dedupe on
+				cs = append(cs, store.Claim{Key: k, TTL: claimTTL(k)})
+			}
+		}
+		first, err := cq.EnqueueClaimed(ctx, cs, it.key(), payload)
+		return nil, first, err
+	}
+	taken, first, err = b.claim(ctx, claims...)
+	if err != nil || !first {
+		return nil, first, err
+	}
+	if err := b.cfg.Queue.Enqueue(ctx, it.key(), payload); err != nil {
+		if errors.Is(err, store.ErrQueueFull) {
+			return taken, true, err
+		}
+		b.release(b.log, taken)
+		return nil, false, err
+	}
+	return taken, true, nil
+}
+
+// runJob runs one queued item. It returns ctx's error when the run was cut
+// short (shutdown, or the Redis lease lost), so the queue keeps the item for
+// another replica; failures inside answering end in an error card there and
+// count as done. A panic makes the queue retry the item.
+func (b *Bot) runJob(ctx context.Context, j store.Job) error {
+	var it item
+	if err := json.Unmarshal(j.Payload, &it); err != nil {
+		b.log.Error("dropping a work item that does not decode", "job", j.ID, "error", err)
+		return nil
+	}
+	log := it.logger(b.log).With("job", j.ID)
+	if j.Attempt > 1 {
+		log = log.With("attempt", j.Attempt)
+	}
+	if b.jobHook != nil {
+		b.jobHook(it)
+	}
+	b.runItem(withAttempt(ctx, j.Attempt), log, it)
+	return ctx.Err()
+}
+
+type attemptKey struct{}
+
+func withAttempt(ctx context.Context, n int) context.Context {
+	return context.WithValue(ctx, attemptKey{}, n)
+}
+
+// jobAttempt is how many times the queue has delivered the item being run
+// under ctx (1: the first time; 0: not from the queue). Above 1, an earlier
+// run, on a replica that crashed or stopped, may have shown the user
+// something already: a reply with the same idempotency uuid comes back as
+// that earlier message, showing whatever that run left in it.
+func jobAttempt(ctx context.Context) int {
+	n, _ := ctx.Value(attemptKey{}).(int)
+	return n
+}
+
+// runItem dispatches an item to its handler.
+func (b *Bot) runItem(ctx context.Context, log *slog.Logger, it item) {
+	switch {
+	case it.Kind == kindMessage && it.Msg != nil:
+		b.handleMessage(ctx, log, *it.Msg)
+	case it.Kind == kindClick && it.Click != nil:
+		b.answer(ctx, log, it.Click.question())
+	case it.Kind == kindWelcome && it.ChatID != "":
+		b.sendWelcome(ctx, log, it.ChatID)
+	case it.Kind == kindBusy && it.Msg != nil:
+		b.sendBusy(ctx, log, *it.Msg)
+	case it.Kind == kindLimited && it.Msg != nil && it.Limit != nil:
+		b.sendLimited(ctx, log, *it.Msg, *it.Limit)
+	default:
+		log.Error("dropping a work item of unknown kind or without its fields", "kind", it.Kind)
+	}
+}
+
+// deadJob tells the asker of an item the queue gave up on (it kept failing,
+// or kept crashing its replica) with an error card and a retry button.
+func (b *Bot) deadJob(ctx context.Context, j store.Job) {
+	var it item
+	if err := json.Unmarshal(j.Payload, &it); err != nil {
+		b.log.Error("gave up on a work item that does not decode", "job", j.ID, "error", err)
+		return
+	}
+	log := it.logger(b.log).With("job", j.ID, "attempts", j.Attempt)
+	q, ok := it.asked()
+	if !ok {
+		log.Error("gave up on a work item; there is no one to tell", "kind", it.Kind)
+		return
+	}
+	b.cfg.Metrics.event(q.kind(), outcomeFailed)
+	log.Error("gave up on a work item; sending an error card", "kind", it.Kind)
+	b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+}

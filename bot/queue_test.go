@@ -1,0 +1,357 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"kbbot/bot/feishufake"
+	"kbbot/rag"
+	"kbbot/store"
+	"kbbot/store/redistest"
+)
+
+// queueOpts extend harnessOpts with what the queue and limit tests vary.
+type queueOpts struct {
+	harnessOpts
+	newQueue           func(t *testing.T, log *slog.Logger) Queue // nil: the in-process default
+	limiter            Limiter
+	rateUser, rateChat Rate
+	hook               func(it item) // Bot.jobHook
+}
+
+// newQueueHarness is newHarness with a queue, limits and a job hook of the
+// test's choosing.
+func newQueueHarness(t *testing.T, o queueOpts) *harness {
+	t.Helper()
+	h := &harness{t: t, logs: &syncBuffer{}, fake: o.fake, ans: o.ans, st: o.state}
+	h.signer = feishufake.Signer{EncryptKey: testEncrypt, Token: testToken}
+	if h.fake == nil {
+		h.fake = feishufake.New(testBotID)
+		t.Cleanup(h.fake.Close)
+	}
+	if h.ans == nil {
+		h.ans = &fakeAnswerer{}
+	}
+	if h.st == nil {
+		h.st = store.NewMemoryState()
+	}
+	if o.workers == 0 {
+		o.workers = 2
+	}
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	cfg := Config{
+		VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic,
+		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
+		RetryBase: time.Millisecond, SendAttempts: 5,
+		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
+	}
+	if o.newQueue != nil {
+		cfg.Queue = o.newQueue(t, log)
+	}
+	b, err := New(cfg, NewLarkClient(uniqueAppID(), "secret", h.fake.URL, log), h.ans, h.st, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Now = func() time.Time { return time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC) }
+	b.jobHook = o.hook
+	if err := b.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.bot = b
+	h.srv = httptest.NewServer(b.Handler())
+	t.Cleanup(func() {
+		h.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := b.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("shutdown: %v", err)
+		}
+	})
+	return h
+}
+
+// replicas are bots sharing one Redis (state, queue, limits), as several
+// kbbot processes would.
+type replicas struct {
+	url, prefix string
+}
+
+func newReplicas(t *testing.T) replicas {
+	return replicas{url: redistest.URL(t), prefix: redistest.Prefix(t)}
+}
+
+// state is a new connection to the shared Redis state.
+func (r replicas) state(t *testing.T) *store.RedisState { return newRedisState(t, r.url, r.prefix) }
+
+// redisQueueOn makes a RedisQueue on st for queueOpts.newQueue.
+func redisQueueOn(st *store.RedisState, opt store.QueueOptions) func(t *testing.T, log *slog.Logger) Queue {
+	return func(t *testing.T, log *slog.Logger) Queue {
+		if opt.Shards == 0 {
+			opt.Shards = 8
+		}
+		if opt.Visibility == 0 {
+			opt.Visibility = 5 * time.Second
+		}
+		opt.Workers, opt.Log = 2, log
+		return store.NewRedisQueue(st, opt)
+	}
+}
+
+// replyOrder is the order in which the given messages got their replies.
+func replyOrder(fake *feishufake.Server, ids []string) []string {
+	var out []string
+	for _, r := range fake.Sent() {
+		if r.Op == feishufake.OpReply && slices.Contains(ids, r.MessageID) {
+			out = append(out, r.MessageID)
+		}
+	}
+	return out
+}
+
+func slowAnswers() *fakeAnswerer {
+	return &fakeAnswerer{AskFn: func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
+		time.Sleep(time.Duration(rand.IntN(15)) * time.Millisecond)
+		return cannedAnswer(q), nil
+	}}
+}
+
+// A chat's answers keep the order of its questions, also when the
+// questions reach different replicas and other chats' questions mingle.
+func TestChatOrderAcrossReplicas(t *testing.T) {
+	check := func(t *testing.T, hs []*harness) {
+		const n = 8
+		var ids []string
+		for i := range n {
+			h := hs[i%len(hs)]
+			m := feishufake.Message{EventID: h.id("ev"), MessageID: h.id("om"), ChatID: "oc_ordered", ChatType: "p2p",
+				Sender: "ou_ordered", Text: "第几个问题？" + string(rune('A'+i))}
+			h.mustPost(h.signer.MessageEvent(m))
+			ids = append(ids, m.MessageID)
+			other := h.dm("别的会话的问题")
+			other.ChatID = h.id("oc_other")
+			h.mustPost(h.signer.MessageEvent(other))
+		}
+		fake := hs[0].fake
+		waitFor(t, "every ordered question answered", func() bool { return len(replyOrder(fake, ids)) == n })
+		if got := replyOrder(fake, ids); !slices.Equal(got, ids) {
+			t.Errorf("replies in order %v,\nwant %v", got, ids)
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		check(t, []*harness{newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{ans: slowAnswers(), workers: 4}})})
+	})
+	t.Run("redis", func(t *testing.T) {
+		r := newReplicas(t)
+		fake := feishufake.New(testBotID)
+		t.Cleanup(fake.Close)
+		var hs []*harness
+		for range 2 {
+			st := r.state(t)
+			hs = append(hs, newQueueHarness(t, queueOpts{
+				harnessOpts: harnessOpts{state: st, fake: fake, ans: slowAnswers()},
+				newQueue:    redisQueueOn(st, store.QueueOptions{}),
+			}))
+		}
+		check(t, hs)
+	})
+}
+
+// An item that panics every time is given up after MaxAttempts: the asker
+// gets an error card with a retry button, and the chat goes on.
+func TestDeadLetterSendsErrorCard(t *testing.T) {
+	var runs atomic.Int64
+	hook := func(it item) {
+		if it.Msg != nil && it.Msg.Text == "会崩溃的问题" {
+			runs.Add(1)
+			panic("poisoned item")
+		}
+	}
+	check := func(t *testing.T, h *harness) {
+		bad, next := h.dm("会崩溃的问题"), h.dm("下一个问题")
+		h.mustPost(h.signer.MessageEvent(bad))
+		h.mustPost(h.signer.MessageEvent(next))
+		r := h.replyTo(bad.MessageID)
+		if text := cardText(r.Card); !strings.Contains(text, "出错了") || len(buttonsWith(r.Card, actionRetry)) != 1 {
+			t.Errorf("the poisoned question got %s, want an error card with a retry button", text)
+		}
+		h.replyTo(next.MessageID)
+		if got := replyOrder(h.fake, []string{bad.MessageID, next.MessageID}); !slices.Equal(got, []string{bad.MessageID, next.MessageID}) {
+			t.Errorf("reply order %v", got)
+		}
+		if n := runs.Load(); n != 3 {
+			t.Errorf("the poisoned item ran %d times, want 3 (MaxAttempts)", n)
+		}
+		for _, c := range h.ans.Calls() {
+			if c.Question == bad.Text {
+				t.Error("the answerer was asked the poisoned question")
+			}
+		}
+		if !h.logged("gave up on a work item", "message_id="+bad.MessageID) {
+			t.Error("giving up is not logged with the message id")
+		}
+	}
+	t.Run("memory", func(t *testing.T) {
+		runs.Store(0)
+		check(t, newQueueHarness(t, queueOpts{hook: hook, newQueue: func(t *testing.T, log *slog.Logger) Queue {
+			return store.NewMemoryQueue(store.QueueOptions{Workers: 2, MaxAttempts: 3, RetryBase: time.Millisecond, Log: log})
+		}}))
+	})
+	t.Run("redis", func(t *testing.T) {
+		runs.Store(0)
+		st := newReplicas(t).state(t)
+		check(t, newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st}, hook: hook,
+			newQueue: redisQueueOn(st, store.QueueOptions{MaxAttempts: 3, RetryBase: time.Millisecond})}))
+	})
+}
+
+// The 11th question in a minute from one person gets the limit card, once,
+// whichever replica they reach; a limited click gets a toast.
+func TestRateLimitSharedAcrossReplicas(t *testing.T) {
+	r := newReplicas(t)
+	fake := feishufake.New(testBotID)
+	t.Cleanup(fake.Close)
+	var hs []*harness
+	for range 2 {
+		st := r.state(t)
+		lim := store.NewRedisLimiter(st)
+		lim.Now = func() time.Time { return time.Date(2026, 11, 28, 10, 0, 5, 0, time.UTC) }
+		hs = append(hs, newQueueHarness(t, queueOpts{
+			harnessOpts: harnessOpts{state: st, fake: fake},
+			newQueue:    redisQueueOn(st, store.QueueOptions{}),
+			limiter:     lim, rateUser: Rate{N: 10, Per: time.Minute}, rateChat: Rate{N: 30, Per: time.Minute},
+		}))
+	}
+	var ms []feishufake.Message
+	for i := range 12 {
+		h := hs[i%2]
+		m := h.dm("第 " + string(rune('a'+i)) + " 个问题")
+		m.ChatID, m.Sender = "oc_limited", "ou_eager"
+		h.mustPost(h.signer.MessageEvent(m))
+		ms = append(ms, m)
+	}
+	for _, m := range ms[:10] {
+		if text := cardText(hs[0].replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
+			t.Errorf("question %q within the limit got %s", m.Text, text)
+		}
+	}
+	card := hs[0].replyTo(ms[10].MessageID).Card
+	if text := cardText(card); !strings.Contains(text, "请稍后再问") || !strings.Contains(text, "每分钟最多回答 10 个问题") || !strings.Contains(text, "55 秒") {
+		t.Errorf("the 11th question got %s, want the limit card", text)
+	}
+	if len(buttonsWith(card, actionRetry)) != 1 {
+		t.Error("the limit card has no retry button")
+	}
+	// The 12th was refused before its 200, without a card.
+	if !hs[1].logged("already told this window", "message_id="+ms[11].MessageID) {
+		t.Error("the 12th question was not refused silently")
+	}
+	if n := fake.Replies(ms[11].MessageID); n != 0 {
+		t.Errorf("the 12th question got %d replies", n)
+	}
+	for _, c := range hs[0].ans.Calls() {
+		if c.Question == ms[10].Text {
+			t.Error("the answerer was asked the limited question")
+		}
+	}
+	// A click is a question too.
+	_, body := hs[0].post(hs[0].signer.CardActionEvent(feishufake.CardAction{EventID: hs[0].id("ev"), Operator: "ou_eager",
+		MessageID: "om_card", ChatID: "oc_limited", Value: map[string]any{"action": actionAsk, "q": "再问一个", "conv": "chat:oc_limited"}}))
+	if !strings.Contains(body, "提问太频繁了") {
+		t.Errorf("a limited click answered %s", body)
+	}
+	// Someone else in another chat is not limited.
+	other := hs[1].dm("别人的问题")
+	hs[1].mustPost(hs[1].signer.MessageEvent(other))
+	hs[1].replyTo(other.MessageID)
+}
+
+// Shutdown finishes the running answer when it can; at its deadline the
+// answer stays queued in Redis and another replica gives it.
+func TestShutdownFinishesOrLeavesPending(t *testing.T) {
+	t.Run("finished", func(t *testing.T) {
+		states(t, func(t *testing.T, st State) {
+			started, release := make(chan struct{}, 1), make(chan struct{})
+			ans := &fakeAnswerer{AskFn: func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
+				started <- struct{}{}
+				<-release
+				return cannedAnswer(q), nil
+			}}
+			o := queueOpts{harnessOpts: harnessOpts{state: st, ans: ans}}
+			if rs, ok := st.(*store.RedisState); ok {
+				o.newQueue = redisQueueOn(rs, store.QueueOptions{})
+			}
+			h := newQueueHarness(t, o)
+			m := h.dm("关机前的问题")
+			h.mustPost(h.signer.MessageEvent(m))
+			<-started
+			h.srv.Close()
+			stopped := make(chan error, 1)
+			go func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+				defer cancel()
+				stopped <- h.bot.Shutdown(ctx)
+			}()
+			close(release)
+			if err := <-stopped; err != nil {
+				t.Fatalf("shutdown: %v", err)
+			}
+			if n := h.fake.Replies(m.MessageID); n != 1 {
+				t.Errorf("%d replies once Shutdown returned, want 1", n)
+			}
+		})
+	})
+	t.Run("pending", func(t *testing.T) {
+		r := newReplicas(t)
+		fake := feishufake.New(testBotID)
+		t.Cleanup(fake.Close)
+		started := make(chan struct{}, 1)
+		stuck := &fakeAnswerer{AskFn: func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
+			started <- struct{}{}
+			<-ctx.Done()
+			return rag.Answer{}, ctx.Err()
+		}}
+		st1 := r.state(t)
+		h1 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st1, fake: fake, ans: stuck},
+			newQueue: redisQueueOn(st1, store.QueueOptions{Visibility: time.Minute})})
+		m := h1.dm("关机时正在回答的问题")
+		h1.mustPost(h1.signer.MessageEvent(m))
+		<-started
+		h1.srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		defer cancel()
+		if err := h1.bot.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("shutdown: %v, want its deadline", err)
+		}
+		if n := fake.Calls(feishufake.OpReply); n != 0 {
+			t.Fatalf("the interrupted answer sent %d replies (an error card?)", n)
+		}
+		// The visibility timeout is a minute: the answer only comes in time
+		// because the stopped replica released its lease.
+		st2 := r.state(t)
+		h2 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st2, fake: fake},
+			newQueue: redisQueueOn(st2, store.QueueOptions{Visibility: time.Minute})})
+		if text := cardText(h2.replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
+			t.Errorf("the taken-over question got %s", text)
+		}
+		if n := fake.Replies(m.MessageID); n != 1 {
+			t.Errorf("%d replies, want 1", n)
+		}
+	})
+}
+
+func TestLimitCardGolden(t *testing.T) {
+	golden(t, "limited.json", limitCard(limitNote{Scope: "user", Max: 10, PerSeconds: 60, RetryAfterSec: 42}, "知识库助手是什么？", "chat:oc_1"))
+	chat := cardText(decodeJSON(t, string(limitCard(limitNote{Scope: "chat", Max: 30, PerSeconds: 3600, RetryAfterSec: 1800}, "q", "chat:oc_1"))))
+	if !strings.Contains(chat, "这个会话里的提问有点多：每小时最多回答 30 个问题。请 30 分钟后再问") {
+		t.Errorf("chat limit card says %s", chat)
+	}
+}

@@ -1,0 +1,598 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"kbbot/bot/feishufake"
+	"kbbot/rag"
+	"kbbot/store"
+)
+
+// llmQuestion is answered by the LLM from retrieved passages (not a
+// curated Q&A item) in the seed knowledge base.
+const llmQuestion = "检索增强生成的原理和实现步骤"
+
+// fakeLLM is an OpenAI-compatible chat endpoint; serve scripts each request
+// (n counts from 1).
+type fakeLLM struct {
+	*httptest.Server
+	mu    sync.Mutex
+	n     int
+	serve func(n int, w http.ResponseWriter, r *http.Request)
+}
+
+func newFakeLLM(t testing.TB, serve func(n int, w http.ResponseWriter, r *http.Request)) *fakeLLM {
+	t.Helper()
+	f := &fakeLLM{serve: serve}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			http.NotFound(w, r)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body)) // for serve to read again
+		f.mu.Lock()
+		f.n++
+		n := f.n
+		f.mu.Unlock()
+		f.serve(n, w, r)
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *fakeLLM) Requests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+// sse streams tokens as chat completion chunks, every apart. With finish
+// the stream ends properly; without, it stops sending and holds the
+// connection open until the client leaves (a stalled provider).
+func sse(w http.ResponseWriter, r *http.Request, tokens []string, every time.Duration, finish bool) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	w.(http.Flusher).Flush()
+	for i, tok := range tokens {
+		if every > 0 {
+			select {
+			case <-time.After(every):
+			case <-r.Context().Done():
+				return
+			}
+		}
+		writeChunk(w, tok, finish && i == len(tokens)-1)
+	}
+	if !finish {
+		<-r.Context().Done()
+		return
+	}
+	fmt.Fprint(w, "data: [DONE]\n\n")
+}
+
+// writeChunk sends one chat completion chunk carrying tok.
+func writeChunk(w http.ResponseWriter, tok string, last bool) {
+	type delta struct {
+		Content string `json:"content"`
+	}
+	type choice struct {
+		Index        int     `json:"index"`
+		Delta        delta   `json:"delta"`
+		FinishReason *string `json:"finish_reason"`
+	}
+	c := choice{Delta: delta{Content: tok}}
+	if last {
+		stop := "stop"
+		c.FinishReason = &stop
+	}
+	b, _ := json.Marshal(map[string]any{"id": "x", "object": "chat.completion.chunk", "choices": []choice{c}})
+	fmt.Fprintf(w, "data: %s\n\n", b)
+	w.(http.Flusher).Flush()
+}
+
+func failWith(w http.ResponseWriter, status int, header map[string]string) {
+	for k, v := range header {
+		w.Header().Set(k, v)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"error":{"message":"fake provider says %d","type":"server_error"}}`, status)
+}
+
+// sleepLog stands in for a retry sleep: it returns at once and remembers
+// each wait asked for, so tests check backoffs without taking them.
+type sleepLog struct {
+	mu    sync.Mutex
+	waits []time.Duration
+}
+
+func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.waits = append(s.waits, d)
+	return ctx.Err()
+}
+
+func (s *sleepLog) longest() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var m time.Duration
+	for _, w := range s.waits {
+		m = max(m, w)
+	}
+	return m
+}
+
+type llmOpts struct {
+	timeout time.Duration // whole answer; default 10s
+	idle    time.Duration // per token; default 5s
+	sleep   *sleepLog     // LLM retry waits; default: recorded and skipped
+	noLLM   bool          // an extractive engine
+}
+
+// llmEngine is a real engine over the seed knowledge base whose LLM is
+// the fake at url, wrapped as the bot's Answerer.
+func llmEngine(t testing.TB, url string, o llmOpts) *fakeAnswerer {
+	t.Helper()
+	idx, err := store.OpenEmbedded(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := rag.Options{Index: idx}
+	if !o.noLLM {
+		if o.timeout == 0 {
+			o.timeout = 10 * time.Second
+		}
+		if o.idle == 0 {
+			o.idle = 5 * time.Second
+		}
+		if o.sleep == nil {
+			o.sleep = &sleepLog{}
+		}
+		l := rag.NewLLM(rag.NewOpenAIClient("test-key", url+"/v1"), "fake-model", o.timeout)
+		l.Idle, l.Sleep = o.idle, o.sleep.sleep
+		opts.LLM = l
+	}
+	eng, err := rag.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.EnsureSeeded(context.Background(), "../seeds"); err != nil {
+		t.Fatal(err)
+	}
+	return &fakeAnswerer{StreamFn: eng.AskStream, LLM: eng.HasLLM()}
+}
+
+// untilReplied holds an LLM answer back until the thinking card is out, so
+// tests see the whole stream typed into it. It gives up after a while
+// rather than hang a test that sends no card.
+func untilReplied(fake *feishufake.Server) {
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		if fake.Calls(feishufake.OpReply) > 0 {
+			return
+		}
+	}
+}
+
+func tokens(s string) []string {
+	var out []string
+	r := []rune(s)
+	for i := 0; i < len(r); i += 2 {
+		out = append(out, string(r[i:min(i+2, len(r))]))
+	}
+	return out
+}
+
+const llmText = "检索增强生成先从知识库里找出和问题相关的段落 [1]，再把它们交给大模型，让模型依据资料写出回答 [2]。"
+
+func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
+	fake := feishufake.New(testBotID)
+	t.Cleanup(fake.Close)
+	toks := tokens(llmText) // about 30
+	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		untilReplied(fake)
+		sse(w, r, toks, 20*time.Millisecond, true)
+	})
+	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+	m := h.dm(llmQuestion)
+	h.mustPost(h.signer.MessageEvent(m))
+	r := h.replyTo(m.MessageID) // counted once the card has settled
+	if r.CardID == "" {
+		t.Fatalf("the answer was not streamed: reply %s", r.Content)
+	}
+	ops := fake.CardOps(r.CardID)
+	var kinds []string
+	for _, op := range ops {
+		if op.Status != http.StatusOK {
+			t.Errorf("%s answered %d code %d", op.Op, op.Status, op.Code)
+		}
+		if len(kinds) == 0 || kinds[len(kinds)-1] != op.Op {
+			kinds = append(kinds, op.Op)
+		}
+	}
+	want := []string{feishufake.OpCardCreate, feishufake.OpReply, feishufake.OpCardContent, feishufake.OpCardUpdate, feishufake.OpCardSettings}
+	if strings.Join(kinds, " ") != strings.Join(want, " ") {
+		t.Fatalf("card operations %v, want %v", kinds, want)
+	}
+
+	if cfg := ops[0].Card["config"].(map[string]any); cfg["streaming_mode"] != true {
+		t.Errorf("created without streaming_mode: %v", cfg)
+	}
+	if !strings.Contains(cardText(ops[0].Card), thinkingText) {
+		t.Error("the thinking card lacks its placeholder")
+	}
+	if ops[1].UUID != idemUUID("answer", m.MessageID) {
+		t.Errorf("streaming reply uuid %q, want the answer's", ops[1].UUID)
+	}
+
+	seq, prev := 0, ""
+	uuids := map[string]bool{}
+	for _, op := range ops[2:] {
+		if op.Sequence <= seq {
+			t.Errorf("%s sequence %d after %d", op.Op, op.Sequence, seq)
+		}
+		seq = op.Sequence
+		if op.UUID == "" || uuids[op.UUID] {
+			t.Errorf("%s uuid %q missing or reused", op.Op, op.UUID)
+		}
+		uuids[op.UUID] = true
+		if op.Op != feishufake.OpCardContent {
+			continue
+		}
+		if op.ElementID != answerElement || !strings.HasPrefix(op.Content, prev) || len(op.Content) <= len(prev) {
+			t.Errorf("text update to %q does not extend %q with %q", op.ElementID, prev, op.Content)
+		}
+		prev = op.Content
+	}
+	if !strings.HasPrefix(llmText, prev) {
+		t.Errorf("last streamed text %q is not a prefix of the answer", prev)
+	}
+	if rate := fake.MaxCardRate(r.CardID); rate > 10 {
+		t.Errorf("%d operations within a second on one card, Feishu allows 10", rate)
+	}
+
+	final := ops[len(ops)-2].Card
+	text := cardText(final)
+	if !strings.Contains(text, "参考资料") || len(buttonsWith(final, actionAsk)) == 0 || len(buttonsWith(final, actionFeedback)) != 2 {
+		t.Errorf("final card lacks references, follow-ups or feedback:\n%s", text)
+	}
+	if !strings.Contains(text, "让模型依据资料写出回答") {
+		t.Errorf("final card lacks the answer:\n%s", text)
+	}
+	settings := ops[len(ops)-1].Settings
+	if cfg, _ := settings["config"].(map[string]any); cfg["streaming_mode"] != false {
+		t.Errorf("settings %v do not end streaming", settings)
+	}
+	if _, streaming, _ := fake.Card(r.CardID); streaming {
+		t.Error("the card is still streaming")
+	}
+	if shown := cardText(r.Card); !strings.Contains(shown, "让模型依据资料写出回答") || strings.Contains(shown, thinkingText) {
+		t.Errorf("the reply does not show the final card:\n%s", shown)
+	}
+	h.waitTurns("chat:"+m.ChatID, 1)
+}
+
+func TestExtractiveAnswerIsOneCard(t *testing.T) {
+	h := newHarness(t, harnessOpts{ans: llmEngine(t, "", llmOpts{noLLM: true})})
+	m := h.dm(llmQuestion)
+	h.mustPost(h.signer.MessageEvent(m))
+	r := h.replyTo(m.MessageID)
+	if r.CardID != "" || !strings.Contains(cardText(r.Card), "参考资料") {
+		t.Errorf("extractive answer: card_id %q, card:\n%s", r.CardID, cardText(r.Card))
+	}
+	for _, op := range []string{feishufake.OpCardCreate, feishufake.OpCardContent, feishufake.OpCardUpdate, feishufake.OpCardSettings} {
+		if n := h.fake.Calls(op); n != 0 {
+			t.Errorf("%d %s calls for an extractive answer", n, op)
+		}
+	}
+	if n := h.fake.Calls(feishufake.OpReply); n != 1 {
+		t.Errorf("%d replies, want 1", n)
+	}
+}
+
+// TestCardKitSequenceRules checks the fake enforces what Feishu does, and
+// that the bot's CardKit calls survive a lost answer.
+func TestCardKitSequenceRules(t *testing.T) {
+	fake := feishufake.New(testBotID)
+	t.Cleanup(fake.Close)
+	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	f := &feishu{client: NewLarkClient(uniqueAppID(), "secret", fake.URL, log), log: log, attempts: 3, base: time.Millisecond}
+	ctx := context.Background()
+	id, err := f.createCard(ctx, log, render(thinkingCard(answerView{Question: "q"})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := func(err error) int {
+		t.Helper()
+		if err == nil {
+			return 0
+		}
+		ae, ok := err.(*apiError)
+		if !ok {
+			t.Fatalf("not an API error: %v", err)
+		}
+		return ae.Code
+	}
+	for _, step := range []struct {
+		text string
+		seq  int
+		uuid string
+		want int
+	}{
+		{"a", 2, "u2", 0},
+		{"ab", 2, "u3", feishufake.CodeSequence},
+		{"ab", 1, "u4", feishufake.CodeSequence},
+		{"a", 2, "u2", 0}, // a replay of an applied update
+		{"abc", 3, "u2", feishufake.CodeUUIDConflict},
+		{"abc", 3, "u5", 0},
+	} {
+		if got := code(f.setCardText(ctx, log, id, answerElement, step.text, step.seq, step.uuid)); got != step.want {
+			t.Errorf("text %q seq %d uuid %s: code %d, want %d", step.text, step.seq, step.uuid, got, step.want)
+		}
+	}
+	card, _, _ := fake.Card(id)
+	if !strings.Contains(cardText(card), "abc") {
+		t.Errorf("the element was not updated:\n%s", cardText(card))
+	}
+
+	// The first attempt lands but its answer is lost; the retry repeats
+	// sequence and uuid and is answered as a replay.
+	fake.Fail(feishufake.Fault{Op: feishufake.OpCardUpdate, Times: 1, Status: 502, Applied: true})
+	if err := f.updateCard(ctx, log, id, render(thinkingCard(answerView{Question: "q2"})), 6, "u6"); err != nil {
+		t.Fatalf("update after a lost answer: %v", err)
+	}
+	// Without a uuid Feishu cannot tell; the sequence refusal says the
+	// first attempt landed.
+	fake.Fail(feishufake.Fault{Op: feishufake.OpCardSettings, Times: 1, Status: 502, Applied: true})
+	if err := f.cardSettings(ctx, log, id, streamingOff, 7, ""); err != nil {
+		t.Fatalf("settings after a lost answer: %v", err)
+	}
+	if _, streaming, _ := fake.Card(id); streaming {
+		t.Error("streaming still on")
+	}
+	if got := code(f.setCardText(ctx, log, id, answerElement, "abcd", 8, "u8")); got != feishufake.CodeStreamingOff {
+		t.Errorf("text update after streaming ended: code %d, want %d", got, feishufake.CodeStreamingOff)
+	}
+}
+
+// BenchmarkStreamLatency answers questions through the whole bot (signed
+// webhook event, queue, engine over the seeds, a fake LLM with a fixed time
+// to first token, the fake Open API) and reports, per question:
+//   - thinking: from posting the event to the thinking card's reply arriving
+//     at the Open API;
+//   - first-text: from posting the event to the first streamed text arriving;
+//   - overhead: from the fake LLM sending its first token to that text
+//     arriving, i.e. what the bot adds on top of the model's own latency.
+//
+// Run: go test -run XXX -bench StreamLatency -benchtime 40x ./bot/
+func BenchmarkStreamLatency(b *testing.B) {
+	for _, tc := range []struct {
+		ttft time.Duration
+		conc int
+	}{{300 * time.Millisecond, 1}, {300 * time.Millisecond, 8}, {1500 * time.Millisecond, 8}} {
+		b.Run(fmt.Sprintf("ttft=%v/concurrent=%d", tc.ttft, tc.conc), func(b *testing.B) { benchStream(b, tc.ttft, tc.conc) })
+	}
+}
+
+func benchStream(b *testing.B, ttft time.Duration, conc int) {
+	fake := feishufake.New(testBotID)
+	b.Cleanup(fake.Close)
+	var mu sync.Mutex
+	firstToken := map[string]time.Time{} // question tag → when the LLM sent its first token
+	tagOf := func(s string) string {
+		i := strings.LastIndex(s, "#")
+		if i < 0 {
+			return ""
+		}
+		return strings.TrimSpace(s[i:])
+	}
+	toks := tokens(llmText)
+	llm := newFakeLLM(b, func(_ int, w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Messages []struct{ Content string } `json:"messages"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		tag := tagOf(req.Messages[len(req.Messages)-1].Content)
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		select {
+		case <-time.After(ttft):
+		case <-r.Context().Done():
+			return
+		}
+		for i, tok := range toks {
+			if i == 1 {
+				time.Sleep(10 * time.Millisecond)
+			}
+			writeChunk(w, tok, i == len(toks)-1)
+			if i == 0 {
+				mu.Lock()
+				firstToken[tag] = time.Now()
+				mu.Unlock()
+			} else {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	})
+	log := slog.New(slog.DiscardHandler)
+	bt, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, Workers: 2 * conc},
+		NewLarkClient(uniqueAppID(), "secret", fake.URL, log), llmEngine(b, llm.URL, llmOpts{}), store.NewMemoryState(), log)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := bt.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(bt.Handler())
+	b.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = bt.Shutdown(ctx)
+	})
+	signer := feishufake.Signer{EncryptKey: testEncrypt, Token: testToken}
+	run := fmt.Sprintf("%x", time.Now().UnixNano())
+	type asked struct {
+		msgID, tag string
+		at         time.Time
+	}
+	var qs []asked
+	b.ResetTimer()
+	for start := 0; start < b.N; start += conc {
+		var wg sync.WaitGroup
+		for i := start; i < min(start+conc, b.N); i++ {
+			q := asked{msgID: fmt.Sprintf("om_bench_%s_%d", run, i), tag: fmt.Sprintf("#%d", i)}
+			m := feishufake.Message{EventID: "ev_" + q.msgID, MessageID: q.msgID, ChatID: fmt.Sprintf("oc_bench_%d", i), Text: llmQuestion + " " + q.tag}
+			req, err := signer.Request(context.Background(), srv.URL+"/feishu/events", signer.MessageEvent(m))
+			if err != nil {
+				b.Fatal(err)
+			}
+			q.at = time.Now()
+			qs = append(qs, q)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					resp.Body.Close()
+				}
+			}()
+		}
+		wg.Wait()
+		for _, q := range qs[start:] {
+			for deadline := time.Now().Add(30 * time.Second); fake.Replies(q.msgID) == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					b.Fatalf("no answer to %s", q.msgID)
+				}
+			}
+		}
+	}
+	b.StopTimer()
+
+	reqs := fake.Requests()
+	var thinking, firstText, overhead []time.Duration
+	for _, q := range qs {
+		var cardID string
+		var shown time.Time
+		for _, r := range reqs {
+			if r.Op == feishufake.OpReply && r.MessageID == q.msgID && r.Delivered {
+				cardID, shown = r.CardID, r.At
+			}
+		}
+		if cardID == "" {
+			b.Fatalf("%s was not streamed", q.msgID)
+		}
+		thinking = append(thinking, shown.Sub(q.at))
+		for _, r := range reqs {
+			if r.Op == feishufake.OpCardContent && r.CardID == cardID && r.Status == http.StatusOK {
+				firstText = append(firstText, r.At.Sub(q.at))
+				mu.Lock()
+				overhead = append(overhead, r.At.Sub(firstToken[q.tag]))
+				mu.Unlock()
+				break
+			}
+		}
+	}
+	for _, m := range []struct {
+		name string
+		ds   []time.Duration
+	}{{"thinking", thinking}, {"first-text", firstText}, {"overhead", overhead}} {
+		slices.Sort(m.ds)
+		if len(m.ds) == 0 {
+			continue
+		}
+		b.ReportMetric(float64(m.ds[len(m.ds)/2])/float64(time.Millisecond), m.name+"-p50-ms")
+		b.ReportMetric(float64(m.ds[len(m.ds)*9/10])/float64(time.Millisecond), m.name+"-p90-ms")
+	}
+}
+
+func TestStreamCardsGolden(t *testing.T) {
+	v := answerView{Question: "知识库助手是什么？", Asker: "ou_alice", Conv: "chat:oc_1", QID: "q1", BaseURL: testPublic,
+		Answer: rag.Answer{Text: "知识库助手根据资料回答问题 [1]，并且", Mode: rag.ModeLLM, Covered: true,
+			References: []rag.Reference{{DocID: "doc-1", Title: "入门指南"}}}}
+	thinking := render(thinkingCard(v))
+	if c := checkCard(t, thinking); c["config"].(map[string]any)["streaming_mode"] != true {
+		t.Error("the thinking card does not stream")
+	}
+	golden(t, "thinking.json", thinking)
+	golden(t, "partial.json", checkedCard(t, partialCard(v, true)))
+	if ref := string(cardRef("7355372766134157313")); ref != `{"type":"card","data":{"card_id":"7355372766134157313"}}` {
+		t.Errorf("card reference %s", ref)
+	}
+}
+
+func checkedCard(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	checkCard(t, raw)
+	return raw
+}
+
+// TestAnswerRunAgainFinishesTheFirstCard: a worker dies mid-answer, leaving
+// its card streaming; the queue runs the answer again elsewhere. The reply
+// uuid makes Feishu show no second message, so the second run must find
+// the first run's card and finish it.
+func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
+	fake := feishufake.New(testBotID)
+	t.Cleanup(fake.Close)
+	llm := newFakeLLM(t, func(n int, w http.ResponseWriter, r *http.Request) {
+		if n == 1 {
+			sse(w, r, tokens(llmText)[:5], 5*time.Millisecond, false) // then the worker dies
+			return
+		}
+		sse(w, r, tokens(llmText), time.Millisecond, true)
+	})
+	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{idle: time.Minute})})
+	q := question{Text: llmQuestion, Conv: "chat:oc_rerun", ChatID: "oc_rerun", ReplyTo: "om_rerun", Seed: "om_rerun"}
+
+	ctx, die := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); h.bot.answer(ctx, h.bot.log, q) }()
+	waitFor(t, "the first run's text", func() bool { return fake.Calls(feishufake.OpCardContent) > 0 })
+	die() // nothing it does from here reaches Feishu
+	<-done
+	var first string
+	for _, r := range fake.Requests() {
+		if r.Op == feishufake.OpReply && r.Delivered {
+			first = r.CardID
+		}
+	}
+	if _, streaming, _ := fake.Card(first); !streaming {
+		t.Fatal("the first run's card is not left streaming; the test does not simulate a crash")
+	}
+
+	h.bot.answer(context.Background(), h.bot.log, q)
+	r := h.settledCard("om_rerun")
+	if r.CardID != first || !strings.Contains(cardText(r.Card), "让模型依据资料写出回答") {
+		t.Errorf("reply shows card %s (first run's %s):\n%s", r.CardID, first, cardText(r.Card))
+	}
+	if n := fake.Calls(feishufake.OpCardCreate); n != 2 {
+		t.Errorf("%d cards created, want 2 (the second never shown)", n)
+	}
+	var refused, applied int
+	for _, op := range fake.CardOps(first) {
+		switch {
+		case op.Code == feishufake.CodeSequence:
+			refused++
+		case op.Code == 0 && op.Sequence > 0:
+			applied++
+		}
+	}
+	if refused != 1 || applied < 3 {
+		t.Errorf("%d sequence refusals and %d applied operations on the first card, want 1 and at least 3", refused, applied)
+	}
+}

@@ -1,0 +1,170 @@
+package bot
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
+
+	"kbbot/bot/feishufake"
+	"kbbot/store"
+)
+
+// panicCounter is a slog handler that counts records carrying a "panic"
+// attribute (the bot logs every recovered panic that way) and drops the
+// rest, so fuzzing is not slowed by logs.
+type panicCounter struct{ n *atomic.Int64 }
+
+func (p panicCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (p panicCounter) Handle(_ context.Context, r slog.Record) error {
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "panic" {
+			p.n.Add(1)
+			return false
+		}
+		return true
+	})
+	return nil
+}
+func (p panicCounter) WithAttrs([]slog.Attr) slog.Handler { return p }
+func (p panicCounter) WithGroup(string) slog.Handler      { return p }
+
+// Fuzz modes: how the input becomes a request.
+const (
+	fuzzRaw          = iota // body and signature as given
+	fuzzSigned              // body as given, signed correctly
+	fuzzEncrypted           // body encrypted with the bot's key, signed correctly
+	fuzzEncryptedSig        // body encrypted, signature as given
+	fuzzModes
+)
+
+// fuzzSigner encrypts with an IV derived from the plaintext, so a failing
+// input reproduces exactly.
+func fuzzSigner(plain []byte) feishufake.Signer {
+	sum := sha256.Sum256(plain)
+	return feishufake.Signer{EncryptKey: testEncrypt, Token: testToken, Rand: bytes.NewReader(sum[:])}
+}
+
+// FuzzWebhookDecode drives the webhook's decoding (JSON, decryption,
+// signature, token) with arbitrary bodies and headers. Properties: it never
+// panics; with an encrypt key set it never answers 200 unless the signature
+// verifies (the unsigned url_verification challenge, which must decrypt
+// and carry the token, is the one exception); and input that is not JSON,
+// does not decrypt, or is not signed gets a 4xx, not a 5xx Feishu would
+// retry.
+func FuzzWebhookDecode(f *testing.F) {
+	// Each input gets a fresh bot, built but not started: events that pass
+	// are queued and never answered, and no de-duplication state carries
+	// over, so an input's coverage is its own (flaky coverage makes the
+	// fuzzer minimise for ever). No Open API call is made; the base URL is
+	// unreachable.
+	var panics atomic.Int64
+	log := slog.New(panicCounter{&panics})
+	client := NewLarkClient(uniqueAppID(), "secret", "http://127.0.0.1:1", log)
+	newHandler := func(t testing.TB) http.Handler {
+		b, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, BotOpenID: testBotID, Workers: 1},
+			client, &fakeAnswerer{}, store.NewMemoryState(), log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b.Handler()
+	}
+
+	const ts, nonce = "1764324000", "fuzz-nonce"
+	seed := fuzzSigner(nil)
+	event := seed.MessageEvent(feishufake.Message{EventID: "ev_fuzz", MessageID: "om_fuzz", ChatID: "oc_fuzz", Text: "你好"})
+	click := seed.CardActionEvent(feishufake.CardAction{EventID: "ev_fuzz_click", Operator: "ou_fuzz", MessageID: "om_fuzz", ChatID: "oc_fuzz",
+		Value: map[string]any{"action": "feedback", "vote": "up", "qid": "q"}})
+	challenge := seed.Challenge("fuzz-challenge")
+	signedEvent, _ := fuzzSigner(event).Encrypt(event)
+	encChallenge, _ := fuzzSigner(challenge).Encrypt(challenge)
+	f.Add(signedEvent, ts, nonce, seed.Sign(ts, nonce, signedEvent), byte(fuzzRaw)) // as Feishu sends it
+	f.Add(signedEvent, ts, nonce, "0123abcd", byte(fuzzRaw))                        // wrong signature
+	f.Add(encChallenge, ts, nonce, "", byte(fuzzRaw))                               // challenges are unsigned
+	f.Add(event, ts, nonce, "", byte(fuzzEncrypted))
+	f.Add(click, ts, nonce, "", byte(fuzzEncrypted))
+	f.Add(challenge, "", "", "", byte(fuzzEncryptedSig))
+	f.Add(event, ts, nonce, "", byte(fuzzSigned))               // plain text although a key is set
+	f.Add([]byte("}a{"), ts, nonce, "", byte(fuzzEncryptedSig)) // decrypts to "}" before "{": the SDK's EventDecrypt panics on it
+	for _, garbage := range []string{"", "not json", "{}", "null", "[]", `{"encrypt":""}`, `{"encrypt":"!!!"}`, `{"encrypt":"AAAAAAAAAAAAAAAAAAAAAA=="}`, `{"encrypt":5}`} {
+		f.Add([]byte(garbage), ts, nonce, "", byte(fuzzRaw))
+	}
+
+	f.Fuzz(func(t *testing.T, body []byte, ts, nonce, sig string, mode byte) {
+		raw := body
+		switch mode % fuzzModes {
+		case fuzzEncrypted, fuzzEncryptedSig:
+			var err error
+			if raw, err = fuzzSigner(body).Encrypt(body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if m := mode % fuzzModes; m == fuzzSigned || m == fuzzEncrypted {
+			sig = seed.Sign(ts, nonce, raw)
+		}
+		req := httptest.NewRequest(http.MethodPost, "/feishu/events", bytes.NewReader(raw))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(larkevent.EventRequestTimestamp, ts)
+		req.Header.Set(larkevent.EventRequestNonce, nonce)
+		req.Header.Set(larkevent.EventSignature, sig)
+		rec := httptest.NewRecorder()
+		before := panics.Load()
+		newHandler(t).ServeHTTP(rec, req)
+		if panics.Load() != before {
+			t.Fatalf("the webhook panicked on body %q", raw)
+		}
+		status := rec.Code
+
+		signed := sig == seed.Sign(ts, nonce, raw)
+		malformed, isChallenge := decodeLikeFeishu(raw)
+		if status == http.StatusOK && !signed && !isChallenge {
+			t.Fatalf("200 for a request with a wrong signature: body %q", raw)
+		}
+		if (malformed || (!signed && !isChallenge)) && (status < 400 || status >= 500) {
+			t.Fatalf("status %d for malformed or unsigned input, want 4xx: body %q", status, raw)
+		}
+	})
+}
+
+// decodeLikeFeishu says whether raw is malformed (not a JSON object with an
+// "encrypt" string that decrypts to JSON under the test key), and whether
+// it is a url_verification challenge carrying the right token.
+func decodeLikeFeishu(raw []byte) (malformed, challenge bool) {
+	var outer struct {
+		Encrypt *string `json:"encrypt"`
+	}
+	if json.Unmarshal(raw, &outer) != nil || outer.Encrypt == nil || *outer.Encrypt == "" {
+		return true, false
+	}
+	var plain []byte
+	var err error
+	func() {
+		defer func() {
+			if recover() != nil {
+				err = errDecrypt
+			}
+		}()
+		plain, err = larkevent.EventDecrypt(*outer.Encrypt, testEncrypt)
+	}()
+	if err != nil {
+		return true, false
+	}
+	var env struct {
+		Type  string `json:"type"`
+		Token string `json:"token"`
+	}
+	if json.Unmarshal(plain, &env) != nil {
+		return true, false
+	}
+	return false, env.Type == "url_verification" && env.Token == testToken
+}
+
+var errDecrypt = errors.New("the SDK's decryption panicked")

@@ -1,0 +1,121 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
+	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher"
+	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
+	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
+	larkws "github.com/larksuite/oapi-sdk-go/v3/ws"
+)
+
+// RunLongConnection receives events and card callbacks over Feishu's long
+// connection (the SDK's WebSocket client) instead of the webhook, for apps
+// without a public URL. Call it after Start; it returns nil when ctx is
+// cancelled, or the error that made it give up: one the SDK does not retry
+// (bad credentials, the app's connection limit, reconnects exhausted), or a
+// 4xx from the endpoint before the first connection, which means domain is
+// not a Feishu that offers long connections. Other failures are retried by
+// the SDK for as long as ctx lasts. When it returns, no handler is running,
+// so Shutdown may follow.
+func (b *Bot) RunLongConnection(ctx context.Context, appID, appSecret, domain string) error {
+	if b.work == nil {
+		return errors.New("RunLongConnection: call Start first")
+	}
+	log := b.log.With("component", "lark-ws")
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu        sync.Mutex
+		connected bool
+		fatal     error
+	)
+	cli := larkws.NewClient(appID, appSecret,
+		larkws.WithEventHandler(b.longConnectionDispatcher()),
+		larkws.WithDomain(domain),
+		larkws.WithAutoReconnect(true),
+		larkws.WithLogger(sdkLogger{log: log}),
+		// The SDK logs these at Info, which sdkLogger demotes to Debug.
+		larkws.WithOnReady(func() {
+			mu.Lock()
+			connected = true
+			mu.Unlock()
+			log.Info("long connection established")
+		}),
+		larkws.WithOnReconnecting(func() { log.Warn("long connection lost; reconnecting") }),
+		larkws.WithOnReconnected(func() { log.Info("long connection re-established") }),
+		larkws.WithOnError(func(err error) {
+			log.Warn("long connection error", "error", err)
+			mu.Lock()
+			defer mu.Unlock()
+			if se, ok := errors.AsType[*larkws.ServerError](err); ok && !connected && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests {
+				// The SDK would retry this every few minutes, forever,
+				// while serve looks healthy and receives nothing.
+				fatal = err
+				cancel()
+			}
+		}),
+	)
+	err := cli.Start(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	switch {
+	case fatal != nil:
+		err = fmt.Errorf("%w (is %s a Feishu/Lark Open Platform address?)", fatal, domain)
+	case ctx.Err() != nil:
+		return nil // asked to stop; whatever ended the run is moot
+	case err == nil:
+		err = errors.New("stopped without an error")
+	}
+	return fmt.Errorf("Feishu long connection: %w", err)
+}
+
+// longConnectionDispatcher routes long-connection frames to the webhook's
+// handlers. The SDK's Do neither decrypts nor checks the verification token
+// (frames arrive in plain text over a connection authenticated by the app
+// secret), so it needs neither. What the webhook adapter adds per request is
+// added here per frame: Feishu's ack deadline and a panic guard (the SDK
+// would log a panic without the stack and send no answer at all).
+func (b *Bot) longConnectionDispatcher() *dispatcher.EventDispatcher {
+	d := dispatcher.NewEventDispatcher("", "")
+	d.InitConfig(larkevent.WithLogger(sdkLogger{log: b.log.With("component", "lark-dispatcher")}))
+	d.OnP2MessageReceiveV1(func(ctx context.Context, e *larkim.P2MessageReceiveV1) error {
+		return b.acked(ctx, evMessage, func(ctx context.Context) error { return b.onMessage(ctx, e) })
+	})
+	d.OnP2ChatAccessEventBotP2pChatEnteredV1(func(ctx context.Context, e *larkim.P2ChatAccessEventBotP2pChatEnteredV1) error {
+		return b.acked(ctx, evWelcome, func(ctx context.Context) error { return b.onP2PChatEntered(ctx, e) })
+	})
+	d.OnP2CardActionTrigger(func(ctx context.Context, e *callback.CardActionTriggerEvent) (resp *callback.CardActionTriggerResponse, err error) {
+		err = b.acked(ctx, evClick, func(ctx context.Context) error {
+			resp, err = b.onCardAction(ctx, e)
+			return err
+		})
+		return resp, err
+	})
+	// Without a handler the SDK answers the frame with a 500 and Feishu
+	// redelivers; reading a message needs no work.
+	d.OnP2MessageReadV1(func(context.Context, *larkim.P2MessageReadV1) error { return nil })
+	return d
+}
+
+// acked runs one handler as the webhook does: within ackTimeout, timed as
+// the ack stage, a panic turned into an error (the frame is answered 500).
+func (b *Bot) acked(ctx context.Context, kind string, h func(context.Context) error) (err error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
+	defer func() {
+		cancel()
+		if v := recover(); v != nil {
+			b.log.Error("panic in long-connection handler", "type", kind, "panic", v, "stack", stack())
+			err = fmt.Errorf("panic handling %s: %v", kind, v)
+		}
+		b.cfg.Metrics.observe(stageAck, time.Since(start))
+	}()
+	return h(ctx)
+}

@@ -1,0 +1,504 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"kbbot/bot/feishufake"
+	"kbbot/store/redistest"
+)
+
+// These tests run the real binary as separate processes, so a replica can
+// die the way production ones do: kill -9, mid-answer.
+
+const crashWait = 60 * time.Second // bound on every wait below
+
+// buildKbbot builds this command into a temporary directory.
+func buildKbbot(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; cannot build kbbot")
+	}
+	bin := filepath.Join(t.TempDir(), "kbbot")
+	cmd := exec.Command(goBin, "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// slowLLM is an OpenAI-compatible chat endpoint that streams its answer in
+// small sleeps (~300 ms in all). Each bot process gets its own base path
+// (/a/v1, /b/v1), so the fake knows who is asking.
+type slowLLM struct {
+	*httptest.Server
+	mu       sync.Mutex
+	inflight map[string]int
+	asked    map[string][]string // replica → last user message of each request
+}
+
+func newSlowLLM(t *testing.T) *slowLLM {
+	f := &slowLLM{inflight: map[string]int{}, asked: map[string][]string{}}
+	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		replica, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if rest != "v1/chat/completions" {
+			http.NotFound(w, r)
+			return
+		}
+		var req struct {
+			Messages []chatMessage `json:"messages"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		last := ""
+		if n := len(req.Messages); n > 0 {
+			last = req.Messages[n-1].Content
+		}
+		f.mu.Lock()
+		f.inflight[replica]++
+		f.asked[replica] = append(f.asked[replica], last)
+		f.mu.Unlock()
+		defer func() {
+			f.mu.Lock()
+			f.inflight[replica]--
+			f.mu.Unlock()
+		}()
+		w.Header().Set("Content-Type", "text/event-stream")
+		parts := []string{"扩散模型", "先给图片加噪，", "再学习去噪", " [1]。"}
+		for i, part := range parts {
+			select {
+			case <-r.Context().Done():
+				return // the asking process died
+			case <-time.After(75 * time.Millisecond):
+			}
+			finish := "null"
+			if i == len(parts)-1 {
+				finish = `"stop"`
+			}
+			b, _ := json.Marshal(part)
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
+			w.(http.Flusher).Flush()
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *slowLLM) inFlight(replica string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inflight[replica]
+}
+
+func (f *slowLLM) total() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := 0
+	for _, v := range f.inflight {
+		n += v
+	}
+	return n
+}
+
+// process is one `kbbot serve` child.
+type process struct {
+	name   string
+	url    string
+	cmd    *exec.Cmd
+	stderr *lockedBuffer
+	done   chan struct{}
+}
+
+// startProcess runs bin serve with env and waits for /readyz.
+func startProcess(t *testing.T, bin, name string, env map[string]string) *process {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // the child binds it; another process taking it meanwhile fails loudly below
+	p := &process{name: name, url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, "serve")
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KBBOT_ADDR=" + addr}
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = p.stderr, p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("%s (pid %d) stderr:\n%s", p.name, p.cmd.Process.Pid, p.stderr.String())
+		}
+	})
+	deadline := time.Now().Add(crashWait)
+	for {
+		resp, err := http.Get(p.url + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited at start-up:\n%s", name, p.stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready within %v:\n%s", name, crashWait, p.stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *process) kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop ends the process as an orchestrator would: SIGTERM, then SIGKILL.
+func (p *process) stop() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(40 * time.Second):
+		p.kill()
+	}
+}
+
+// crashEnv is the configuration both replicas share.
+func crashEnv(t *testing.T, fake *feishufake.Server, redisURL string) map[string]string {
+	seeds, err := filepath.Abs("../../seeds")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return map[string]string{
+		"KBBOT_PUBLIC_URL":          e2ePublic,
+		"KBBOT_SEEDS_DIR":           seeds,
+		"KBBOT_WORKERS":             "2",
+		"KBBOT_QUEUE_VISIBILITY":    "2s",
+		"FEISHU_APP_ID":             fmt.Sprintf("cli_crash_%d_%d", time.Now().UnixNano(), e2eSeq.Add(1)),
+		"FEISHU_APP_SECRET":         "crash-secret",
+		"FEISHU_VERIFICATION_TOKEN": e2eToken,
+		"FEISHU_ENCRYPT_KEY":        e2eKey,
+		"FEISHU_BASE_URL":           fake.URL,
+		"REDIS_URL":                 redisURL,
+		"OPENAI_API_KEY":            "crash-key",
+		"LOG_LEVEL":                 "debug",
+	}
+}
+
+func withEnv(base map[string]string, kv ...string) map[string]string {
+	out := make(map[string]string, len(base)+len(kv)/2)
+	for k, v := range base {
+		out[k] = v
+	}
+	for i := 0; i+1 < len(kv); i += 2 {
+		out[kv[i]] = kv[i+1]
+	}
+	return out
+}
+
+// question is one message the test sends and tracks.
+type sentQuestion struct {
+	msg feishufake.Message
+	to  string // replica name
+}
+
+func crashQuestion(run string, i, chats int) feishufake.Message {
+	chat := i % chats
+	return feishufake.Message{
+		EventID:   fmt.Sprintf("ev_%s_%d", run, i),
+		MessageID: fmt.Sprintf("om_%s_%d", run, i),
+		ChatID:    fmt.Sprintf("oc_%s_%d", run, chat),
+		ChatType:  "p2p",
+		Sender:    fmt.Sprintf("ou_%s_%d", run, chat),
+		Text:      fmt.Sprintf("扩散模型怎么生成图片？（第 %d 问）", i),
+	}
+}
+
+// waitAnswered waits until every question has a reply and nothing is left
+// in the queue (B's /metrics reports its depth), so a late duplicate would
+// have shown up.
+func waitAnswered(t *testing.T, fake *feishufake.Server, llm *slowLLM, metricsURL string, qs []sentQuestion) {
+	t.Helper()
+	deadline := time.Now().Add(crashWait)
+	for {
+		counts := fake.ReplyCounts()
+		var missing []string
+		for _, q := range qs {
+			if counts[q.msg.MessageID] == 0 {
+				missing = append(missing, q.msg.MessageID+" (sent to "+q.to+": "+whyUnanswered(fake, q.msg.MessageID)+")")
+			}
+		}
+		if len(missing) == 0 && llm.total() == 0 && queueDepth(metricsURL) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %d of %d questions unanswered (%s), queue depth %d", crashWait, len(missing), len(qs), strings.Join(missing, ", "), queueDepth(metricsURL))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// whyUnanswered says what the user sees for a question without a settled
+// reply.
+func whyUnanswered(fake *feishufake.Server, messageID string) string {
+	for _, r := range fake.Requests() {
+		if r.Op != feishufake.OpReply || !r.Delivered || r.MessageID != messageID {
+			continue
+		}
+		if _, streaming, ok := fake.Card(r.CardID); ok && streaming {
+			return "its reply " + r.SentID + " shows card " + r.CardID + ", still streaming: an answer run again after a crash must finish the card the first run showed"
+		}
+		return "its reply " + r.SentID + " has not settled"
+	}
+	return "no reply"
+}
+
+var depthLine = regexp.MustCompile(`(?m)^kbbot_queue_depth\{queue="answers"\} (\S+)$`)
+
+// queueDepth is the queue depth a replica last measured, or -1.
+func queueDepth(metricsURL string) int {
+	resp, err := http.Get(metricsURL)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return -1
+	}
+	m := depthLine.FindSubmatch(body)
+	if m == nil {
+		return -1
+	}
+	f, err := strconv.ParseFloat(string(m[1]), 64)
+	if err != nil {
+		return -1
+	}
+	return int(f)
+}
+
+// checkExactlyOnce: every question one reply; each chat's replies in the
+// order of its questions.
+func checkExactlyOnce(t *testing.T, fake *feishufake.Server, qs []sentQuestion) {
+	t.Helper()
+	counts := fake.ReplyCounts()
+	for _, q := range qs {
+		if n := counts[q.msg.MessageID]; n != 1 {
+			t.Errorf("%s (sent to %s) has %d replies, want 1", q.msg.MessageID, q.to, n)
+		}
+	}
+	byChat := map[string][]string{}
+	for _, q := range qs {
+		byChat[q.msg.ChatID] = append(byChat[q.msg.ChatID], q.msg.MessageID)
+	}
+	var order []string
+	for _, r := range fake.Sent() {
+		if r.Op == feishufake.OpReply {
+			order = append(order, r.MessageID)
+		}
+	}
+	for chat, want := range byChat {
+		var got []string
+		for _, id := range order {
+			if slices.Contains(want, id) {
+				got = append(got, id)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("chat %s: replies in order %v, want %v", chat, got, want)
+		}
+	}
+}
+
+// Two replicas share one Redis; one is killed with SIGKILL while it is
+// answering. Every question acknowledged with a 200 is answered exactly
+// once, and each chat's answers keep its questions' order.
+func TestCrashedReplicaLosesNothing(t *testing.T) {
+	bin := buildKbbot(t)
+	redisURL, _ := redistest.StartServer(t, "--appendfsync", "always")
+	fake := feishufake.New(e2eBotID)
+	defer fake.Close()
+	llm := newSlowLLM(t)
+	env := crashEnv(t, fake, redisURL)
+	a := startProcess(t, bin, "replica A", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/a/v1"))
+	b := startProcess(t, bin, "replica B", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/b/v1"))
+	if a.cmd.Process.Pid == b.cmd.Process.Pid {
+		t.Fatal("the replicas share a process")
+	}
+	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
+	send := func(p *process, m feishufake.Message) {
+		t.Helper()
+		if status, body := postEvent(t, p.url, signer, signer.MessageEvent(m)); status != http.StatusOK {
+			t.Fatalf("%s answered %d %s to %s", p.name, status, body, m.MessageID)
+		}
+	}
+
+	const chats, phase1, phase2 = 6, 18, 12
+	var qs []sentQuestion
+	killed := false
+	var askedAtKill []string
+	killA := func() {
+		llm.mu.Lock()
+		askedAtKill = slices.Clone(llm.asked["a"])
+		inflight := llm.inflight["a"]
+		llm.mu.Unlock()
+		a.kill()
+		killed = true
+		t.Logf("killed replica A (pid %d) with %d LLM requests of its own in flight", a.cmd.Process.Pid, inflight)
+	}
+	// Phase 1: alternate between the replicas; once A has had a few
+	// questions, kill it while it is waiting for the LLM. Sends are sequential, so no webhook
+	// request is in flight at the kill: each question was acknowledged
+	// (200) or not yet sent.
+	for i := range phase1 {
+		to := a
+		if i%2 == 1 || killed {
+			to = b
+		}
+		m := crashQuestion("crash", i, chats)
+		send(to, m)
+		qs = append(qs, sentQuestion{m, to.name})
+		time.Sleep(20 * time.Millisecond) // a steady trickle, like real traffic
+		if !killed && i >= 6 && llm.inFlight("a") >= 1 {
+			killA()
+		}
+	}
+	if !killed {
+		deadline := time.Now().Add(crashWait)
+		for llm.inFlight("a") < 1 {
+			if time.Now().After(deadline) {
+				t.Fatal("replica A never started answering")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		killA()
+	}
+	// Phase 2: the survivor alone, with more questions in the same chats.
+	for i := phase1; i < phase1+phase2; i++ {
+		m := crashQuestion("crash", i, chats)
+		send(b, m)
+		qs = append(qs, sentQuestion{m, b.name})
+	}
+
+	waitAnswered(t, fake, llm, b.url+"/metrics", qs)
+	checkExactlyOnce(t, fake, qs)
+
+	// The questions A died answering were asked again by B.
+	llm.mu.Lock()
+	askedByB := slices.Clone(llm.asked["b"])
+	llm.mu.Unlock()
+	retaken := 0
+	for _, q := range askedAtKill {
+		if slices.Contains(askedByB, q) {
+			retaken++
+		}
+	}
+	if retaken == 0 {
+		t.Error("replica B asked none of the questions replica A was answering when it died")
+	}
+	t.Logf("%d questions, %d asked by A before the kill, %d of those asked again by B", len(qs), len(askedAtKill), retaken)
+}
+
+// Redis restarts while questions arrive and are answered. Every question
+// acknowledged with a 200 is answered exactly once; one refused while Redis
+// was down (Feishu would redeliver it) is answered at most once.
+func TestRedisRestartLosesNothingAcknowledged(t *testing.T) {
+	bin := buildKbbot(t)
+	redisURL, restart := redistest.StartServer(t, "--appendfsync", "always")
+	fake := feishufake.New(e2eBotID)
+	defer fake.Close()
+	llm := newSlowLLM(t)
+	// A long visibility timeout: the lease must outlive the restart.
+	env := withEnv(crashEnv(t, fake, redisURL), "KBBOT_QUEUE_VISIBILITY", "20s")
+	a := startProcess(t, bin, "replica A", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/a/v1"))
+	b := startProcess(t, bin, "replica B", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/b/v1"))
+	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
+
+	var acked, refused []sentQuestion
+	post := func(i int) {
+		p := a
+		if i%2 == 1 {
+			p = b
+		}
+		m := crashQuestion("restart", i, 5)
+		req, err := signer.Request(context.Background(), p.url+"/feishu/events", signer.MessageEvent(m))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s: %v", p.name, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			acked = append(acked, sentQuestion{m, p.name})
+		} else {
+			refused = append(refused, sentQuestion{m, p.name})
+		}
+	}
+	const n = 30
+	restarted := make(chan struct{})
+	for i := range n {
+		if i == n/2 {
+			// Mid-traffic, with answers running: restart Redis while the
+			// next questions arrive.
+			for deadline := time.Now().Add(crashWait); llm.total() == 0; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("no answer started")
+				}
+			}
+			go func() { restart(); close(restarted) }()
+		}
+		post(i)
+		time.Sleep(15 * time.Millisecond)
+	}
+	<-restarted
+	for i := n; i < n+6; i++ { // and after it is back
+		post(i)
+	}
+	if len(acked) == 0 {
+		t.Fatal("no question was acknowledged")
+	}
+	waitAnswered(t, fake, llm, b.url+"/metrics", acked)
+	checkExactlyOnce(t, fake, acked)
+	counts := fake.ReplyCounts()
+	for _, q := range refused {
+		if n := counts[q.msg.MessageID]; n > 1 {
+			t.Errorf("%s, refused while Redis was down, has %d replies", q.msg.MessageID, n)
+		}
+	}
+	t.Logf("%d acknowledged, %d refused while Redis restarted", len(acked), len(refused))
+}

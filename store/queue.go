@@ -1,0 +1,1104 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Work queues hold jobs between the webhook, which records them, and the
+// workers that run them. Two backends behave alike (queue_test.go runs one
+// suite against both):
+//
+//   - MemoryQueue keeps jobs in process: a crash loses what is waiting, and
+//     it serves one replica only.
+//   - RedisQueue keeps them in Redis Streams with a consumer group: a job is
+//     acknowledged only once its handler has returned, and a crashed
+//     replica's jobs are taken over by another after the visibility timeout.
+//
+// In both, jobs with the same key (a chat) run one at a time, in the order
+// they were enqueued; a job that keeps failing is given up after
+// MaxAttempts and handed to Handlers.Dead.
+
+// Job is one queued piece of work as a handler sees it.
+type Job struct {
+	ID      string // assigned by the queue (the stream entry id in Redis)
+	Key     string // ordering key: jobs with one key run one at a time, in order
+	Payload []byte
+	// Attempt is 1 on the first delivery. Failures and crashes of the
+	// replica running the job both count.
+	Attempt int
+}
+
+// Handlers are what a queue calls.
+type Handlers struct {
+	// Handle runs a job. Returning nil acknowledges it. An error or a panic
+	// makes the job run again after a backoff, up to MaxAttempts; an error
+	// after the handler's context was cancelled (shutdown, or the Redis lease
+	// lost) leaves it for another replica without counting as a failure.
+	Handle func(ctx context.Context, j Job) error
+	// Dead, when set, is told about a job given up after MaxAttempts (in
+	// Redis, after it has been copied to the dead-letter stream).
+	Dead func(ctx context.Context, j Job)
+	// Depth, when set, is told how many jobs wait (MemoryQueue) or are not
+	// yet done (RedisQueue, every replica, measured by each scan).
+	Depth func(n int)
+}
+
+// Queue errors.
+var (
+	// ErrQueueFull: a MemoryQueue holds Capacity waiting jobs.
+	ErrQueueFull = errors.New("store: work queue full")
+	// ErrQueueStopped: Stop was called; the job was not recorded.
+	ErrQueueStopped = errors.New("store: work queue stopped")
+)
+
+// QueueOptions tune a queue. Zero values get the defaults named.
+type QueueOptions struct {
+	Workers     int           // jobs this process runs at once; default 1
+	MaxAttempts int           // deliveries before a job is given up; default 5
+	RetryBase   time.Duration // wait after a job's first failure, doubling (at most 30 s); default 1 s
+	Log         *slog.Logger  // default slog.Default()
+
+	// MemoryQueue: jobs waiting for a worker (running ones not counted);
+	// default 64.
+	Capacity int
+
+	// RedisQueue: streams the keys are hashed into (default 64). One
+	// worker in the whole deployment runs a shard at a time, so this caps
+	// how many jobs run at once across all replicas. Every replica must use
+	// the same number; change it only with an empty queue.
+	Shards int
+	// RedisQueue: how long a shard's lease lasts without renewal (default
+	// 30 s). The holder renews it every third of that while it works, so
+	// the timeout need not exceed the longest answer; it is how long the
+	// jobs of a crashed replica wait before another takes them over. Keep
+	// it well above Redis hiccups: a holder that cannot renew for two
+	// thirds of it gives up its jobs.
+	Visibility time.Duration
+	// RedisQueue: this process's consumer name; default host-pid-random.
+	Consumer string
+	// RedisQueue: approximate cap on a shard stream's length (default
+	// 100000), a safety net only: jobs are deleted once done.
+	MaxLen int64
+}
+
+const (
+	maxRetryWait  = 30 * time.Second
+	deadStreamLen = 10000
+	queueGroup    = "workers"
+)
+
+func (o QueueOptions) withDefaults() QueueOptions {
+	if o.Workers < 1 {
+		o.Workers = 1
+	}
+	if o.MaxAttempts < 1 {
+		o.MaxAttempts = 5
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Capacity < 1 {
+		o.Capacity = 64
+	}
+	if o.Shards < 1 {
+		o.Shards = 64
+	}
+	if o.Visibility <= 0 {
+		o.Visibility = 30 * time.Second
+	}
+	if o.Consumer == "" {
+		host, _ := os.Hostname()
+		o.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
+	}
+	if o.MaxLen <= 0 {
+		o.MaxLen = 100000
+	}
+	return o
+}
+
+func (o QueueOptions) retryWait(attempt int) time.Duration {
+	d := o.RetryBase
+	for i := 1; i < attempt && d < maxRetryWait; i++ {
+		d *= 2
+	}
+	return min(d, maxRetryWait)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// runHandler runs h, turning a panic into an error: one bad job must not
+// take the process down.
+func runHandler(ctx context.Context, h func(context.Context, Job) error, j Job) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("panic: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return h(ctx, j)
+}
+
+func runDead(ctx context.Context, log *slog.Logger, h Handlers, j Job) {
+	if h.Dead == nil {
+		return
+	}
+	defer func() {
+		if v := recover(); v != nil {
+			log.Error("panic in the dead-letter handler", "job", j.ID, "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	h.Dead(ctx, j)
+}
+
+// sleepCtx waits d; false means ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// MemoryQueue is the in-process queue: bounded, not durable (a crash loses
+// every waiting job) and for a single replica. Keys waiting for a worker are
+// served first come, first served, one job of a key at a time.
+type MemoryQueue struct {
+	opt QueueOptions
+	log *slog.Logger
+
+	mu       sync.Mutex
+	wake     *sync.Cond
+	keys     map[string]*memKey
+	ready    []*memKey // keys with a job waiting and none running, oldest first
+	waiting  int
+	seq      uint64
+	h        Handlers
+	started  bool
+	stopping bool // no more Enqueue; workers drain what waits
+	abandon  bool // Stop's deadline passed: workers take nothing more
+
+	runCtx context.Context // handlers' context, cancelled when Stop gives up
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+type memKey struct {
+	key     string
+	jobs    []Job // waiting, oldest first
+	running bool
+}
+
+// NewMemoryQueue returns an in-process queue; Start it to run jobs.
+func NewMemoryQueue(opt QueueOptions) *MemoryQueue {
+	opt = opt.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	q := &MemoryQueue{opt: opt, log: opt.Log, keys: map[string]*memKey{}, runCtx: ctx, cancel: cancel}
+	q.wake = sync.NewCond(&q.mu)
+	return q
+}
+
+// Enqueue records a job for key. It fails with ErrQueueFull when Capacity
+// jobs wait, and with ErrQueueStopped after Stop.
+func (q *MemoryQueue) Enqueue(ctx context.Context, key string, payload []byte) error {
+	q.mu.Lock()
+	if q.stopping {
+		q.mu.Unlock()
+		return ErrQueueStopped
+	}
+	if q.waiting >= q.opt.Capacity {
+		q.mu.Unlock()
+		return ErrQueueFull
+	}
+	q.seq++
+	k := q.keys[key]
+	if k == nil {
+		k = &memKey{key: key}
+		q.keys[key] = k
+	}
+	k.jobs = append(k.jobs, Job{ID: strconv.FormatUint(q.seq, 10), Key: key, Payload: bytes.Clone(payload)})
+	q.waiting++
+	if !k.running && len(k.jobs) == 1 {
+		q.ready = append(q.ready, k)
+		q.wake.Signal()
+	}
+	n := q.waiting
+	q.mu.Unlock()
+	q.depth(n)
+	return nil
+}
+
+// Start runs Workers goroutines calling h.
+func (q *MemoryQueue) Start(ctx context.Context, h Handlers) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.started {
+		return errors.New("store: memory queue started twice")
+	}
+	q.started, q.h = true, h
+	q.wg.Add(q.opt.Workers)
+	for range q.opt.Workers {
+		go q.worker()
+	}
+	return nil
+}
+
+// Stop takes no more jobs and lets the workers run everything already
+// queued, since nothing else would. When ctx ends first, running handlers'
+// contexts are cancelled, the jobs still waiting are dropped (and logged),
+// and Stop returns ctx's error once the workers have returned.
+func (q *MemoryQueue) Stop(ctx context.Context) error {
+	q.mu.Lock()
+	q.stopping = true
+	started := q.started
+	q.wake.Broadcast()
+	q.mu.Unlock()
+	if !started {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		q.cancel()
+		return nil
+	case <-ctx.Done():
+	}
+	q.mu.Lock()
+	q.abandon = true
+	lost := q.waiting
+	q.wake.Broadcast()
+	q.mu.Unlock()
+	q.cancel()
+	<-done
+	if lost > 0 {
+		q.log.Error("in-process queue stopped with jobs still waiting; they are lost", "jobs", lost)
+	}
+	return ctx.Err()
+}
+
+func (q *MemoryQueue) depth(n int) {
+	if q.h.Depth != nil {
+		q.h.Depth(n)
+	}
+}
+
+func (q *MemoryQueue) worker() {
+	defer q.wg.Done()
+	for {
+		q.mu.Lock()
+		for len(q.ready) == 0 && !q.abandon && !(q.stopping && q.waiting == 0) {
+			q.wake.Wait()
+		}
+		if q.abandon || len(q.ready) == 0 {
+			q.mu.Unlock()
+			return
+		}
+		k := q.ready[0]
+		q.ready[0] = nil
+		q.ready = q.ready[1:]
+		j := k.jobs[0]
+		k.jobs = k.jobs[1:]
+		k.running = true
+		q.waiting--
+		n := q.waiting
+		q.mu.Unlock()
+		q.depth(n)
+
+		q.run(j)
+
+		q.mu.Lock()
+		k.running = false
+		if len(k.jobs) > 0 {
+			q.ready = append(q.ready, k)
+		} else {
+			delete(q.keys, k.key)
+		}
+		// Idle workers may be waiting for the last job to end (stopping).
+		q.wake.Broadcast()
+		q.mu.Unlock()
+	}
+}
+
+// run runs j until it succeeds, is given up, or Stop gives up on it.
+func (q *MemoryQueue) run(j Job) {
+	for attempt := 1; ; attempt++ {
+		j.Attempt = attempt
+		err := runHandler(q.runCtx, q.h.Handle, j)
+		if err == nil {
+			return
+		}
+		log := q.log.With("job", j.ID, "key", j.Key, "attempt", attempt)
+		if q.runCtx.Err() != nil {
+			log.Warn("job interrupted by shutdown; it is lost (in-process queue)", "error", err)
+			return
+		}
+		if attempt >= q.opt.MaxAttempts {
+			log.Error("job failed too often; giving up", "error", err)
+			runDead(q.runCtx, q.log, q.h, j)
+			return
+		}
+		log.Warn("job failed; retrying", "error", err, "wait", q.opt.retryWait(attempt))
+		if !sleepCtx(q.runCtx, q.opt.retryWait(attempt)) {
+			return
+		}
+	}
+}
+
+// RedisQueue keeps jobs in Redis Streams, so they survive the replica that
+// recorded them and the one running them.
+//
+// Ordering. A job goes to one of Shards streams by the hash of its key, and
+// each shard is run by at most one worker in the whole deployment at a
+// time: the worker holding the shard's lease, a Redis key set with SET NX PX
+// and deleted only by its holder (compare-and-delete in Lua). The holder
+// runs the shard's jobs one by one, oldest first, and takes the next only
+// when the previous one is done (acknowledged) or given up (moved to the
+// dead-letter stream). A new holder first moves every job a previous holder
+// left pending into its own pending list (XAUTOCLAIM from 0-0); pending jobs
+// are older than any not yet delivered. Then it always runs the oldest job
+// of its pending list, reading a new one (XREADGROUP >, one at a time) only
+// when that list is empty. So jobs with one key run in enqueue order,
+// whichever replica recorded them and whichever runs them, across crashes
+// too. The price: a slow job delays the other keys of its shard, and at
+// most Shards jobs run at once.
+//
+// Visibility. The holder renews its lease every Visibility/3 while it works
+// (Lua: PEXPIRE if the token is still ours, plus XCLAIM … JUSTID on the job
+// so its idle time shows it is alive; JUSTID leaves the delivery count
+// alone). A replica that dies stops renewing; after Visibility another
+// replica's scan finds the shard with jobs and no lease, and takes it over.
+// A holder that cannot renew for two thirds of Visibility, or learns its
+// lease was lost, cancels its handler and stops: it never runs a job after
+// its lease may have passed to someone else. (A handler already sending its
+// reply when that happens can still finish it; replies carry an
+// idempotency uuid, so Feishu shows one message.)
+//
+// Failures. Redis counts deliveries: XREADGROUP starts at 1, a take-over
+// (XAUTOCLAIM) and a retry after a failure (XCLAIM without JUSTID) add one.
+// A job delivered more than MaxAttempts times, including one that crashed
+// its replica each time, is copied to the dead-letter stream, handed to
+// Handlers.Dead and acknowledged. A job is acknowledged and deleted
+// (XACK+XDEL in MULTI) only after its handler returns nil, so a shard's
+// stream length is the number of jobs not yet done.
+//
+// Finding work. Enqueue wakes a local worker for the shard at once; every
+// replica also scans all shards (XLEN, EXISTS lease, pipelined) about once
+// a second, or every Visibility/4 if that is shorter, for shards with jobs
+// and no holder: new jobs another replica had no free worker for, and jobs
+// of crashed replicas.
+type RedisQueue struct {
+	rdb    redis.UniversalClient
+	st     *RedisState
+	prefix string
+	opt    QueueOptions
+	log    *slog.Logger
+
+	hints chan int // shards worth a look; each at most once (hinted)
+
+	mu          sync.Mutex
+	hinted      []bool
+	held        []bool // a worker of this process holds the shard's lease
+	pruned      []time.Time
+	h           Handlers
+	started     bool
+	scanFailing bool
+
+	stopOnce sync.Once
+	stopc    chan struct{}   // closed by Stop: read nothing new
+	runCtx   context.Context // handlers' parent; cancelled when Stop gives up
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+}
+
+// NewRedisQueue returns a queue in st's Redis, under st's key prefix; Start
+// it to run jobs.
+func NewRedisQueue(st *RedisState, opt QueueOptions) *RedisQueue {
+	opt = opt.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	return &RedisQueue{
+		rdb: st.rdb, st: st, prefix: st.prefix, opt: opt,
+		log:    opt.Log.With("component", "queue", "consumer", opt.Consumer),
+		hints:  make(chan int, opt.Shards),
+		hinted: make([]bool, opt.Shards), held: make([]bool, opt.Shards), pruned: make([]time.Time, opt.Shards),
+		stopc: make(chan struct{}), runCtx: ctx, cancel: cancel,
+	}
+}
+
+// Keys. A shard's stream and lease share a hash tag so the Lua scripts that
+// touch both stay in one Cluster slot.
+func (q *RedisQueue) streamKey(shard int) string {
+	return q.prefix + "{queue:" + strconv.Itoa(shard) + "}"
+}
+func (q *RedisQueue) leaseKey(shard int) string { return q.streamKey(shard) + ":lease" }
+
+// DeadKey is the dead-letter stream: jobs given up, with their payload,
+// key, attempts and the last error.
+func (q *RedisQueue) DeadKey() string { return q.prefix + "queue:dead" }
+
+func (q *RedisQueue) shardOf(key string) int {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return int(h.Sum32() % uint32(q.opt.Shards))
+}
+
+// Enqueue appends a job to its key's shard.
+func (q *RedisQueue) Enqueue(ctx context.Context, key string, payload []byte) error {
+	shard := q.shardOf(key)
+	err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.streamKey(shard), MaxLen: q.opt.MaxLen, Approx: true,
+		Values: []any{"key", key, "payload", payload}}).Err()
+	if err != nil {
+		return fmt.Errorf("store: enqueue for %q: %w", key, err)
+	}
+	q.hint(shard)
+	return nil
+}
+
+// Claim is a de-duplication key for EnqueueClaimed, as RedisState.Claim
+// takes it.
+type Claim struct {
+	Key string
+	TTL time.Duration
+}
+
+// enqueueClaimed sets every claim and adds the job in one step, or does
+// nothing when a claim is taken. KEYS: stream, claims…; ARGV: maxlen, key,
+// payload, TTL in ms per claim.
+var enqueueClaimed = redis.NewScript(`
+for i = 2, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return false end
+end
+for i = 2, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'PX', ARGV[i + 2])
+end
+return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'key', ARGV[2], 'payload', ARGV[3])
+`)
+
+// EnqueueClaimed claims the keys (as RedisState.Claim would) and enqueues
+// the job; first is false, and nothing is enqueued, when a key was already
+// claimed. On a single server or Sentinel both happen in one Lua script, so
+// no crash can leave a claim without its job (which would make Feishu's
+// redelivery look like a duplicate and lose the question). Cluster keeps
+// claims in other slots, so there it claims first and releases the claims
+// when the job cannot be added.
+func (q *RedisQueue) EnqueueClaimed(ctx context.Context, claims []Claim, key string, payload []byte) (first bool, err error) {
+	shard := q.shardOf(key)
+	if _, cluster := q.rdb.(*redis.ClusterClient); cluster {
+		return q.enqueueClaimedCluster(ctx, claims, key, payload)
+	}
+	keys := []string{q.streamKey(shard)}
+	args := []any{q.opt.MaxLen, key, payload}
+	for _, c := range claims {
+		if c.TTL <= 0 {
+			return false, fmt.Errorf("store: claim %q: ttl must be positive, got %v", c.Key, c.TTL)
+		}
+		keys = append(keys, q.st.claimKey(c.Key))
+		args = append(args, c.TTL.Milliseconds())
+	}
+	err = enqueueClaimed.Run(ctx, q.rdb, keys, args...).Err()
+	if errors.Is(err, redis.Nil) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: enqueue for %q: %w", key, err)
+	}
+	q.hint(shard)
+	return true, nil
+}
+
+func (q *RedisQueue) enqueueClaimedCluster(ctx context.Context, claims []Claim, key string, payload []byte) (bool, error) {
+	var taken []string
+	release := func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		for _, k := range taken {
+			if err := q.st.Release(rctx, k); err != nil {
+				q.log.Warn("releasing a claim failed", "key", k, "error", err)
+			}
+		}
+	}
+	for _, c := range claims {
+		ok, err := q.st.Claim(ctx, c.Key, c.TTL)
+		if err != nil {
+			release()
+			return false, err
+		}
+		if !ok {
+			return false, nil
+		}
+		taken = append(taken, c.Key)
+	}
+	if err := q.Enqueue(ctx, key, payload); err != nil {
+		release()
+		return false, err
+	}
+	return true, nil
+}
+
+// Start makes sure every shard has its consumer group, then runs Workers
+// workers and the scanner.
+func (q *RedisQueue) Start(ctx context.Context, h Handlers) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.started {
+		return errors.New("store: redis queue started twice")
+	}
+	if err := q.ensureGroups(ctx); err != nil {
+		return err
+	}
+	q.started, q.h = true, h
+	q.wg.Add(q.opt.Workers + 1)
+	for range q.opt.Workers {
+		go q.worker()
+	}
+	go q.scanner()
+	q.log.Info("queue started", "workers", q.opt.Workers, "shards", q.opt.Shards, "visibility", q.opt.Visibility, "max_attempts", q.opt.MaxAttempts)
+	return nil
+}
+
+// ensureGroups creates each shard's stream and group. The group starts at 0,
+// not $, so it also serves jobs added before it existed.
+func (q *RedisQueue) ensureGroups(ctx context.Context) error {
+	cmds := make([]*redis.StatusCmd, q.opt.Shards)
+	_, _ = q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range cmds {
+			cmds[i] = p.XGroupCreateMkStream(ctx, q.streamKey(i), queueGroup, "0")
+		}
+		return nil
+	})
+	for i, c := range cmds {
+		if err := c.Err(); err != nil && !isBusyGroup(err) {
+			return fmt.Errorf("store: create the consumer group of %s: %w", q.streamKey(i), err)
+		}
+	}
+	return nil
+}
+
+func (q *RedisQueue) ensureGroup(ctx context.Context, shard int) {
+	if err := q.rdb.XGroupCreateMkStream(ctx, q.streamKey(shard), queueGroup, "0").Err(); err != nil && !isBusyGroup(err) {
+		q.log.Warn("recreating a consumer group failed", "shard", shard, "error", err)
+	}
+}
+
+func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") }
+
+// isNoGroup: the stream or its group is gone (Redis lost its data, or
+// someone deleted the key); the group is created again.
+func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+
+// Stop reads no new jobs and waits for the running ones until ctx ends;
+// then it cancels their contexts and waits for them to return. Jobs not
+// finished stay pending in Redis, and their shards' leases are released, so
+// another replica takes them over at its next scan. Nothing is lost.
+func (q *RedisQueue) Stop(ctx context.Context) error {
+	q.stopOnce.Do(func() { close(q.stopc) })
+	q.mu.Lock()
+	started := q.started
+	q.mu.Unlock()
+	if !started {
+		return nil
+	}
+	done := make(chan struct{})
+	go func() { q.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		q.cancel()
+		return nil
+	case <-ctx.Done():
+		q.log.Warn("jobs still running at the shutdown deadline are cancelled; they stay pending for another replica")
+		q.cancel()
+		<-done
+		return ctx.Err()
+	}
+}
+
+func (q *RedisQueue) stopping() bool {
+	select {
+	case <-q.stopc:
+		return true
+	default:
+		return false
+	}
+}
+
+// hint queues shard for a local worker, unless it is queued or held here.
+func (q *RedisQueue) hint(shard int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.hinted[shard] || q.held[shard] {
+		return
+	}
+	q.hinted[shard] = true
+	q.hints <- shard // never blocks: the channel holds every shard once
+}
+
+func (q *RedisQueue) worker() {
+	defer q.wg.Done()
+	for {
+		select {
+		case <-q.stopc:
+			return
+		case shard := <-q.hints:
+			q.mu.Lock()
+			q.hinted[shard] = false
+			if q.held[shard] || q.stopping() {
+				q.mu.Unlock()
+				continue
+			}
+			q.held[shard] = true
+			q.mu.Unlock()
+			q.serveShard(shard)
+			q.mu.Lock()
+			q.held[shard] = false
+			q.mu.Unlock()
+		}
+	}
+}
+
+// scanner looks for shards with jobs and no holder.
+func (q *RedisQueue) scanner() {
+	defer q.wg.Done()
+	every := min(time.Second, q.opt.Visibility/4)
+	t := time.NewTicker(max(every, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		q.scan()
+		select {
+		case <-q.stopc:
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (q *RedisQueue) scan() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lens := make([]*redis.IntCmd, q.opt.Shards)
+	leases := make([]*redis.IntCmd, q.opt.Shards)
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range lens {
+			lens[i] = p.XLen(ctx, q.streamKey(i))
+			leases[i] = p.Exists(ctx, q.leaseKey(i))
+		}
+		return nil
+	})
+	q.mu.Lock()
+	was := q.scanFailing
+	q.scanFailing = err != nil
+	q.mu.Unlock()
+	if err != nil {
+		if !was {
+			q.log.Warn("scanning the queue failed; retrying", "error", err)
+		}
+		return
+	}
+	if was {
+		q.log.Info("scanning the queue works again")
+	}
+	depth := 0
+	for i := range lens {
+		n := int(lens[i].Val())
+		depth += n
+		if n > 0 && leases[i].Val() == 0 {
+			q.hint(i)
+		}
+	}
+	if q.h.Depth != nil {
+		q.h.Depth(depth)
+	}
+}
+
+// serveShard takes the shard's lease, if free, and runs its jobs until it
+// is empty, the lease is lost or the queue stops.
+func (q *RedisQueue) serveShard(shard int) {
+	log := q.log.With("shard", shard)
+	token := randomHex(16)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ok, err := q.rdb.SetNX(ctx, q.leaseKey(shard), token, q.opt.Visibility).Result()
+	cancel()
+	if err != nil {
+		log.Warn("taking a shard's lease failed", "error", err)
+		return
+	}
+	if !ok {
+		// Another worker, here or elsewhere, runs it, unless our SET did
+		// land but its reply was lost and the client's retry found the key.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		holder, _ := q.rdb.Get(ctx, q.leaseKey(shard)).Result()
+		cancel()
+		if holder != token {
+			return
+		}
+	}
+	l := q.newLease(shard, token, log)
+	emptied := q.takeOver(l) && q.drain(l)
+	l.release()
+	if !emptied || q.stopping() {
+		return // after an error the scanner comes back to it, at its pace
+	}
+	// A job added after our last read but before the release found the
+	// lease taken; look again so it does not wait for the next scan.
+	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+	n, err := q.rdb.XLen(ctx, q.streamKey(shard)).Result()
+	cancel()
+	if err == nil && n > 0 {
+		q.hint(shard)
+	}
+}
+
+// takeOver moves every job earlier holders left pending into our own
+// pending list (XAUTOCLAIM from 0-0, which counts a delivery for each: the
+// crash or stop that left it counts as an attempt). It runs none: drain
+// runs our pending list oldest first.
+func (q *RedisQueue) takeOver(l *lease) bool {
+	stream := q.streamKey(l.shard)
+	for start := "0-0"; ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: queueGroup,
+			Consumer: q.opt.Consumer, MinIdle: 0, Start: start, Count: 16}).Result()
+		cancel()
+		if isNoGroup(err) {
+			q.ensureGroup(l.ctx, l.shard)
+			return true
+		}
+		if err != nil {
+			l.log.Warn("taking over pending jobs failed", "error", err)
+			return false
+		}
+		if next == "0-0" || next == "" {
+			q.prune(l)
+			return true
+		}
+		start = next
+	}
+}
+
+// drain runs the shard's jobs one by one; true when it found the shard
+// empty, false when it stopped early. Each round runs
+// the oldest job in our own pending list, or, when that is empty, moves the
+// next new job into it (XREADGROUP >, one at a time). Never running what a
+// read returned directly keeps the order even when a reply is lost and the
+// client retries: XREADGROUP > is not idempotent, and a retry delivers the
+// next job while the lost one waits, older, in our pending list.
+func (q *RedisQueue) drain(l *lease) bool {
+	stream := q.streamKey(l.shard)
+	for !q.stopping() && l.ctx.Err() == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		p, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: queueGroup,
+			Start: "-", End: "+", Count: 1, Consumer: q.opt.Consumer}).Result()
+		var msgs []redis.XMessage
+		if err == nil && len(p) > 0 {
+			msgs, err = q.rdb.XRange(ctx, stream, p[0].ID, p[0].ID).Result()
+		}
+		cancel()
+		switch {
+		case isNoGroup(err):
+			q.ensureGroup(l.ctx, l.shard)
+			continue
+		case err != nil:
+			l.log.Warn("reading pending jobs failed", "error", err)
+			return false
+		case len(p) > 0 && len(msgs) == 0: // deleted while pending
+			if !q.ack(l, p[0].ID) {
+				return false
+			}
+			continue
+		case len(p) > 0:
+			if !q.process(l, msgs[0], int(p[0].RetryCount)) {
+				return false
+			}
+			continue
+		}
+		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
+		err = q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: queueGroup, Consumer: q.opt.Consumer,
+			Streams: []string{stream, ">"}, Count: 1, Block: -1}).Err()
+		cancel()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return true
+		case isNoGroup(err):
+			q.ensureGroup(l.ctx, l.shard)
+		case err != nil:
+			l.log.Warn("reading new jobs failed", "error", err)
+			return false
+		}
+	}
+	return false
+}
+
+// prune drops other consumers with nothing pending from the shard's group,
+// at most every ten minutes: each process start adds a consumer name. It is
+// safe while we hold the lease: nobody else reads the shard, and a consumer
+// is created again when it next reads.
+func (q *RedisQueue) prune(l *lease) {
+	q.mu.Lock()
+	due := time.Since(q.pruned[l.shard]) > 10*time.Minute
+	if due {
+		q.pruned[l.shard] = time.Now()
+	}
+	q.mu.Unlock()
+	if !due {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	stream := q.streamKey(l.shard)
+	cs, err := q.rdb.XInfoConsumers(ctx, stream, queueGroup).Result()
+	if err != nil {
+		return
+	}
+	for _, c := range cs {
+		if c.Name != q.opt.Consumer && c.Pending == 0 {
+			_ = q.rdb.XGroupDelConsumer(ctx, stream, queueGroup, c.Name).Err()
+		}
+	}
+}
+
+// process runs one delivered job to its end: done, given up, or left
+// pending (false: the worker must stop serving the shard).
+func (q *RedisQueue) process(l *lease, m redis.XMessage, attempt int) bool {
+	if m.Values == nil { // deleted from the stream while pending
+		return q.ack(l, m.ID)
+	}
+	key, _ := m.Values["key"].(string)
+	payload, _ := m.Values["payload"].(string)
+	j := Job{ID: m.ID, Key: key, Payload: []byte(payload), Attempt: attempt}
+	log := l.log.With("job", j.ID, "key", j.Key)
+	for {
+		if j.Attempt > q.opt.MaxAttempts {
+			return q.bury(l, j, fmt.Sprintf("delivered %d times without finishing (its replica crashed or stopped)", j.Attempt-1))
+		}
+		if j.Attempt > 1 {
+			log.Warn("running a job again", "attempt", j.Attempt)
+		}
+		l.working(j.ID)
+		err := runHandler(l.ctx, q.h.Handle, j)
+		l.working("")
+		if err == nil {
+			return q.ack(l, j.ID)
+		}
+		if l.ctx.Err() != nil {
+			log.Warn("job interrupted; it stays pending for the next holder", "attempt", j.Attempt, "error", err)
+			return false
+		}
+		if j.Attempt >= q.opt.MaxAttempts {
+			return q.bury(l, j, err.Error())
+		}
+		wait := q.opt.retryWait(j.Attempt)
+		log.Warn("job failed; retrying", "attempt", j.Attempt, "wait", wait, "error", err)
+		if !q.pause(l, wait) {
+			return false // stopping: another replica retries it
+		}
+		// XCLAIM without JUSTID counts the retry in Redis, so a job that
+		// also crashes replicas is still given up after MaxAttempts.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err := q.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: q.streamKey(l.shard), Group: queueGroup,
+			Consumer: q.opt.Consumer, MinIdle: 0, Messages: []string{j.ID}}).Result()
+		cancel()
+		if err != nil {
+			log.Warn("counting a retry failed; leaving the job pending", "error", err)
+			return false
+		}
+		if len(got) == 0 {
+			return true // no longer pending: nothing left to do
+		}
+		j.Attempt++
+	}
+}
+
+// pause waits d; false when the lease ends or the queue stops first.
+func (q *RedisQueue) pause(l *lease, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-l.ctx.Done():
+	case <-q.stopc:
+	}
+	return false
+}
+
+// ack marks a job done and deletes it, retrying while the lease lasts: a
+// job done but not acknowledged would run again.
+func (q *RedisQueue) ack(l *lease, id string) bool {
+	stream := q.streamKey(l.shard)
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.XAck(ctx, stream, queueGroup, id)
+			p.XDel(ctx, stream, id)
+			return nil
+		})
+		cancel()
+		if err == nil {
+			return true
+		}
+		l.log.Warn("acknowledging a job failed; retrying", "job", id, "error", err)
+		if !sleepCtx(l.ctx, wait) {
+			return false
+		}
+	}
+}
+
+// bury moves a job to the dead-letter stream, tells Handlers.Dead, and
+// acknowledges it. The copy comes first, so a crash in between leaves the
+// job pending rather than lost; it is then buried again.
+func (q *RedisQueue) bury(l *lease, j Job, reason string) bool {
+	l.log.Error("job given up; moving it to the dead-letter stream", "job", j.ID, "key", j.Key, "attempts", j.Attempt, "reason", firstLine(reason))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.DeadKey(), MaxLen: deadStreamLen, Approx: true, Values: []any{
+		"key", j.Key, "payload", j.Payload, "job", j.ID, "shard", l.shard, "attempts", j.Attempt,
+		"reason", reason, "at", time.Now().UTC().Format(time.RFC3339)}}).Err()
+	cancel()
+	if err != nil {
+		l.log.Warn("writing to the dead-letter stream failed; the job stays pending", "job", j.ID, "error", err)
+		return false
+	}
+	runDead(l.ctx, l.log, q.h, j)
+	return q.ack(l, j.ID)
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// lease is a held shard: its context ends when the lease is lost or the
+// queue gives up on running jobs.
+type lease struct {
+	q     *RedisQueue
+	shard int
+	token string
+	log   *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	stop   chan struct{}
+	done   chan struct{}
+
+	mu      sync.Mutex
+	current string // the job running, renewed with the lease
+	isLost  bool
+}
+
+// renewLease extends the lease if it is still ours, and marks the running
+// job as alive. KEYS: lease, stream; ARGV: token, ttl ms, job id or "",
+// group, consumer.
+var renewLease = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if ARGV[3] ~= '' then
+  redis.call('XCLAIM', KEYS[2], ARGV[4], ARGV[5], 0, ARGV[3], 'JUSTID')
+end
+return 1
+`)
+
+// releaseLease deletes the lease if it is still ours. KEYS: lease; ARGV: token.
+var releaseLease = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func (q *RedisQueue) newLease(shard int, token string, log *slog.Logger) *lease {
+	ctx, cancel := context.WithCancel(q.runCtx)
+	l := &lease{q: q, shard: shard, token: token, log: log, ctx: ctx, cancel: cancel,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go l.heartbeat()
+	return l
+}
+
+func (l *lease) working(id string) {
+	l.mu.Lock()
+	l.current = id
+	l.mu.Unlock()
+}
+
+func (l *lease) lost() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.isLost
+}
+
+func (l *lease) markLost(why string, err error) {
+	l.mu.Lock()
+	l.isLost = true
+	l.mu.Unlock()
+	l.log.Warn("shard lease lost; stopping its jobs", "why", why, "error", err)
+	l.cancel()
+}
+
+func (l *lease) heartbeat() {
+	defer close(l.done)
+	vis := l.q.opt.Visibility
+	t := time.NewTicker(vis / 3)
+	defer t.Stop()
+	lastOK := time.Now()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		current := l.current
+		l.mu.Unlock()
+		sent := time.Now() // Redis extends from a later instant, so our deadline is early
+		ctx, cancel := context.WithTimeout(context.Background(), vis/3)
+		n, err := renewLease.Run(ctx, l.q.rdb, []string{l.q.leaseKey(l.shard), l.q.streamKey(l.shard)},
+			l.token, vis.Milliseconds(), current, queueGroup, l.q.opt.Consumer).Int()
+		cancel()
+		switch {
+		case err == nil && n == 1:
+			lastOK = sent
+		case err == nil:
+			l.markLost("taken by another worker after it expired", nil)
+			return
+		case time.Since(lastOK) > vis*2/3:
+			l.markLost("not renewed for two thirds of the visibility timeout", err)
+			return
+		default:
+			l.log.Warn("renewing the shard lease failed; retrying", "error", err)
+		}
+	}
+}
+
+// release stops the heartbeat and deletes the lease if it is still ours.
+func (l *lease) release() {
+	close(l.stop)
+	<-l.done
+	if !l.lost() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := releaseLease.Run(ctx, l.q.rdb, []string{l.q.leaseKey(l.shard)}, l.token).Err(); err != nil {
+			l.log.Warn("releasing the shard lease failed; it expires by itself", "error", err)
+		}
+		cancel()
+	}
+	l.cancel()
+}
