@@ -41,6 +41,7 @@ type Config struct {
 	OpenAIEmbeddingModel string        // OPENAI_EMBEDDING_MODEL: empty means lexical retrieval only
 	OpenAIEmbeddingDim   int           // OPENAI_EMBEDDING_DIM
 	LLMTimeout           time.Duration // OPENAI_TIMEOUT
+	LLMIdle              time.Duration // OPENAI_IDLE_TIMEOUT: longest silence inside a streamed answer
 
 	HistoryTurns int           // KBBOT_HISTORY_TURNS: turns kept per chat
 	HistoryTTL   time.Duration // KBBOT_HISTORY_TTL
@@ -106,6 +107,7 @@ func Vars() []Var {
 		{"OPENAI_EMBEDDING_MODEL", "", false, "embedding model; when set, dense vectors are fused with lexical retrieval", str(func(c *Config) *string { return &c.OpenAIEmbeddingModel })},
 		{"OPENAI_EMBEDDING_DIM", "0", false, "embedding dimension (0: the model's default, found by one call)", intVar(func(c *Config) *int { return &c.OpenAIEmbeddingDim })},
 		{"OPENAI_TIMEOUT", "60s", false, "timeout of one LLM call", durVar(func(c *Config) *time.Duration { return &c.LLMTimeout })},
+		{"OPENAI_IDLE_TIMEOUT", "20s", false, "longest wait for the next piece of a streamed answer; a stalled stream ends the card with what was said and a retry button", durVar(func(c *Config) *time.Duration { return &c.LLMIdle })},
 		{"KBBOT_HISTORY_TURNS", "6", false, "conversation turns kept per chat and sent to the LLM", intVar(func(c *Config) *int { return &c.HistoryTurns })},
 		{"KBBOT_HISTORY_TTL", "24h", false, "how long a quiet chat's context is kept", durVar(func(c *Config) *time.Duration { return &c.HistoryTTL })},
 		{"KBBOT_QUEUE_VISIBILITY", "30s", false, "with Redis: how long a crashed replica's queued questions wait before another replica takes them over (its lease, renewed while it works)", durVar(func(c *Config) *time.Duration { return &c.QueueVisibility })},

@@ -23,7 +23,10 @@ func (e *Engine) Ask(ctx context.Context, question string, history []Turn) (Answ
 }
 
 // AskStream is Ask, with onDelta called with the answer text so far each time
-// the LLM produces more of it. Extractive and FAQ answers call it once.
+// the LLM produces more of it. Extractive and FAQ answers call it once. When
+// the LLM fails after it has started answering (ErrStalled, a dropped
+// stream), the error comes back together with an Answer holding the partial
+// text, so the caller can show what was said.
 func (e *Engine) AskStream(ctx context.Context, question string, history []Turn, onDelta func(textSoFar string)) (Answer, error) {
 	return e.ask(ctx, question, history, onDelta)
 }

@@ -57,6 +57,7 @@ func (a *app) openEngine(ctx context.Context) (*rag.Engine, knowledgeIndex, erro
 		}
 		if a.cfg.OpenAIAPIKey != "" {
 			llm = rag.NewLLM(client, a.cfg.OpenAIModel, a.cfg.LLMTimeout)
+			llm.Idle = a.cfg.LLMIdle
 		}
 	}
 	idx, err := a.openIndex(ctx, embed)
