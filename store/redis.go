@@ -243,6 +243,12 @@ func applyRedisDefaults(o *redis.UniversalOptions) {
 	// Let a caller's deadline cut a network step short instead of waiting
 	// out the read timeout.
 	o.ContextTimeoutEnabled = true
+	// RESP2: kbbot uses no RESP3 feature (client-side caching, push
+	// messages), and under RESP3 go-redis checks for pending pushes before
+	// every reply, which showed in the load profile.
+	if o.Protocol == 0 {
+		o.Protocol = 2
+	}
 }
 
 // RedisState keeps conversation turns, claims, feedback and seen chats in
