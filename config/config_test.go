@@ -13,7 +13,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":8080" || c.DataDir != "./data" || c.Workers != 8 || c.FeishuMode != "webhook" || c.LLMTimeout != time.Minute || c.Tokenizer != "bigram" {
+	if c.Addr != ":8080" || c.DataDir != "./data" || c.Workers != 32 || c.FeishuMode != "webhook" || c.LLMTimeout != time.Minute || c.Tokenizer != "bigram" {
 		t.Errorf("defaults = %+v", c)
 	}
 	if c.QdrantURL != "" || c.RedisURL != "" || c.OpenAIAPIKey != "" {

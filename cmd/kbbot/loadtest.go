@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -50,6 +51,8 @@ type loadOpts struct {
 	dups                             float64
 	chats                            int
 	self, spawn                      bool
+	llmTTFT                          time.Duration
+	llmURL                           string // set when a fake LLM runs
 }
 
 func (a *app) loadtest(ctx context.Context, args []string) error {
@@ -64,6 +67,7 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 	fs.StringVar(&o.token, "token", a.cfg.FeishuVerificationToken, "FEISHU_VERIFICATION_TOKEN of the bot")
 	fs.BoolVar(&o.self, "self", false, "start a fake Feishu Open API and an in-process bot, and check every message got exactly one reply")
 	fs.BoolVar(&o.spawn, "spawn", false, "like -self, but run the bot as a separate `kbbot serve` process, so the load generator does not share its scheduler")
+	fs.DurationVar(&o.llmTTFT, "llm-ttft", 0, "with -self or -spawn: answer through a fake LLM with this time to first token, and report event → first card and the bot's latency on top of the LLM")
 	fs.StringVar(&o.redisURL, "redis", "", "with -self or -spawn: keep the bot's state in this Redis (default: in process)")
 	fs.IntVar(&o.chats, "chats", 200, "distinct direct chats the messages come from")
 	fs.DurationVar(&o.settle, "settle", 60*time.Second, "with -self: how long to wait for the replies after sending")
@@ -83,6 +87,13 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 		return errors.New("loadtest: -redis only applies with -self or -spawn")
 	case o.self && o.spawn:
 		return errors.New("loadtest: choose one of -self and -spawn")
+	case o.llmTTFT < 0 || o.llmTTFT > time.Minute || (o.llmTTFT > 0 && !o.self && !o.spawn):
+		return errors.New("loadtest: -llm-ttft must be at most 1m, with -self or -spawn")
+	}
+	if o.llmTTFT > 0 {
+		llm := startFakeLLM(o.llmTTFT)
+		defer llm.Close()
+		o.llmURL = llm.URL + "/v1"
 	}
 
 	if o.redisURL != "" {
@@ -128,6 +139,9 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 	}
 	rep := checkReplies(ctx, fake, res.unique, o.settle)
 	rep.print(a.stdout)
+	if o.llmTTFT > 0 {
+		printCardLatency(a.stdout, fake, res.sentAt, o.llmTTFT)
+	}
 	return errors.Join(res.err(), rep.err())
 }
 
@@ -170,6 +184,9 @@ func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, f
 	sub.cfg.DataDir = dir
 	sub.cfg.QdrantURL = ""
 	sub.cfg.OpenAIAPIKey = ""
+	if o.llmURL != "" {
+		sub.cfg.OpenAIAPIKey, sub.cfg.OpenAIBaseURL, sub.cfg.OpenAIModel = "loadtest", o.llmURL, "fake"
+	}
 	sub.cfg.OpenAIEmbeddingModel = ""
 	// The load sends many questions per user; the abuse limits would turn
 	// most of them into "slow down" cards and hide what is being measured.
@@ -246,6 +263,9 @@ func (a *app) startSpawned(ctx context.Context, o *loadOpts) (*feishufake.Server
 		"LOG_LEVEL=warn",
 		"KBBOT_RATE_USER=off", "KBBOT_RATE_CHAT=off", // see startSelf
 	)
+	if o.llmURL != "" {
+		cmd.Env = append(cmd.Env, "OPENAI_API_KEY=loadtest", "OPENAI_BASE_URL="+o.llmURL, "OPENAI_MODEL=fake")
+	}
 	cmd.Stdout, cmd.Stderr = a.stderr, a.stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 30 * time.Second
@@ -284,7 +304,8 @@ type loadResult struct {
 	sent, dupsSent, non200, transport int
 	elapsed                           time.Duration
 	latencies                         []time.Duration
-	unique                            []string // message ids acknowledged at least once
+	unique                            []string             // message ids acknowledged at least once
+	sentAt                            map[string]time.Time // first send of each message
 	statuses                          map[int]int
 }
 
@@ -303,7 +324,7 @@ func runLoad(ctx context.Context, o loadOpts) loadResult {
 
 	var (
 		mu     sync.Mutex
-		res    = loadResult{statuses: map[int]int{}}
+		res    = loadResult{statuses: map[int]int{}, sentAt: map[string]time.Time{}}
 		acked  = map[string]bool{}
 		wg     sync.WaitGroup
 		sem    = make(chan struct{}, maxInFlight)
@@ -349,6 +370,11 @@ func runLoad(ctx context.Context, o loadOpts) loadResult {
 				return
 			}
 			t0 := time.Now()
+			mu.Lock()
+			if _, ok := res.sentAt[m.MessageID]; !ok {
+				res.sentAt[m.MessageID] = t0
+			}
+			mu.Unlock()
 			resp, err := client.Do(req)
 			lat := time.Since(t0)
 			if err == nil {
@@ -422,6 +448,73 @@ func (r loadResult) err() error {
 		return fmt.Errorf("loadtest: %d non-200 answers, %d transport errors", r.non200, r.transport)
 	}
 	return nil
+}
+
+// startFakeLLM is an OpenAI-compatible chat endpoint on 127.0.0.1 that waits
+// ttft, then streams 20 tokens 20 ms apart: the model's own latency, so what
+// the load tool measures beyond it is the bot's.
+func startFakeLLM(ttft time.Duration) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/chat/completions" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		select {
+		case <-time.After(ttft):
+		case <-r.Context().Done():
+			return
+		}
+		for i := range 20 {
+			finish := "null"
+			if i == 19 {
+				finish = `"stop"`
+			}
+			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"第%d段。\"},\"finish_reason\":%s}]}\n\n", i, finish)
+			w.(http.Flusher).Flush()
+			if i < 19 {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		fmt.Fprint(w, "data: [DONE]\n\n")
+	}))
+}
+
+// printCardLatency reports, from the fake Open API's records, how long after
+// its event each message's first card appeared, and — for answers that
+// streamed — how long its first text took beyond the model's own time to
+// first token.
+func printCardLatency(w io.Writer, fake *feishufake.Server, sentAt map[string]time.Time, ttft time.Duration) {
+	firstCard := map[string]feishufake.Request{}
+	firstText := map[string]time.Time{}
+	for _, r := range fake.Requests() {
+		switch {
+		case r.Op == feishufake.OpReply && r.Status == http.StatusOK:
+			if _, ok := firstCard[r.MessageID]; !ok {
+				firstCard[r.MessageID] = r
+			}
+		case r.Op == feishufake.OpCardContent && r.Status == http.StatusOK:
+			if _, ok := firstText[r.CardID]; !ok {
+				firstText[r.CardID] = r.At
+			}
+		}
+	}
+	var card, over []time.Duration
+	for id, r := range firstCard {
+		t0, ok := sentAt[id]
+		if !ok {
+			continue
+		}
+		card = append(card, r.At.Sub(t0))
+		if t, ok := firstText[r.CardID]; ok && r.CardID != "" {
+			over = append(over, t.Sub(t0)-ttft)
+		}
+	}
+	slices.Sort(card)
+	slices.Sort(over)
+	fmt.Fprintf(w, "first visible card after the event: p50 %v  p90 %v  (%d messages)\n", round(percentile(card, 0.5)), round(percentile(card, 0.9)), len(card))
+	fmt.Fprintf(w, "first streamed text, beyond the LLM's own %v to first token: p50 %v  p90 %v  (%d streamed answers)\n", ttft, round(percentile(over, 0.5)), round(percentile(over, 0.9)), len(over))
 }
 
 type replyReport struct {
