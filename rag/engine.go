@@ -374,9 +374,18 @@ func references(docs []retrieved) []Reference {
 		if d.Chunk.Kind == store.KindQA {
 			text = d.Chunk.Answer
 		}
-		refs[i] = Reference{DocID: d.Chunk.DocID, Title: d.Chunk.Title, URL: d.Chunk.URL, Snippet: clip(text, 120), Score: round(d.Score)}
+		refs[i] = Reference{DocID: d.Chunk.DocID, Title: refTitle(d.Chunk), URL: d.Chunk.URL, Snippet: clip(text, 120), Score: round(d.Score)}
 	}
 	return refs
+}
+
+// refTitle names a source for the reader: its title, and the section it
+// came from, so two sections of one file are told apart.
+func refTitle(c store.Chunk) string {
+	if len(c.Path) == 0 || c.Kind == store.KindQA {
+		return c.Title
+	}
+	return c.Title + " › " + c.Path[len(c.Path)-1]
 }
 
 // extract composes an answer from the question's best sentences in each

@@ -90,14 +90,14 @@ func (e *Embedded) load() error {
 	dec := gob.NewDecoder(bufio.NewReader(f))
 	var n int
 	if err := dec.Decode(&n); err != nil {
-		return fmt.Errorf("embedded index %s is unreadable (delete it and run `kbbot ingest --rebuild`): %w", e.path, err)
+		return fmt.Errorf("embedded index %s is unreadable (written by another version? delete it and run `kbbot ingest`): %w", e.path, err)
 	}
 	e.reset()
 	for range n {
 		c := new(Chunk)
 		if err := dec.Decode(c); err != nil {
 			e.reset()
-			return fmt.Errorf("embedded index %s is unreadable (delete it and run `kbbot ingest --rebuild`): %w", e.path, err)
+			return fmt.Errorf("embedded index %s is unreadable (written by another version? delete it and run `kbbot ingest`): %w", e.path, err)
 		}
 		e.insert(c)
 	}

@@ -127,7 +127,7 @@ func (a *app) ask(ctx context.Context, args []string) error {
 			Mode       string          `json:"mode"`
 		}{ans.Text, jsonRefs(ans.References), ans.FollowUps, ans.Mode})
 	}
-	printAnswer(a.stdout, ans)
+	printAnswer(a.stdout, ans, strings.TrimRight(a.cfg.PublicURL, "/"))
 	return nil
 }
 
@@ -147,7 +147,9 @@ func jsonRefs(refs []rag.Reference) []jsonReference {
 	return out
 }
 
-func printAnswer(w io.Writer, ans rag.Answer) {
+// printAnswer writes an answer for a person; a source without a URL of its
+// own is shown with its page on the bot (served by `kbbot serve`).
+func printAnswer(w io.Writer, ans rag.Answer, publicURL string) {
 	fmt.Fprintln(w, ans.Text)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "内容由 AI 大模型生成，请仔细甄别")
@@ -156,7 +158,7 @@ func printAnswer(w io.Writer, ans rag.Answer) {
 		for i, r := range ans.References {
 			loc := r.URL
 			if loc == "" {
-				loc = "kb:" + r.DocID
+				loc = publicURL + "/kb/" + r.DocID
 			}
 			fmt.Fprintf(w, "  [%d] %s (%s)\n", i+1, r.Title, loc)
 		}
