@@ -52,67 +52,99 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.reject(w, r, http.StatusBadRequest, "reading body: "+err.Error())
 		return
 	}
-	if status, reason := h.verify(r.Header, body); status != 0 {
+	plain, env, status, reason := h.verify(r.Header, body)
+	if status != 0 {
 		h.reject(w, r, status, reason)
 		return
 	}
-	// The dispatcher runs our handlers synchronously; they only record work,
-	// and must finish before Feishu gives up on the 200.
+	if env.Type == string(larkevent.ReqTypeChallenge) {
+		writeJSON(w, http.StatusOK, map[string]string{"challenge": env.Challenge})
+		return
+	}
+	// The request is verified and decrypted: the dispatcher only routes it
+	// (Do, not Handle, which would decrypt and verify all over again and
+	// format the whole body for a debug log on every request). Our handlers
+	// run synchronously; they only record work, and must finish before
+	// Feishu gives up on the 200.
 	ctx, cancel := context.WithTimeout(r.Context(), ackTimeout)
 	defer cancel()
-	resp := h.disp.Handle(ctx, &larkevent.EventReq{Header: r.Header, Body: body, RequestURI: r.RequestURI})
-	for k, vs := range resp.Header {
-		for _, v := range vs {
-			w.Header().Add(k, v)
-		}
+	resp, err := h.disp.Do(ctx, plain)
+	var unhandled *dispatcher.NotFoundEventHandlerErr
+	switch {
+	case errors.As(err, &unhandled):
+		// An event type we did not subscribe to: acknowledge, or Feishu retries it.
+		h.log.Debug("event without a handler acknowledged", "event_type", envelopeType(env))
+		writeJSON(w, http.StatusOK, map[string]string{"msg": "success"})
+	case err != nil:
+		// Nothing was recorded; a 500 makes Feishu redeliver later.
+		h.log.Error("event not recorded; Feishu will redeliver", "event_type", envelopeType(env), "error", err)
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"msg": err.Error()})
+	case resp != nil:
+		writeJSON(w, http.StatusOK, resp) // a card callback's toast / card
+	default:
+		writeJSON(w, http.StatusOK, map[string]string{"msg": "success"})
 	}
-	if w.Header().Get("Content-Type") == "" {
-		w.Header().Set("Content-Type", larkevent.DefaultContentType)
+}
+
+func envelopeType(env envelope) string {
+	if env.Header != nil {
+		return env.Header.EventType
 	}
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(resp.Body)
+	return env.Type
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"msg":"encoding the response failed"}`)
+	}
+	w.Header().Set("Content-Type", larkevent.DefaultContentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 // verify checks what the SDK does not (or answers with a 500): the body is
 // JSON, it decrypts, the signature matches and the token is ours. It returns
-// 0 when the request may go to the dispatcher.
-func (h *webhook) verify(hdr http.Header, body []byte) (status int, reason string) {
-	var outer map[string]json.RawMessage
-	if err := json.Unmarshal(body, &outer); err != nil {
-		return http.StatusBadRequest, "malformed JSON"
+// the plaintext event and status 0 when the request may be dispatched.
+func (h *webhook) verify(hdr http.Header, body []byte) (plain []byte, env envelope, status int, reason string) {
+	var outer struct {
+		Encrypt *string `json:"encrypt"`
 	}
-	plain := body
-	_, encrypted := outer["encrypt"]
+	if err := json.Unmarshal(body, &outer); err != nil {
+		if h.encryptKey != "" && json.Valid(body) {
+			return nil, env, http.StatusBadRequest, "body is not encrypted, but an encrypt key is configured"
+		}
+		return nil, env, http.StatusBadRequest, "malformed JSON"
+	}
+	plain = body
 	switch {
 	case h.encryptKey != "":
-		var enc string
-		if err := json.Unmarshal(outer["encrypt"], &enc); err != nil || enc == "" {
-			return http.StatusBadRequest, "body is not encrypted, but an encrypt key is configured"
+		if outer.Encrypt == nil || *outer.Encrypt == "" {
+			return nil, env, http.StatusBadRequest, "body is not encrypted, but an encrypt key is configured"
 		}
-		p, err := decryptEvent(enc, h.encryptKey)
+		p, err := decryptEvent(*outer.Encrypt, h.encryptKey)
 		if err != nil {
-			return http.StatusBadRequest, "cannot decrypt: " + err.Error()
+			return nil, env, http.StatusBadRequest, "cannot decrypt: " + err.Error()
 		}
 		plain = p
-	case encrypted:
-		return http.StatusBadRequest, "body is encrypted, but FEISHU_ENCRYPT_KEY is not set"
+	case outer.Encrypt != nil:
+		return nil, env, http.StatusBadRequest, "body is encrypted, but FEISHU_ENCRYPT_KEY is not set"
 	}
-	var env envelope
 	if err := json.Unmarshal(plain, &env); err != nil {
-		return http.StatusBadRequest, "malformed JSON after decryption"
+		return nil, env, http.StatusBadRequest, "malformed JSON after decryption"
 	}
 	if env.Type == string(larkevent.ReqTypeChallenge) {
 		// Feishu does not sign the challenge; the token (and, with a key,
 		// the encryption) is what proves it comes from Feishu.
 		if !h.tokenOK(env.Token) {
-			return http.StatusForbidden, "wrong verification token in challenge"
+			return nil, env, http.StatusForbidden, "wrong verification token in challenge"
 		}
-		return 0, ""
+		return plain, env, 0, ""
 	}
 	if h.encryptKey != "" {
 		want := larkevent.Signature(hdr.Get(larkevent.EventRequestTimestamp), hdr.Get(larkevent.EventRequestNonce), h.encryptKey, string(body))
 		if subtle.ConstantTimeCompare([]byte(want), []byte(hdr.Get(larkevent.EventSignature))) != 1 {
-			return http.StatusUnauthorized, "wrong signature"
+			return nil, env, http.StatusUnauthorized, "wrong signature"
 		}
 	}
 	tok := env.Token
@@ -120,9 +152,9 @@ func (h *webhook) verify(hdr http.Header, body []byte) (status int, reason strin
 		tok = env.Header.Token
 	}
 	if !h.tokenOK(tok) {
-		return http.StatusForbidden, "wrong verification token"
+		return nil, env, http.StatusForbidden, "wrong verification token"
 	}
-	return 0, ""
+	return plain, env, 0, ""
 }
 
 // decryptEvent is the SDK's EventDecrypt, minus its panic: it slices from
