@@ -164,7 +164,12 @@ func (c Config) Validate() error {
 	}
 	if c.RedisURL != "" {
 		if p, err := url.Parse(c.RedisURL); err != nil || !strings.HasPrefix(p.Scheme, "redis") {
-			bad("REDIS_URL", "must look like redis://host:6379/0 (or rediss://, redis-sentinel://, redis-cluster://), got %q", c.RedisURL)
+			// Never echo the URL: it may carry the password.
+			scheme := "no scheme"
+			if p != nil && p.Scheme != "" {
+				scheme = "scheme " + strconv.Quote(p.Scheme)
+			}
+			bad("REDIS_URL", "must look like redis://host:6379/0 (or rediss://, redis-sentinel://, redis-cluster://), got %s", scheme)
 		}
 	}
 	if c.QueueVisibility < time.Second {

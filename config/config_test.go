@@ -32,6 +32,7 @@ func TestLoadErrorsNameTheVariableAndFix(t *testing.T) {
 		{"bad mode", map[string]string{"FEISHU_MODE": "poll"}, []string{"FEISHU_MODE", "webhook or ws"}},
 		{"bad url", map[string]string{"OPENAI_BASE_URL": "api.example.com"}, []string{"OPENAI_BASE_URL", "http(s) URL"}},
 		{"bad redis", map[string]string{"REDIS_URL": "localhost:6379"}, []string{"REDIS_URL", "redis://host:6379/0"}},
+		{"bad redis keeps its password secret", map[string]string{"REDIS_URL": "tcp://:s3cret@db:6379/0"}, []string{"REDIS_URL", `scheme "tcp"`}},
 		{"two at once", map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml"}, []string{"LOG_LEVEL", "LOG_FORMAT"}},
 	}
 	for _, tt := range tests {
@@ -39,6 +40,9 @@ func TestLoadErrorsNameTheVariableAndFix(t *testing.T) {
 			_, err := Load(env(tt.env))
 			if err == nil {
 				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error leaks a password: %q", err)
 			}
 			for _, w := range tt.want {
 				if !strings.Contains(err.Error(), w) {

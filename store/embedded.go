@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"math"
 	"os"
 	"path/filepath"
@@ -45,6 +46,9 @@ type Embedded struct {
 	accPool sync.Pool
 	// Now is the clock, replaceable in tests.
 	Now func() time.Time
+	// Logger reports snapshots written by another process that could not
+	// be read.
+	Logger *slog.Logger
 }
 
 type posting struct {
@@ -59,7 +63,7 @@ func OpenEmbedded(dir string) (*Embedded, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("embedded index: %w", err)
 	}
-	e := &Embedded{path: filepath.Join(dir, snapshotName), Now: time.Now}
+	e := &Embedded{path: filepath.Join(dir, snapshotName), Now: time.Now, Logger: slog.New(slog.DiscardHandler)}
 	e.reset()
 	if err := e.load(); err != nil {
 		return nil, err
@@ -92,15 +96,18 @@ func (e *Embedded) load() error {
 	if err := dec.Decode(&n); err != nil {
 		return fmt.Errorf("embedded index %s is unreadable (written by another version? delete it and run `kbbot ingest`): %w", e.path, err)
 	}
-	e.reset()
+	// Build the new index aside and swap it in only once it is whole, so a
+	// bad file leaves the index being served as it was.
+	fresh := &Embedded{}
+	fresh.reset()
 	for range n {
 		c := new(Chunk)
 		if err := dec.Decode(c); err != nil {
-			e.reset()
 			return fmt.Errorf("embedded index %s is unreadable (written by another version? delete it and run `kbbot ingest`): %w", e.path, err)
 		}
-		e.insert(c)
+		fresh.insert(c)
 	}
+	e.slots, e.free, e.byID, e.postings, e.live, e.sparseN = fresh.slots, fresh.free, fresh.byID, fresh.postings, fresh.live, fresh.sparseN
 	e.modTime = st.ModTime()
 	return nil
 }
@@ -122,7 +129,11 @@ func (e *Embedded) refresh() {
 	if err != nil || st.ModTime().Equal(e.modTime) {
 		return
 	}
-	_ = e.load() // a half-written file cannot be seen (atomic rename); keep serving the old index on error
+	if err := e.load(); err != nil {
+		// Keep serving the index we have; say why the new one was refused.
+		e.Logger.Error("refusing a new index snapshot; serving the previous one", "error", err)
+		e.modTime = st.ModTime() // and don't retry the same file every second
+	}
 }
 
 func (e *Embedded) save() error {
@@ -143,6 +154,9 @@ func (e *Embedded) save() error {
 	}
 	if err == nil {
 		err = w.Flush()
+	}
+	if err == nil {
+		err = tmp.Sync() // the rename must not publish a file the disk has not got
 	}
 	if err != nil {
 		tmp.Close()

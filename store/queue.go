@@ -670,10 +670,13 @@ func (q *RedisQueue) worker() {
 			}
 			q.held[shard] = true
 			q.mu.Unlock()
-			q.serveShard(shard)
+			recheck := q.serveShard(shard)
 			q.mu.Lock()
 			q.held[shard] = false
 			q.mu.Unlock()
+			if recheck {
+				q.hint(shard)
+			}
 		}
 	}
 }
@@ -734,7 +737,7 @@ func (q *RedisQueue) scan() {
 
 // serveShard takes the shard's lease, if free, and runs its jobs until it
 // is empty, the lease is lost or the queue stops.
-func (q *RedisQueue) serveShard(shard int) {
+func (q *RedisQueue) serveShard(shard int) (recheck bool) {
 	log := q.log.With("shard", shard)
 	token := randomHex(16)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -761,13 +764,13 @@ func (q *RedisQueue) serveShard(shard int) {
 		return // after an error the scanner comes back to it, at its pace
 	}
 	// A job added after our last read but before the release found the
-	// lease taken; look again so it does not wait for the next scan.
+	// lease taken; the worker looks again once it no longer holds the
+	// shard (hint ignores held shards), so the job need not wait for the
+	// next scan.
 	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
 	n, err := q.rdb.XLen(ctx, q.streamKey(shard)).Result()
 	cancel()
-	if err == nil && n > 0 {
-		q.hint(shard)
-	}
+	return err == nil && n > 0
 }
 
 // takeOver moves every job earlier holders left pending into our own
@@ -822,7 +825,11 @@ func (q *RedisQueue) drain(l *lease) bool {
 		case err != nil:
 			l.log.Warn("reading pending jobs failed", "error", err)
 			return false
-		case len(p) > 0 && len(msgs) == 0: // deleted while pending
+		case len(p) > 0 && len(msgs) == 0:
+			// Gone while pending: trimmed by MAXLEN (a flood or a long
+			// outage filled the shard) or deleted by hand. Its asker gets
+			// nothing, so say so loudly.
+			l.log.Error("a queued question vanished from its stream before it was answered (stream trimmed?)", "job_id", p[0].ID, "stream", stream)
 			if !q.ack(l, p[0].ID) {
 				return false
 			}

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -347,11 +348,28 @@ func (r *RedisState) Claim(ctx context.Context, key string, ttl time.Duration) (
 	if ttl <= 0 {
 		return false, fmt.Errorf("store: claim %q: ttl must be positive, got %v", key, ttl)
 	}
-	ok, err := r.rdb.SetNX(ctx, r.claimKey(key), 1, ttl).Result()
+	// The value is ours alone: go-redis retries a command whose reply was
+	// lost (EOF, timeout) even when the first try ran, and that retry finds
+	// the key already set. Reading our own token back tells "we took it"
+	// from "someone else did", so a lost reply can't turn a new message
+	// into a "duplicate" that is never answered.
+	token := rand.Text()
+	k := r.claimKey(key)
+	ok, err := r.rdb.SetNX(ctx, k, token, ttl).Result()
 	if err != nil {
 		return false, fmt.Errorf("store: claim %q: %w", key, err)
 	}
-	return ok, nil
+	if ok {
+		return true, nil
+	}
+	got, err := r.rdb.Get(ctx, k).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil // taken and already expired or released: still not ours
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: claim %q: %w", key, err)
+	}
+	return got == token, nil
 }
 
 // Release drops a claim so a redelivery of the same key can be processed.

@@ -28,7 +28,12 @@ type knowledgeIndex interface {
 // openIndex opens Qdrant when QDRANT_URL is set, else the embedded index.
 func (a *app) openIndex(ctx context.Context, embed *rag.Embedder) (knowledgeIndex, error) {
 	if a.cfg.QdrantURL == "" {
-		return store.OpenEmbedded(a.cfg.DataDir)
+		idx, err := store.OpenEmbedded(a.cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		idx.Logger = a.log
+		return idx, nil
 	}
 	dim, err := embed.Dim(ctx)
 	if err != nil {
