@@ -54,6 +54,18 @@ type markdownEl struct {
 	Content   string `json:"content"`
 }
 
+// divEl shows text as typed: what users wrote goes here, never into
+// markdown, where "<at id=all></at>" or "[登录](https://…)" would render as
+// the bot's own mention or link.
+type divEl struct {
+	Tag  string    `json:"tag"` // div
+	Text plainText `json:"text"`
+}
+
+func plainDiv(s string) divEl {
+	return divEl{Tag: "div", Text: plainText{Tag: "plain_text", Content: s}}
+}
+
 type hrEl struct {
 	Tag string `json:"tag"` // hr
 }
@@ -220,7 +232,7 @@ func askerLine(v answerView) []any {
 	if v.Asker == "" {
 		return nil
 	}
-	return []any{md(fmt.Sprintf("<at id=%s></at> 问：%s", v.Asker, truncate(v.Question, maxQuestion)))}
+	return []any{md(fmt.Sprintf("<at id=%s></at> 问：", v.Asker)), plainDiv(truncate(v.Question, maxQuestion))}
 }
 
 func referenceList(v answerView) []any {
@@ -312,7 +324,7 @@ func sourceURL(base string, r rag.Reference) string {
 func errorCard(question, conv string) []byte {
 	return render(newCard("出错了", "red", "回答失败",
 		md("抱歉，回答这个问题时出了问题，请稍后重试。"),
-		md("**问题：**"+truncate(question, maxQuestion)),
+		plainDiv("问题："+truncate(question, maxQuestion)),
 		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
 	))
 }
@@ -321,7 +333,7 @@ func errorCard(question, conv string) []byte {
 func busyCard(question, conv string) []byte {
 	return render(newCard("现在有点忙", "orange", "请稍后重试",
 		md("提问的人太多了，暂时没能回答你的问题，请稍后点击重试。"),
-		md("**问题：**"+truncate(question, maxQuestion)),
+		plainDiv("问题："+truncate(question, maxQuestion)),
 		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
 	))
 }

@@ -98,7 +98,7 @@ func limitCard(n limitNote, question, conv string) []byte {
 	}
 	return render(newCard("请稍后再问", "orange", "提问太频繁了",
 		md(fmt.Sprintf("%s：%s最多回答 %d 个问题。请 %s后再问，或到时点击重试。", who, perText(n.PerSeconds), n.Max, waitText(n.RetryAfterSec))),
-		md("**问题：**"+truncate(question, maxQuestion)),
+		plainDiv("问题："+truncate(question, maxQuestion)),
 		note("在此之前的其他提问不会再单独回复。"),
 		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
 	))

@@ -23,9 +23,10 @@ func (b *Bot) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	var problems []string
+	var problems, failed []string
 	if err := b.st.Ping(ctx); err != nil {
 		problems = append(problems, "state store: "+err.Error())
+		failed = append(failed, "state store")
 	}
 	ready := b.cfg.Ready
 	if ready == nil {
@@ -36,11 +37,14 @@ func (b *Bot) readyz(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := ready(ctx); err != nil {
 		problems = append(problems, "knowledge store: "+err.Error())
+		failed = append(failed, "knowledge store")
 	}
 	if len(problems) > 0 {
 		b.log.Warn("not ready", "problems", problems)
+		// Which dependency, not its error text: /readyz is unauthenticated
+		// and errors carry internal addresses. The log has the detail.
 		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready\n" + strings.Join(problems, "\n") + "\n"))
+		_, _ = w.Write([]byte("not ready: " + strings.Join(failed, ", ") + "\n"))
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))

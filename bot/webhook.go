@@ -78,7 +78,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		// Nothing was recorded; a 500 makes Feishu redeliver later.
 		h.log.Error("event not recorded; Feishu will redeliver", "event_type", envelopeType(env), "error", err)
-		writeJSON(w, http.StatusInternalServerError, map[string]string{"msg": err.Error()})
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"msg": "event not recorded, please retry"}) // detail in our log only
 	case resp != nil:
 		writeJSON(w, http.StatusOK, resp) // a card callback's toast / card
 	default:
