@@ -99,7 +99,8 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 		if stream != nil {
 			return stream.finish(fctx, kind, card)
 		}
-		return b.deliver(fctx, log, q, kind, card)
+		_, ok := b.deliver(fctx, log, q, kind, card)
+		return ok
 	}
 	defer func() {
 		if v := recover(); v != nil {
@@ -189,19 +190,20 @@ func (b *Bot) history(ctx context.Context, conv string) ([]storedTurn, error) {
 // deliver sends a card where q says, retrying transient failures. When an
 // answer cannot be delivered it tries an error card, and logs either way: a
 // failure is never silent in the log, and the user sees something if Feishu
-// lets us send anything at all.
-func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) bool {
+// lets us send anything at all. It returns the id of the message sent
+// (empty when only the error card, or nothing, went out).
+func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) (string, bool) {
 	id, err := b.send(ctx, log, q, card, idemUUID(kind, q.Seed))
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", id)
-		return true
+		return id, true
 	}
 	log.Error("sending card failed", "kind", kind, "error", err)
 	if kind != "error" && kind != "busy" {
 		log.Warn("sending an error card instead", "kind", kind)
 		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
 	}
-	return false
+	return "", false
 }
 
 // send posts an interactive message (a card, or a reference to a CardKit

@@ -29,8 +29,10 @@ import (
 // Every operation on a card carries a sequence, strictly increasing across
 // the card's operations as Feishu requires, and a uuid derived from it;
 // retries repeat both. If CardKit fails before the card is shown, the
-// answer goes out as one plain card when it is ready; if the final update
-// fails, the message is patched to the final card instead.
+// answer goes out as one plain card when it is ready (and when Feishu
+// de-duplicates that send to a thinking card that did go out, that card is
+// finished instead); if the final update fails, the message is patched to
+// the final card instead.
 //
 // An answer run again (its worker died mid-answer and the queue handed the
 // job to another) sends the same reply uuid, so Feishu shows no second
@@ -67,12 +69,16 @@ type streamCard struct {
 	latest string
 
 	// Owned by run until loopDone is closed, then by finish.
-	cardID  string // the entity, once created
-	msgID   string // the message showing it, once sent
-	seq     int
-	shown   string // text of the last update Feishu accepted
-	updates int
-	fails   int
+	cardID string // the entity, once created
+	msgID  string // the message showing it, once sent
+	// maybeShown: a thinking card may be out under the answer's reply uuid
+	// though msgID is empty (its send failed as far as the bot knows, or an
+	// earlier run of the answer sent one).
+	maybeShown bool
+	seq        int
+	shown      string // text of the last update Feishu accepted
+	updates    int
+	fails      int
 }
 
 // openStream starts showing the thinking card for q and returns the stream
@@ -181,6 +187,7 @@ func (s *streamCard) pause(ctx context.Context, d time.Duration) bool {
 // up when the answer is finished first: one plain card then does.
 func (s *streamCard) show(ctx context.Context) bool {
 	again := s.runAgain(ctx)
+	s.maybeShown = again
 	cctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -204,6 +211,7 @@ func (s *streamCard) show(ctx context.Context) bool {
 		return false
 	}
 	s.cardID = id
+	s.maybeShown = true
 	msgID, err := s.b.send(ctx, s.log, s.q, cardRef(id), idemUUID("answer", s.q.Seed))
 	if err != nil {
 		s.log.Warn("sending the streaming card failed; the answer will be sent as one card", "card_id", id, "error", err)
@@ -272,7 +280,11 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 	<-s.loopDone
 	log := s.log.With("card_id", s.cardID)
 	if s.msgID == "" {
-		return s.b.deliver(ctx, log, s.q, kind, card)
+		id, ok := s.b.deliver(ctx, log, s.q, kind, card)
+		if !ok || !s.maybeShown || !s.adoptSent(ctx, log, id) {
+			return ok
+		}
+		log = s.log.With("card_id", s.cardID)
 	}
 	err := s.op(func(seq int, uuid string) error {
 		return s.b.feish.updateCard(ctx, log, s.cardID, card, seq, uuid)
@@ -295,8 +307,36 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 		return true
 	}
 	log.Error("patching the streaming card failed; sending the card anew", "kind", kind, "error", err)
-	return s.b.deliver(ctx, log, s.q, kind+"-resend", card)
+	_, ok := s.b.deliver(ctx, log, s.q, kind+"-resend", card)
+	return ok
 }
+
+// adoptSent checks the message a one-card send returned. The send carries
+// the answer's reply uuid, which a thinking card (this run's, whose send
+// only seemed to fail, or an earlier run's) may have used already: Feishu
+// then returns that message, still streaming its placeholder, instead of
+// sending the card. adoptSent reports whether it did, and makes the stream
+// finish that card.
+func (s *streamCard) adoptSent(ctx context.Context, log *slog.Logger, msgID string) bool {
+	shown, err := s.b.feish.cardOf(ctx, log, msgID)
+	if ae, ok := errors.AsType[*apiError](err); ok && ae.Code == codeCardNotFound {
+		return false // a plain card: the one just sent
+	}
+	if err != nil {
+		log.Warn("cannot tell whether the reply is the answer or an unfinished streaming card", "sent_message_id", msgID, "error", err)
+		return false
+	}
+	if shown == "" {
+		return false
+	}
+	log.Info("the reply is a streaming card already shown; finishing it", "shown_card_id", shown, "sent_message_id", msgID)
+	s.cardID, s.msgID = shown, msgID
+	return true
+}
+
+// codeCardNotFound is CardKit's answer for a message that shows no card
+// entity.
+const codeCardNotFound = 200740
 
 // streamingOff is the settings that end a card's streaming.
 var streamingOff = func() string {
