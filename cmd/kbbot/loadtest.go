@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -133,6 +134,9 @@ func (a *app) loadtest(ctx context.Context, args []string) error {
 	}
 	res := runLoad(ctx, o)
 	res.print(a.stdout, o)
+	if o.self || o.spawn {
+		printServerAck(ctx, a.stdout, strings.TrimSuffix(o.url, "/feishu/events")+"/metrics")
+	}
 	if fake == nil {
 		fmt.Fprintln(a.stdout, "replies: not checked (use -self to run against the fake Open API)")
 		return res.err()
@@ -448,6 +452,63 @@ func (r loadResult) err() error {
 		return fmt.Errorf("loadtest: %d non-200 answers, %d transport errors", r.non200, r.transport)
 	}
 	return nil
+}
+
+// printServerAck reads the bot's own ack histogram from /metrics: the time
+// from the request reaching the bot to its response, without the load
+// generator's scheduling (which shares this machine's cores). Histogram
+// buckets make it an upper bound: "p99 ≤ 4ms".
+func printServerAck(ctx context.Context, w io.Writer, metricsURL string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(w, "server-side ack: /metrics unavailable: %v\n", err)
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	type bucket struct {
+		le    float64
+		count float64
+	}
+	var buckets []bucket
+	var total float64
+	for _, line := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(line, `kbbot_stage_seconds_bucket{stage="ack",le="`)
+		if !ok {
+			continue
+		}
+		le, val, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err != nil {
+			continue
+		}
+		if le == "+Inf" {
+			total = n
+			continue
+		}
+		if f, err := strconv.ParseFloat(le, 64); err == nil {
+			buckets = append(buckets, bucket{f, n})
+		}
+	}
+	if total == 0 {
+		return
+	}
+	bound := func(p float64) string {
+		for _, b := range buckets {
+			if b.count >= p*total {
+				return "≤ " + time.Duration(b.le*float64(time.Second)).String()
+			}
+		}
+		return "> " + time.Duration(buckets[len(buckets)-1].le*float64(time.Second)).String()
+	}
+	fmt.Fprintf(w, "server-side ack (bot's /metrics histogram, %d requests): p50 %s  p99 %s\n", int(total), bound(0.5), bound(0.99))
 }
 
 // startFakeLLM is an OpenAI-compatible chat endpoint on 127.0.0.1 that waits
