@@ -13,11 +13,27 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":8080" || c.DataDir != "./data" || c.Workers != 32 || c.FeishuMode != "webhook" || c.LLMTimeout != time.Minute || c.Tokenizer != "bigram" {
+	if c.Addr != ":8080" || c.DataDir != "./data" || c.Workers != 8 || c.FeishuMode != "webhook" || c.LLMTimeout != time.Minute || c.Tokenizer != "bigram" {
 		t.Errorf("defaults = %+v", c)
 	}
 	if c.QdrantURL != "" || c.RedisURL != "" || c.OpenAIAPIKey != "" {
 		t.Error("optional services must default to off")
+	}
+}
+
+func TestWorkersFollowTheAnswerMode(t *testing.T) {
+	for _, tt := range []struct {
+		env  map[string]string
+		want int
+	}{
+		{nil, 8},
+		{map[string]string{"OPENAI_API_KEY": "sk"}, 32},
+		{map[string]string{"OPENAI_API_KEY": "sk", "KBBOT_WORKERS": "4"}, 4},
+	} {
+		c, err := Load(env(tt.env))
+		if err != nil || c.Workers != tt.want {
+			t.Errorf("%v: workers %d (%v), want %d", tt.env, c.Workers, err, tt.want)
+		}
 	}
 }
 

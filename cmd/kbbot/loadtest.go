@@ -190,6 +190,9 @@ func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, f
 	sub.cfg.OpenAIAPIKey = ""
 	if o.llmURL != "" {
 		sub.cfg.OpenAIAPIKey, sub.cfg.OpenAIBaseURL, sub.cfg.OpenAIModel = "loadtest", o.llmURL, "fake"
+		if a.getenv("KBBOT_WORKERS") == "" {
+			sub.cfg.Workers = 32 // config's automatic choice with an LLM
+		}
 	}
 	sub.cfg.OpenAIEmbeddingModel = ""
 	// The load sends many questions per user; the abuse limits would turn
