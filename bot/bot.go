@@ -169,7 +169,10 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		Now:       time.Now,
 		botOpenID: cfg.BotOpenID,
 	}
-	d := dispatcher.NewEventDispatcher(cfg.VerificationToken, cfg.EncryptKey)
+	// The webhook adapter verifies, decrypts and checks the token itself and
+	// routes the plaintext with Do, which uses neither: the dispatcher is a
+	// router only, as on the long connection.
+	d := dispatcher.NewEventDispatcher("", "")
 	d.InitConfig(larkevent.WithLogger(sdkLogger{log: log.With("component", "lark-dispatcher")}))
 	d.OnP2MessageReceiveV1(b.onMessage).
 		OnP2ChatAccessEventBotP2pChatEnteredV1(b.onP2PChatEntered).
