@@ -165,15 +165,25 @@ func loopbackOnly(flagName, raw string) error {
 	return fmt.Errorf("loadtest: %s %q: only loopback addresses (127.0.0.1, ::1, localhost) may be load tested", flagName, raw)
 }
 
-// startSelf runs a fake Open API and the real serve command in process,
-// with the embedded index in a temporary directory and no LLM, so the run
-// measures the bot rather than a model provider.
-func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, func() error, error) {
+// newLoadFake starts the lean fake Open API a load run's bot talks to, and
+// the temporary data directory for that bot's embedded index.
+func newLoadFake() (*feishufake.Server, string, error) {
 	fake := feishufake.New("ou_loadtest_bot")
 	fake.Lean = true
 	dir, err := os.MkdirTemp("", "kbbot-loadtest-")
 	if err != nil {
 		fake.Close()
+		return nil, "", err
+	}
+	return fake, dir, nil
+}
+
+// startSelf runs a fake Open API and the real serve command in process,
+// with the embedded index in a temporary directory and no LLM, so the run
+// measures the bot rather than a model provider.
+func (a *app) startSelf(ctx context.Context, o *loadOpts) (*feishufake.Server, func() error, error) {
+	fake, dir, err := newLoadFake()
+	if err != nil {
 		return nil, nil, err
 	}
 	sub := *a
@@ -247,11 +257,8 @@ func (a *app) startSpawned(ctx context.Context, o *loadOpts) (*feishufake.Server
 	}
 	addr := lis.Addr().String()
 	lis.Close() // the child binds it; the window for another process to take it is tiny
-	fake := feishufake.New("ou_loadtest_bot")
-	fake.Lean = true
-	dir, err := os.MkdirTemp("", "kbbot-loadtest-")
+	fake, dir, err := newLoadFake()
 	if err != nil {
-		fake.Close()
 		return nil, nil, err
 	}
 	cmd := exec.CommandContext(ctx, exe, "serve")
