@@ -183,7 +183,13 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 	}
 
 	start := time.Now()
-	if a, ok, err := e.faq(ctx, question); err != nil {
+	// One search of the curated Q&A items serves both the FAQ check and
+	// the follow-up questions.
+	qaHits, err := e.retrieve(ctx, question, store.KindQA, candidates)
+	if err != nil {
+		return Answer{}, err
+	}
+	if a, ok, err := e.faq(ctx, question, qaHits); err != nil {
 		return Answer{}, err
 	} else if ok {
 		a.Timings.Retrieval = time.Since(start)
@@ -202,7 +208,7 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 			return Answer{}, err
 		}
 	}
-	follow, err := e.followUps(ctx, question, nil)
+	follow, err := e.followUps(ctx, question, qaHits, nil)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -242,11 +248,10 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 }
 
 // faq returns a curated answer when the question is, in effect, a stored
-// Q&A item's question.
-func (e *Engine) faq(ctx context.Context, question string) (Answer, bool, error) {
-	hits, err := e.retrieve(ctx, question, store.KindQA, 3)
-	if err != nil || len(hits) == 0 {
-		return Answer{}, false, err
+// Q&A item's question; hits are the question's Q&A search results.
+func (e *Engine) faq(ctx context.Context, question string, hits []retrieved) (Answer, bool, error) {
+	if len(hits) == 0 {
+		return Answer{}, false, nil
 	}
 	best := hits[0].Chunk
 	if e.similarity(question, best.Title) < faqSimilarity {
@@ -269,7 +274,7 @@ func (e *Engine) faq(ctx context.Context, question string) (Answer, bool, error)
 	} else {
 		text = e.citeParagraphs(text, sources)
 	}
-	follow, err := e.followUps(ctx, question, map[string]bool{best.DocID: true})
+	follow, err := e.followUps(ctx, question, hits, map[string]bool{best.DocID: true})
 	if err != nil {
 		return Answer{}, false, err
 	}
@@ -319,12 +324,9 @@ func (e *Engine) similarity(a, b string) float64 {
 	return 2 * float64(common) / float64(len(ta)+len(tb))
 }
 
-// followUps picks related curated questions, never the one just asked.
-func (e *Engine) followUps(ctx context.Context, question string, exclude map[string]bool) ([]string, error) {
-	hits, err := e.retrieve(ctx, question, store.KindQA, candidates)
-	if err != nil {
-		return nil, err
-	}
+// followUps picks related curated questions from the question's Q&A hits,
+// never the one just asked.
+func (e *Engine) followUps(ctx context.Context, question string, hits []retrieved, exclude map[string]bool) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	add := func(c store.Chunk) {
