@@ -402,8 +402,9 @@ func (q *MemoryQueue) run(j Job) {
 // A job delivered more than MaxAttempts times, including one that crashed
 // its replica each time, is copied to the dead-letter stream, handed to
 // Handlers.Dead and acknowledged. A job is acknowledged and deleted
-// (XACK+XDEL in MULTI) only after its handler returns nil, so a shard's
-// stream length is the number of jobs not yet done.
+// (XACK+XDEL, by the script that fetches the next job) only after its
+// handler returns nil, so a shard's stream length is the number of jobs not
+// yet done.
 //
 // Finding work. Enqueue wakes a local worker for the shard at once; every
 // replica also scans all shards (XLEN, EXISTS lease, pipelined) about once
@@ -737,135 +738,217 @@ func (q *RedisQueue) scan() {
 
 // serveShard takes the shard's lease, if free, and runs its jobs until it
 // is empty, the lease is lost or the queue stops.
+//
+// Redis round trips are most of this queue's cost under load (a shard
+// usually holds one job), so each step is one script: acquire (lease and
+// take-over), next (acknowledge the job just done and fetch the next one),
+// release (lease, and how many jobs arrived meanwhile). A single job costs
+// four round trips, plus one heartbeat per Visibility/3 while it runs.
 func (q *RedisQueue) serveShard(shard int) (recheck bool) {
 	log := q.log.With("shard", shard)
 	token := randomHex(16)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	ok, err := q.rdb.SetNX(ctx, q.leaseKey(shard), token, q.opt.Visibility).Result()
-	cancel()
+	ok, err := q.acquire(shard, token)
 	if err != nil {
 		log.Warn("taking a shard's lease failed", "error", err)
 		return
 	}
 	if !ok {
-		// Another worker, here or elsewhere, runs it, unless our SET did
-		// land but its reply was lost and the client's retry found the key.
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		holder, _ := q.rdb.Get(ctx, q.leaseKey(shard)).Result()
-		cancel()
-		if holder != token {
-			return
-		}
+		return // another worker, here or elsewhere, runs it
 	}
 	l := q.newLease(shard, token, log)
-	emptied := q.takeOver(l) && q.drain(l)
-	l.release()
-	if !emptied || q.stopping() {
-		return // after an error the scanner comes back to it, at its pace
-	}
+	emptied := q.drain(l)
+	n, err := l.release()
 	// A job added after our last read but before the release found the
 	// lease taken; the worker looks again once it no longer holds the
 	// shard (hint ignores held shards), so the job need not wait for the
-	// next scan.
-	ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-	n, err := q.rdb.XLen(ctx, q.streamKey(shard)).Result()
-	cancel()
-	return err == nil && n > 0
+	// next scan. After an error the scanner comes back to it, at its pace.
+	return emptied && !q.stopping() && err == nil && n > 0
 }
 
-// takeOver moves every job earlier holders left pending into our own
-// pending list (XAUTOCLAIM from 0-0, which counts a delivery for each: the
-// crash or stop that left it counts as an attempt). It runs none: drain
-// runs our pending list oldest first.
-func (q *RedisQueue) takeOver(l *lease) bool {
-	stream := q.streamKey(l.shard)
-	for start := "0-0"; ; {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_, next, err := q.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: queueGroup,
-			Consumer: q.opt.Consumer, MinIdle: 0, Start: start, Count: 16}).Result()
-		cancel()
-		if isNoGroup(err) {
-			q.ensureGroup(l.ctx, l.shard)
-			return true
-		}
-		if err != nil {
-			l.log.Warn("taking over pending jobs failed", "error", err)
-			return false
-		}
-		if next == "0-0" || next == "" {
-			q.prune(l)
-			return true
-		}
-		start = next
+// acquireShard takes a shard's lease and moves every job earlier holders
+// left pending into our own pending list (XAUTOCLAIM from 0-0, which
+// counts a delivery for each: the crash or stop that left it counts as an
+// attempt). It runs none: next runs our pending list oldest first. A lease
+// already holding our token counts as taken: the client retried a script
+// whose reply was lost. A missing group is created. Each holder leaves at
+// most a job or two pending per shard, so the loop is short. KEYS: lease,
+// stream; ARGV: token, ttl ms, group, consumer. Returns 1 when taken.
+var acquireShard = redis.NewScript(`
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+end
+local start = '0-0'
+repeat
+  local r = redis.pcall('XAUTOCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, start, 'COUNT', 100)
+  if r.err then
+    if string.sub(r.err, 1, 7) ~= 'NOGROUP' then return r end
+    redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
+    return 1
+  end
+  start = r[1]
+until start == '0-0'
+return 1
+`)
+
+func (q *RedisQueue) acquire(shard int, token string) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := acquireShard.Run(ctx, q.rdb, []string{q.leaseKey(shard), q.streamKey(shard)},
+		token, q.opt.Visibility.Milliseconds(), queueGroup, q.opt.Consumer).Int()
+	if err != nil {
+		return false, err
 	}
+	if n == 1 {
+		q.prune(shard)
+	}
+	return n == 1, nil
 }
 
-// drain runs the shard's jobs one by one; true when it found the shard
-// empty, false when it stopped early. Each round runs
-// the oldest job in our own pending list, or, when that is empty, moves the
-// next new job into it (XREADGROUP >, one at a time). Never running what a
-// read returned directly keeps the order even when a reply is lost and the
-// client retries: XREADGROUP > is not idempotent, and a retry delivers the
-// next job while the lost one waits, older, in our pending list.
+// nextJob acknowledges and deletes the job just done (ARGV[4], if any),
+// then, if the lease is still ours, returns the oldest job of our pending
+// list, or moves the next new one into it (XREADGROUP >, one at a time)
+// and returns that. Never running what a read returned unless it is the
+// oldest pending keeps the order when a reply is lost and the client runs
+// the script again: the job read by the lost call is returned by the
+// retry, since it is now the oldest pending one. KEYS: lease, stream;
+// ARGV: token, group, consumer, done id. Returns 0 when the lease is not
+// ours, 1 when the shard is empty, else {id, deliveries[, fields]} (no
+// fields: the job vanished from the stream while pending).
+var nextJob = redis.NewScript(`
+if ARGV[4] ~= '' then
+  redis.call('XACK', KEYS[2], ARGV[2], ARGV[4])
+  redis.call('XDEL', KEYS[2], ARGV[4])
+end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local p = redis.call('XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[3])
+if #p == 0 then
+  local r = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
+  if not r then return 1 end
+  local m = r[1][2][1]
+  return {m[1], 1, m[2]}
+end
+local m = redis.call('XRANGE', KEYS[2], p[1][1], p[1][1])
+if #m == 0 then return {p[1][1], p[1][4]} end
+return {p[1][1], p[1][4], m[1][2]}
+`)
+
+// next is one call of nextJob. done is the job to acknowledge first.
+func (q *RedisQueue) next(l *lease, done string) (job Job, state int, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	v, err := nextJob.Run(ctx, q.rdb, []string{q.leaseKey(l.shard), q.streamKey(l.shard)},
+		l.token, queueGroup, q.opt.Consumer, done).Result()
+	if err != nil {
+		return Job{}, 0, err
+	}
+	switch v := v.(type) {
+	case int64:
+		if v == 0 {
+			return Job{}, nextLost, nil
+		}
+		return Job{}, nextEmpty, nil
+	case []any:
+		return parseNext(v)
+	}
+	return Job{}, 0, fmt.Errorf("store: unexpected reply from the queue script: %T", v)
+}
+
+const (
+	nextJobReady = iota + 1
+	nextVanished
+	nextEmpty
+	nextLost
+)
+
+func parseNext(v []any) (Job, int, error) {
+	bad := fmt.Errorf("store: unexpected reply from the queue script: %v", v)
+	if len(v) < 2 {
+		return Job{}, 0, bad
+	}
+	id, _ := v[0].(string)
+	n, _ := v[1].(int64)
+	j := Job{ID: id, Attempt: int(n)}
+	if len(v) < 3 {
+		return j, nextVanished, nil
+	}
+	fields, _ := v[2].([]any)
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, _ := fields[i].(string)
+		val, _ := fields[i+1].(string)
+		switch name {
+		case "key":
+			j.Key = val
+		case "payload":
+			j.Payload = []byte(val)
+		}
+	}
+	return j, nextJobReady, nil
+}
+
+// drain runs the shard's jobs one by one, oldest first; true when it found
+// the shard empty, false when it stopped early. A finished job is
+// acknowledged by the call that fetches the next one.
 func (q *RedisQueue) drain(l *lease) bool {
 	stream := q.streamKey(l.shard)
-	for !q.stopping() && l.ctx.Err() == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		p, err := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: queueGroup,
-			Start: "-", End: "+", Count: 1, Consumer: q.opt.Consumer}).Result()
-		var msgs []redis.XMessage
-		if err == nil && len(p) > 0 {
-			msgs, err = q.rdb.XRange(ctx, stream, p[0].ID, p[0].ID).Result()
+	done := "" // finished, not yet acknowledged
+	wait := 50 * time.Millisecond
+	for {
+		if q.stopping() || l.ctx.Err() != nil {
+			if done != "" {
+				q.ack(l, done)
+			}
+			return false
 		}
-		cancel()
+		j, state, err := q.next(l, done)
 		switch {
 		case isNoGroup(err):
 			q.ensureGroup(l.ctx, l.shard)
+			done = "" // nothing to acknowledge in a group that was gone
+			continue
+		case err != nil && done != "":
+			// A job done but not acknowledged would run again: retry while
+			// the lease lasts.
+			l.log.Warn("acknowledging a job failed; retrying", "job", done, "error", err)
+			if !sleepCtx(l.ctx, wait) {
+				return false
+			}
+			wait = min(2*wait, 2*time.Second)
 			continue
 		case err != nil:
-			l.log.Warn("reading pending jobs failed", "error", err)
+			l.log.Warn("reading jobs failed", "error", err)
 			return false
-		case len(p) > 0 && len(msgs) == 0:
+		}
+		done, wait = "", 50*time.Millisecond
+		switch state {
+		case nextEmpty:
+			return true
+		case nextLost:
+			l.markLost("taken by another worker after it expired", nil)
+			return false
+		case nextVanished:
 			// Gone while pending: trimmed by MAXLEN (a flood or a long
 			// outage filled the shard) or deleted by hand. Its asker gets
 			// nothing, so say so loudly.
-			l.log.Error("a queued question vanished from its stream before it was answered (stream trimmed?)", "job_id", p[0].ID, "stream", stream)
-			if !q.ack(l, p[0].ID) {
+			l.log.Error("a queued question vanished from its stream before it was answered (stream trimmed?)", "job_id", j.ID, "stream", stream)
+			done = j.ID
+		default:
+			if !q.process(l, j) {
 				return false
 			}
-			continue
-		case len(p) > 0:
-			if !q.process(l, msgs[0], int(p[0].RetryCount)) {
-				return false
-			}
-			continue
-		}
-		ctx, cancel = context.WithTimeout(context.Background(), 5*time.Second)
-		err = q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: queueGroup, Consumer: q.opt.Consumer,
-			Streams: []string{stream, ">"}, Count: 1, Block: -1}).Err()
-		cancel()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return true
-		case isNoGroup(err):
-			q.ensureGroup(l.ctx, l.shard)
-		case err != nil:
-			l.log.Warn("reading new jobs failed", "error", err)
-			return false
+			done = j.ID
 		}
 	}
-	return false
 }
 
 // prune drops other consumers with nothing pending from the shard's group,
 // at most every ten minutes: each process start adds a consumer name. It is
 // safe while we hold the lease: nobody else reads the shard, and a consumer
 // is created again when it next reads.
-func (q *RedisQueue) prune(l *lease) {
+func (q *RedisQueue) prune(shard int) {
 	q.mu.Lock()
-	due := time.Since(q.pruned[l.shard]) > 10*time.Minute
+	due := time.Since(q.pruned[shard]) > 10*time.Minute
 	if due {
-		q.pruned[l.shard] = time.Now()
+		q.pruned[shard] = time.Now()
 	}
 	q.mu.Unlock()
 	if !due {
@@ -873,7 +956,7 @@ func (q *RedisQueue) prune(l *lease) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	stream := q.streamKey(l.shard)
+	stream := q.streamKey(shard)
 	cs, err := q.rdb.XInfoConsumers(ctx, stream, queueGroup).Result()
 	if err != nil {
 		return
@@ -885,15 +968,10 @@ func (q *RedisQueue) prune(l *lease) {
 	}
 }
 
-// process runs one delivered job to its end: done, given up, or left
-// pending (false: the worker must stop serving the shard).
-func (q *RedisQueue) process(l *lease, m redis.XMessage, attempt int) bool {
-	if m.Values == nil { // deleted from the stream while pending
-		return q.ack(l, m.ID)
-	}
-	key, _ := m.Values["key"].(string)
-	payload, _ := m.Values["payload"].(string)
-	j := Job{ID: m.ID, Key: key, Payload: []byte(payload), Attempt: attempt}
+// process runs one delivered job to its end: true when it is done or given
+// up (the caller acknowledges it), false when it stays pending and the
+// worker must stop serving the shard.
+func (q *RedisQueue) process(l *lease, j Job) bool {
 	log := l.log.With("job", j.ID, "key", j.Key)
 	for {
 		if j.Attempt > q.opt.MaxAttempts {
@@ -906,7 +984,7 @@ func (q *RedisQueue) process(l *lease, m redis.XMessage, attempt int) bool {
 		err := runHandler(l.ctx, q.h.Handle, j)
 		l.working("")
 		if err == nil {
-			return q.ack(l, j.ID)
+			return true
 		}
 		if l.ctx.Err() != nil {
 			log.Warn("job interrupted; it stays pending for the next holder", "attempt", j.Attempt, "error", err)
@@ -972,9 +1050,10 @@ func (q *RedisQueue) ack(l *lease, id string) bool {
 	}
 }
 
-// bury moves a job to the dead-letter stream, tells Handlers.Dead, and
-// acknowledges it. The copy comes first, so a crash in between leaves the
-// job pending rather than lost; it is then buried again.
+// bury moves a job to the dead-letter stream and tells Handlers.Dead; true
+// means the caller may acknowledge it. The copy comes first, so a crash
+// before the acknowledgement leaves the job pending rather than lost; it is
+// then buried again.
 func (q *RedisQueue) bury(l *lease, j Job, reason string) bool {
 	l.log.Error("job given up; moving it to the dead-letter stream", "job", j.ID, "key", j.Key, "attempts", j.Attempt, "reason", firstLine(reason))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -987,7 +1066,7 @@ func (q *RedisQueue) bury(l *lease, j Job, reason string) bool {
 		return false
 	}
 	runDead(l.ctx, l.log, q.h, j)
-	return q.ack(l, j.ID)
+	return true
 }
 
 func firstLine(s string) string {
@@ -1025,10 +1104,11 @@ end
 return 1
 `)
 
-// releaseLease deletes the lease if it is still ours. KEYS: lease; ARGV: token.
+// releaseLease deletes the lease if it is still ours and returns how many
+// jobs the shard holds. KEYS: lease, stream; ARGV: token.
 var releaseLease = redis.NewScript(`
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return redis.call('XLEN', KEYS[2])
 `)
 
 func (q *RedisQueue) newLease(shard int, token string, log *slog.Logger) *lease {
@@ -1096,16 +1176,20 @@ func (l *lease) heartbeat() {
 	}
 }
 
-// release stops the heartbeat and deletes the lease if it is still ours.
-func (l *lease) release() {
+// release stops the heartbeat and deletes the lease if it is still ours;
+// it returns how many jobs the shard holds then (0 when the lease was lost).
+func (l *lease) release() (int64, error) {
 	close(l.stop)
 	<-l.done
-	if !l.lost() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := releaseLease.Run(ctx, l.q.rdb, []string{l.q.leaseKey(l.shard)}, l.token).Err(); err != nil {
-			l.log.Warn("releasing the shard lease failed; it expires by itself", "error", err)
-		}
-		cancel()
+	defer l.cancel()
+	if l.lost() {
+		return 0, nil
 	}
-	l.cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := releaseLease.Run(ctx, l.q.rdb, []string{l.q.leaseKey(l.shard), l.q.streamKey(l.shard)}, l.token).Int64()
+	if err != nil {
+		l.log.Warn("releasing the shard lease failed; it expires by itself", "error", err)
+	}
+	return n, err
 }

@@ -634,3 +634,83 @@ func TestRedisQueueSurvivesRedisRestart(t *testing.T) {
 		}
 	}
 }
+
+// The scripts a holder runs are safe to run again when a reply is lost:
+// acquiring twice with one token holds the lease once, and fetching again
+// before acknowledging returns the same (oldest) job, not the next one, so
+// order holds. Acknowledging is folded into the next fetch.
+func TestRedisQueueScriptsSurviveLostReplies(t *testing.T) {
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	ctx := t.Context()
+	q := redisQueue(t, url, prefix, QueueOptions{Visibility: 10 * time.Second})
+	if err := q.ensureGroups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, "oc_retry", "first")
+	enqueue(t, q, "oc_retry", "second")
+	shard := q.shardOf("oc_retry")
+	for i := range 2 {
+		if ok, err := q.acquire(shard, "tok"); err != nil || !ok {
+			t.Fatalf("acquire #%d: %v, %v", i+1, ok, err)
+		}
+	}
+	if ok, err := q.acquire(shard, "other"); err != nil || ok {
+		t.Fatalf("a second holder: %v, %v; want refused", ok, err)
+	}
+	l := &lease{q: q, shard: shard, token: "tok"}
+	var ids []string
+	for range 2 {
+		j, state, err := q.next(l, "")
+		if err != nil || state != nextJobReady || string(j.Payload) != "first" || j.Attempt != 1 || j.Key != "oc_retry" {
+			t.Fatalf("fetch: %+v, %d, %v; want the first job, attempt 1", j, state, err)
+		}
+		ids = append(ids, j.ID)
+	}
+	if ids[0] != ids[1] {
+		t.Fatalf("a repeated fetch returned %v", ids)
+	}
+	j, state, err := q.next(l, ids[0])
+	if err != nil || state != nextJobReady || string(j.Payload) != "second" {
+		t.Fatalf("after acknowledging the first: %+v, %d, %v", j, state, err)
+	}
+	if _, state, err := q.next(l, j.ID); err != nil || state != nextEmpty {
+		t.Fatalf("after the last: %d, %v; want empty", state, err)
+	}
+	if n := q.rdb.XLen(ctx, q.streamKey(shard)).Val(); n != 0 {
+		t.Errorf("%d jobs left in the stream, want 0", n)
+	}
+	if err := q.rdb.Set(ctx, q.leaseKey(shard), "thief", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, "oc_retry", "third")
+	if _, state, err := q.next(l, ""); err != nil || state != nextLost {
+		t.Errorf("with the lease taken: %d, %v; want lost", state, err)
+	}
+	n, err := releaseLease.Run(ctx, q.rdb, []string{q.leaseKey(shard), q.streamKey(shard)}, "tok").Int64()
+	if err != nil || n != 1 {
+		t.Errorf("release: %d, %v; want the one job waiting", n, err)
+	}
+	if tok := q.rdb.Get(ctx, q.leaseKey(shard)).Val(); tok != "thief" {
+		t.Errorf("release by a former holder deleted the new holder's lease (now %q)", tok)
+	}
+}
+
+// A shard whose stream (and so its group) vanished, say by a FLUSHALL,
+// gets its group back from the next holder and keeps running jobs.
+func TestRedisQueueRecreatesLostGroup(t *testing.T) {
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	ctx := t.Context()
+	q := redisQueue(t, url, prefix, QueueOptions{})
+	j := newJournal()
+	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
+		j.add(job.Key, string(job.Payload))
+		return nil
+	}})
+	enqueue(t, q, "oc_gone", "one")
+	eventually(t, "the first job", func() bool { return len(j.get("oc_gone")) == 1 })
+	if err := q.rdb.Del(ctx, q.streamKey(q.shardOf("oc_gone"))).Err(); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, "oc_gone", "two") // XADD makes a stream with no group
+	eventually(t, "the job after the loss", func() bool { return len(j.get("oc_gone")) == 2 })
+}
