@@ -26,10 +26,11 @@ import (
 
 // Answerer is what the bot needs from the knowledge engine (*rag.Engine).
 type Answerer interface {
-	Ask(ctx context.Context, question string, history []rag.Turn) (rag.Answer, error)
-	// AskStream is Ask, calling onDelta with the answer so far as it is
-	// written; HasLLM says up front whether answers can arrive that way.
-	AskStream(ctx context.Context, question string, history []rag.Turn, onDelta func(textSoFar string)) (rag.Answer, error)
+	// AskStream answers question, calling onDelta with the answer so far as
+	// it is written; HasLLM says up front whether answers can arrive that
+	// way. It calls history for the conversation's earlier turns only when
+	// it needs them (see rag.Engine.AskStream).
+	AskStream(ctx context.Context, question string, history func() []rag.Turn, onDelta func(textSoFar string)) (rag.Answer, error)
 	HasLLM() bool
 	Document(ctx context.Context, docID string) (rag.Document, error)
 	StarterQuestions(ctx context.Context, n int) ([]string, error)

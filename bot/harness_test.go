@@ -33,7 +33,7 @@ type fakeAnswerer struct {
 	AskFn func(ctx context.Context, q string, history []rag.Turn) (rag.Answer, error)
 	// StreamFn, when set, answers AskStream (a real engine's, say);
 	// otherwise AskStream is Ask with the whole text given to onDelta once.
-	StreamFn func(ctx context.Context, q string, history []rag.Turn, onDelta func(string)) (rag.Answer, error)
+	StreamFn func(ctx context.Context, q string, history func() []rag.Turn, onDelta func(string)) (rag.Answer, error)
 	LLM      bool // what HasLLM says
 	DocFn    func(ctx context.Context, id string) (rag.Document, error)
 	StartFn  func(ctx context.Context, n int) ([]string, error)
@@ -60,11 +60,15 @@ func (f *fakeAnswerer) Ask(ctx context.Context, q string, history []rag.Turn) (r
 	return cannedAnswer(q), nil
 }
 
-func (f *fakeAnswerer) AskStream(ctx context.Context, q string, history []rag.Turn, onDelta func(string)) (rag.Answer, error) {
+func (f *fakeAnswerer) AskStream(ctx context.Context, q string, loadHistory func() []rag.Turn, onDelta func(string)) (rag.Answer, error) {
 	f.mu.Lock()
 	fn := f.StreamFn
 	f.mu.Unlock()
 	if fn == nil {
+		var history []rag.Turn
+		if loadHistory != nil {
+			history = loadHistory() // recorded in calls for the tests
+		}
 		ans, err := f.Ask(ctx, q, history)
 		if err == nil && onDelta != nil {
 			onDelta(ans.Text)
@@ -72,9 +76,9 @@ func (f *fakeAnswerer) AskStream(ctx context.Context, q string, history []rag.Tu
 		return ans, err
 	}
 	f.mu.Lock()
-	f.calls = append(f.calls, askCall{q, history})
+	f.calls = append(f.calls, askCall{q, nil})
 	f.mu.Unlock()
-	return fn(ctx, q, history, onDelta)
+	return fn(ctx, q, loadHistory, onDelta)
 }
 
 func (f *fakeAnswerer) HasLLM() bool {

@@ -169,7 +169,15 @@ func (e *Engine) RetrieveTitles(ctx context.Context, question string, k int) ([]
 	return titles, nil
 }
 
-func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDelta func(string)) (Answer, error) {
+func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []Turn, onDelta func(string)) (Answer, error) {
+	var history []Turn
+	loaded := loadHistory == nil
+	past := func() []Turn {
+		if !loaded {
+			history, loaded = loadHistory(), true
+		}
+		return history
+	}
 	question = strings.TrimSpace(question)
 	if r := []rune(question); len(r) > maxQuestionLen {
 		question = string(r[:maxQuestionLen])
@@ -202,10 +210,12 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 	}
 	// A follow-up like "tell me more" has no terms of its own: search with
 	// the previous question too.
-	if len(hits) == 0 && len(history) > 0 {
-		hits, err = e.retrieve(ctx, history[len(history)-1].Question+" "+question, "", candidates)
-		if err != nil {
-			return Answer{}, err
+	if len(hits) == 0 {
+		if h := past(); len(h) > 0 {
+			hits, err = e.retrieve(ctx, h[len(h)-1].Question+" "+question, "", candidates)
+			if err != nil {
+				return Answer{}, err
+			}
 		}
 	}
 	follow, err := e.followUps(ctx, question, qaHits, nil)
@@ -214,7 +224,7 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 	}
 
 	timings := Timings{Retrieval: time.Since(start)}
-	if e.llm != nil && (len(hits) > 0 || len(history) > 0) {
+	if e.llm != nil && (len(hits) > 0 || len(past()) > 0) {
 		passages := topDocs(hits, maxPassages)
 		llmStart := time.Now()
 		first := func(s string) {
@@ -225,7 +235,7 @@ func (e *Engine) ask(ctx context.Context, question string, history []Turn, onDel
 				onDelta(s)
 			}
 		}
-		text, err := e.llm.Complete(ctx, buildMessages(question, history, passages, zh), first)
+		text, err := e.llm.Complete(ctx, buildMessages(question, past(), passages, zh), first)
 		if err != nil && text == "" {
 			return Answer{}, err
 		}

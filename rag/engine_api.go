@@ -19,7 +19,7 @@ type Document struct {
 // (oldest first). It fails only when the index or the LLM fails; a question
 // the knowledge base does not cover is a normal answer with Covered false.
 func (e *Engine) Ask(ctx context.Context, question string, history []Turn) (Answer, error) {
-	return e.ask(ctx, question, history, nil)
+	return e.ask(ctx, question, func() []Turn { return history }, nil)
 }
 
 // AskStream is Ask, with onDelta called with the answer text so far each time
@@ -27,6 +27,11 @@ func (e *Engine) Ask(ctx context.Context, question string, history []Turn) (Answ
 // the LLM fails after it has started answering (ErrStalled, a dropped
 // stream), the error comes back together with an Answer holding the partial
 // text, so the caller can show what was said.
-func (e *Engine) AskStream(ctx context.Context, question string, history []Turn, onDelta func(textSoFar string)) (Answer, error) {
+//
+// history is called at most once, and only when the earlier turns matter:
+// always with an LLM, and without one only when the question alone finds
+// nothing. A caller keeping turns in a store loads them in history, so most
+// extractive answers never pay for it. A nil history means none.
+func (e *Engine) AskStream(ctx context.Context, question string, history func() []Turn, onDelta func(textSoFar string)) (Answer, error) {
 	return e.ask(ctx, question, history, onDelta)
 }

@@ -96,3 +96,33 @@ func testExtractiveAndNotCovered(t *testing.T, tok string) {
 		}
 	}
 }
+
+// History is loaded only when it matters: never for an extractive answer
+// the question finds on its own; for a question with no terms of its own,
+// once, and its previous question then finds the answer.
+func TestAskLoadsHistoryOnlyWhenNeeded(t *testing.T) {
+	eng := seededEngine(t, Options{})
+	ctx := context.Background()
+	loads := 0
+	history := func() []Turn {
+		loads++
+		return []Turn{{Question: "RAG 是怎么工作的，有哪些步骤？", Answer: "…"}}
+	}
+	ans, err := eng.AskStream(ctx, "RAG 是怎么工作的，有哪些步骤？", history, nil)
+	if err != nil || !ans.Covered {
+		t.Fatalf("%+v, %v", ans, err)
+	}
+	if loads != 0 {
+		t.Errorf("history loaded %d times for a question answered on its own", loads)
+	}
+	ans, err = eng.AskStream(ctx, "展开讲讲", history, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if loads != 1 || !ans.Covered {
+		t.Errorf("history loaded %d times, covered %v; want once, and the previous question to find sources", loads, ans.Covered)
+	}
+	if _, err := eng.AskStream(ctx, "展开讲讲", nil, nil); err != nil {
+		t.Errorf("no history: %v", err)
+	}
+}

@@ -78,7 +78,7 @@ func TestLLMAnswerCitesPassagesAndUsesHistory(t *testing.T) {
 	eng := seededEngine(t, Options{LLM: f.newLLM()})
 	history := []Turn{{Question: "什么是 AIGC？", Answer: "AIGC 是生成式 AI 创作的内容。"}}
 	var deltas []string
-	ans, err := eng.AskStream(context.Background(), "检索增强生成的原理和实现步骤", history, func(s string) { deltas = append(deltas, s) })
+	ans, err := eng.AskStream(context.Background(), "检索增强生成的原理和实现步骤", func() []Turn { return history }, func(s string) { deltas = append(deltas, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
