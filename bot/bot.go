@@ -18,6 +18,7 @@ import (
 	lark "github.com/larksuite/oapi-sdk-go/v3"
 	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher"
+	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
 	"kbbot/rag"
@@ -170,19 +171,37 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		Now:       time.Now,
 		botOpenID: cfg.BotOpenID,
 	}
-	// The webhook adapter verifies, decrypts and checks the token itself and
-	// routes the plaintext with Do, which uses neither: the dispatcher is a
-	// router only, as on the long connection.
-	d := dispatcher.NewEventDispatcher("", "")
-	d.InitConfig(larkevent.WithLogger(sdkLogger{log: log.With("component", "lark-dispatcher")}))
-	d.OnP2MessageReceiveV1(b.onMessage).
-		OnP2ChatAccessEventBotP2pChatEnteredV1(b.onP2PChatEntered).
-		OnP2CardActionTrigger(b.onCardAction)
-	// Reading a message fires these too; they need no work, but an
-	// unregistered type is logged as an error by the SDK.
-	d.OnP2MessageReadV1(func(context.Context, *larkim.P2MessageReadV1) error { return nil })
-	b.disp = d
+	// The webhook adapter verifies, decrypts and checks the token itself
+	// and puts a deadline and a panic guard around each request.
+	b.disp = b.newDispatcher(func(ctx context.Context, _ string, h func(context.Context) error) error { return h(ctx) })
 	return b, nil
+}
+
+// newDispatcher routes plaintext events and callbacks to the bot's handlers,
+// each run through guard (kind names it). Both transports build theirs here,
+// so an event type is registered once. The SDK's Do neither decrypts nor
+// checks the verification token: the dispatcher is a router only.
+func (b *Bot) newDispatcher(guard func(ctx context.Context, kind string, h func(context.Context) error) error) *dispatcher.EventDispatcher {
+	d := dispatcher.NewEventDispatcher("", "")
+	d.InitConfig(larkevent.WithLogger(sdkLogger{log: b.log.With("component", "lark-dispatcher")}))
+	d.OnP2MessageReceiveV1(func(ctx context.Context, e *larkim.P2MessageReceiveV1) error {
+		return guard(ctx, evMessage, func(ctx context.Context) error { return b.onMessage(ctx, e) })
+	})
+	d.OnP2ChatAccessEventBotP2pChatEnteredV1(func(ctx context.Context, e *larkim.P2ChatAccessEventBotP2pChatEnteredV1) error {
+		return guard(ctx, evWelcome, func(ctx context.Context) error { return b.onP2PChatEntered(ctx, e) })
+	})
+	d.OnP2CardActionTrigger(func(ctx context.Context, e *callback.CardActionTriggerEvent) (resp *callback.CardActionTriggerResponse, err error) {
+		err = guard(ctx, evClick, func(ctx context.Context) error {
+			resp, err = b.onCardAction(ctx, e)
+			return err
+		})
+		return resp, err
+	})
+	// Reading a message fires these too. They need no work, but an
+	// unregistered type is logged as an error by the SDK and, on the long
+	// connection, answered with a 500 that Feishu redelivers.
+	d.OnP2MessageReadV1(func(context.Context, *larkim.P2MessageReadV1) error { return nil })
+	return d
 }
 
 // Start learns the bot's own open_id (unless configured) and starts the

@@ -8,10 +8,7 @@ import (
 	"sync"
 	"time"
 
-	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher"
-	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
-	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 	larkws "github.com/larksuite/oapi-sdk-go/v3/ws"
 )
 
@@ -77,31 +74,12 @@ func (b *Bot) RunLongConnection(ctx context.Context, appID, appSecret, domain st
 }
 
 // longConnectionDispatcher routes long-connection frames to the webhook's
-// handlers. The SDK's Do neither decrypts nor checks the verification token
-// (frames arrive in plain text over a connection authenticated by the app
-// secret), so it needs neither. What the webhook adapter adds per request is
-// added here per frame: Feishu's ack deadline and a panic guard (the SDK
-// would log a panic without the stack and send no answer at all).
+// handlers. Frames arrive in plain text over a connection authenticated by
+// the app secret; what the webhook adapter adds per request is added here
+// per frame: Feishu's ack deadline and a panic guard (the SDK would log a
+// panic without the stack and send no answer at all).
 func (b *Bot) longConnectionDispatcher() *dispatcher.EventDispatcher {
-	d := dispatcher.NewEventDispatcher("", "")
-	d.InitConfig(larkevent.WithLogger(sdkLogger{log: b.log.With("component", "lark-dispatcher")}))
-	d.OnP2MessageReceiveV1(func(ctx context.Context, e *larkim.P2MessageReceiveV1) error {
-		return b.acked(ctx, evMessage, func(ctx context.Context) error { return b.onMessage(ctx, e) })
-	})
-	d.OnP2ChatAccessEventBotP2pChatEnteredV1(func(ctx context.Context, e *larkim.P2ChatAccessEventBotP2pChatEnteredV1) error {
-		return b.acked(ctx, evWelcome, func(ctx context.Context) error { return b.onP2PChatEntered(ctx, e) })
-	})
-	d.OnP2CardActionTrigger(func(ctx context.Context, e *callback.CardActionTriggerEvent) (resp *callback.CardActionTriggerResponse, err error) {
-		err = b.acked(ctx, evClick, func(ctx context.Context) error {
-			resp, err = b.onCardAction(ctx, e)
-			return err
-		})
-		return resp, err
-	})
-	// Without a handler the SDK answers the frame with a 500 and Feishu
-	// redelivers; reading a message needs no work.
-	d.OnP2MessageReadV1(func(context.Context, *larkim.P2MessageReadV1) error { return nil })
-	return d
+	return b.newDispatcher(b.acked)
 }
 
 // acked runs one handler as the webhook does: within ackTimeout, timed as
