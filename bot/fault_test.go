@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/rag/llmfake"
 )
 
 // Fault injection: each test breaks the LLM or the Feishu Open API and
@@ -39,7 +40,7 @@ func wantRetryButton(t *testing.T, card map[string]any, q string) {
 }
 
 func TestFaultLLMServerErrorsEndInErrorCard(t *testing.T) {
-	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, _ *http.Request) { failWith(w, 500, nil) })
+	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, _ *http.Request) { llmfake.Error(w, 500, nil) })
 	waits := &sleepLog{}
 	h := newHarness(t, harnessOpts{ans: llmEngine(t, llm.URL, llmOpts{sleep: waits})})
 	m := h.dm(llmQuestion)
@@ -112,7 +113,7 @@ func TestFaultLLMStallsMidAnswer(t *testing.T) {
 func TestFaultLLMRateLimitHonoursRetryAfter(t *testing.T) {
 	llm := newFakeLLM(t, func(n int, w http.ResponseWriter, r *http.Request) {
 		if n == 1 {
-			failWith(w, http.StatusTooManyRequests, map[string]string{"Retry-After": "4"})
+			llmfake.Error(w, http.StatusTooManyRequests, map[string]string{"Retry-After": "4"})
 			return
 		}
 		sse(w, r, tokens(llmText), 0, true)

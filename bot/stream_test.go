@@ -17,6 +17,7 @@ import (
 
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
+	"kbbot/rag/llmfake"
 	"kbbot/store"
 )
 
@@ -63,53 +64,20 @@ func (f *fakeLLM) Requests() int {
 // the stream ends properly; without, it stops sending and holds the
 // connection open until the client leaves (a stalled provider).
 func sse(w http.ResponseWriter, r *http.Request, tokens []string, every time.Duration, finish bool) {
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.WriteHeader(http.StatusOK)
-	w.(http.Flusher).Flush()
-	for i, tok := range tokens {
-		if every > 0 {
-			select {
-			case <-time.After(every):
-			case <-r.Context().Done():
-				return
-			}
-		}
-		writeChunk(w, tok, finish && i == len(tokens)-1)
-	}
-	if !finish {
-		<-r.Context().Done()
+	if finish {
+		llmfake.Stream(w, r, tokens, every)
 		return
 	}
-	fmt.Fprint(w, "data: [DONE]\n\n")
-}
-
-// writeChunk sends one chat completion chunk carrying tok.
-func writeChunk(w http.ResponseWriter, tok string, last bool) {
-	type delta struct {
-		Content string `json:"content"`
+	llmfake.Begin(w)
+	for _, tok := range tokens {
+		select {
+		case <-time.After(every):
+		case <-r.Context().Done():
+			return
+		}
+		llmfake.Chunk(w, tok, false)
 	}
-	type choice struct {
-		Index        int     `json:"index"`
-		Delta        delta   `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
-	}
-	c := choice{Delta: delta{Content: tok}}
-	if last {
-		stop := "stop"
-		c.FinishReason = &stop
-	}
-	b, _ := json.Marshal(map[string]any{"id": "x", "object": "chat.completion.chunk", "choices": []choice{c}})
-	fmt.Fprintf(w, "data: %s\n\n", b)
-	w.(http.Flusher).Flush()
-}
-
-func failWith(w http.ResponseWriter, status int, header map[string]string) {
-	for k, v := range header {
-		w.Header().Set(k, v)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"error":{"message":"fake provider says %d","type":"server_error"}}`, status)
+	<-r.Context().Done()
 }
 
 // sleepLog stands in for a retry sleep: it returns at once and remembers
@@ -418,7 +386,7 @@ func benchStream(b *testing.B, ttft time.Duration, conc int) {
 			if i == 1 {
 				time.Sleep(10 * time.Millisecond)
 			}
-			writeChunk(w, tok, i == len(toks)-1)
+			llmfake.Chunk(w, tok, i == len(toks)-1)
 			if i == 0 {
 				mu.Lock()
 				firstToken[tag] = time.Now()
@@ -427,7 +395,7 @@ func benchStream(b *testing.B, ttft time.Duration, conc int) {
 				time.Sleep(10 * time.Millisecond)
 			}
 		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
+		llmfake.End(w)
 	})
 	log := slog.New(slog.DiscardHandler)
 	bt, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, Workers: 2 * conc},

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	openai "github.com/sashabaranov/go-openai"
+
+	"kbbot/rag/llmfake"
 )
 
 // fakeLLM is an OpenAI-compatible chat server on 127.0.0.1 that streams a
@@ -41,24 +43,10 @@ func newFakeLLM(t *testing.T, reply func(openai.ChatCompletionRequest) (int, []s
 		f.mu.Unlock()
 		status, chunks := f.reply(req)
 		if status != http.StatusOK {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			fmt.Fprintf(w, `{"error":{"message":"fake provider says %d","type":"server_error"}}`, status)
+			llmfake.Error(w, status, nil)
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i, c := range chunks {
-			finish := ""
-			if i == len(chunks)-1 {
-				finish = `"stop"`
-			} else {
-				finish = "null"
-			}
-			b, _ := json.Marshal(c)
-			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
-			w.(http.Flusher).Flush()
-		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
+		llmfake.Stream(w, r, chunks, 0)
 	}))
 	t.Cleanup(f.Close)
 	return f
@@ -185,31 +173,18 @@ func newScriptedLLM(t *testing.T, steps ...llmStep) *scriptedLLM {
 		s.calls++
 		s.mu.Unlock()
 		if st.status != 0 {
-			for k, v := range st.header {
-				w.Header().Set(k, v)
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(st.status)
-			fmt.Fprintf(w, `{"error":{"message":"scripted %d","type":"server_error"}}`, st.status)
+			llmfake.Error(w, st.status, st.header)
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		w.WriteHeader(http.StatusOK)
-		w.(http.Flusher).Flush()
-		for i, c := range st.chunks {
-			finish := "null"
-			if i == len(st.chunks)-1 && !st.hang {
-				finish = `"stop"`
-			}
-			b, _ := json.Marshal(c)
-			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
-			w.(http.Flusher).Flush()
-		}
-		if st.hang {
-			<-r.Context().Done()
+		if !st.hang {
+			llmfake.Stream(w, r, st.chunks, 0)
 			return
 		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
+		llmfake.Begin(w)
+		for _, c := range st.chunks {
+			llmfake.Chunk(w, c, false)
+		}
+		<-r.Context().Done()
 	}))
 	t.Cleanup(s.Close)
 	return s

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/rag/llmfake"
 	"kbbot/store/redistest"
 )
 
@@ -82,23 +83,8 @@ func newSlowLLM(t *testing.T) *slowLLM {
 			f.inflight[replica]--
 			f.mu.Unlock()
 		}()
-		w.Header().Set("Content-Type", "text/event-stream")
-		parts := []string{"扩散模型", "先给图片加噪，", "再学习去噪", " [1]。"}
-		for i, part := range parts {
-			select {
-			case <-r.Context().Done():
-				return // the asking process died
-			case <-time.After(75 * time.Millisecond):
-			}
-			finish := "null"
-			if i == len(parts)-1 {
-				finish = `"stop"`
-			}
-			b, _ := json.Marshal(part)
-			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
-			w.(http.Flusher).Flush()
-		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
+		// Stops early when the asking process dies.
+		llmfake.Stream(w, r, []string{"扩散模型", "先给图片加噪，", "再学习去噪", " [1]。"}, 75*time.Millisecond)
 	}))
 	t.Cleanup(f.Close)
 	return f

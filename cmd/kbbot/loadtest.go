@@ -24,6 +24,7 @@ import (
 
 	"kbbot/bot/feishufake"
 	"kbbot/config"
+	"kbbot/rag/llmfake"
 )
 
 // Limits that keep a load test a test: it only targets this machine, and
@@ -531,24 +532,19 @@ func startFakeLLM(ttft time.Duration) *httptest.Server {
 			return
 		}
 		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "text/event-stream")
 		select {
 		case <-time.After(ttft):
 		case <-r.Context().Done():
 			return
 		}
+		llmfake.Begin(w)
 		for i := range 20 {
-			finish := "null"
-			if i == 19 {
-				finish = `"stop"`
-			}
-			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"第%d段。\"},\"finish_reason\":%s}]}\n\n", i, finish)
-			w.(http.Flusher).Flush()
-			if i < 19 {
+			if i > 0 {
 				time.Sleep(20 * time.Millisecond)
 			}
+			llmfake.Chunk(w, fmt.Sprintf("第%d段。", i), i == 19)
 		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
+		llmfake.End(w)
 	}))
 }
 

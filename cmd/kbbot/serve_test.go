@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/rag/llmfake"
 	"kbbot/store/redistest"
 )
 
@@ -350,21 +351,10 @@ func newFakeLLM(t *testing.T) *fakeLLM {
 		f.mu.Unlock()
 		answer := "扩散模型先给图片加噪，再学习去噪 [1]。"
 		if !req.Stream {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%q},"finish_reason":"stop"}]}`, answer)
+			llmfake.Completion(w, answer)
 			return
 		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		for i, part := range []string{"扩散模型先给图片加噪，", "再学习去噪 [1]。"} {
-			finish := "null"
-			if i == 1 {
-				finish = `"stop"`
-			}
-			b, _ := json.Marshal(part)
-			fmt.Fprintf(w, "data: {\"id\":\"x\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":%s},\"finish_reason\":%s}]}\n\n", b, finish)
-			w.(http.Flusher).Flush()
-		}
-		fmt.Fprint(w, "data: [DONE]\n\n")
+		llmfake.Stream(w, r, []string{"扩散模型先给图片加噪，", "再学习去噪 [1]。"}, 0)
 	}))
 	t.Cleanup(f.Close)
 	return f
