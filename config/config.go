@@ -48,6 +48,7 @@ type Config struct {
 
 	QueueVisibility time.Duration // KBBOT_QUEUE_VISIBILITY: lease on queued work (Redis)
 	QueueAttempts   int           // KBBOT_QUEUE_ATTEMPTS: tries before an item is given up
+	QueueShards     int           // KBBOT_QUEUE_SHARDS: streams chats hash into (Redis)
 	RateUser        Rate          // KBBOT_RATE_USER: questions per asker
 	RateChat        Rate          // KBBOT_RATE_CHAT: questions per chat
 
@@ -112,6 +113,7 @@ func Vars() []Var {
 		{"KBBOT_HISTORY_TTL", "24h", false, "how long a quiet chat's context is kept", durVar(func(c *Config) *time.Duration { return &c.HistoryTTL })},
 		{"KBBOT_QUEUE_VISIBILITY", "30s", false, "with Redis: how long a crashed replica's queued questions wait before another replica takes them over (its lease, renewed while it works)", durVar(func(c *Config) *time.Duration { return &c.QueueVisibility })},
 		{"KBBOT_QUEUE_ATTEMPTS", "5", false, "tries (failures and crashes) before a queued question is given up, moved to the dead-letter stream and answered with an error card", intVar(func(c *Config) *int { return &c.QueueAttempts })},
+		{"KBBOT_QUEUE_SHARDS", "512", false, "with Redis: streams the chats hash into; one question per shard is answered at a time across all replicas, so this caps answers in progress and sets how often a chat waits behind another's; every replica must use the same value", intVar(func(c *Config) *int { return &c.QueueShards })},
 		{"KBBOT_RATE_USER", "10/1m", false, "questions one person may ask, as N/duration; 0 or off: no limit", rateVar(func(c *Config) *Rate { return &c.RateUser })},
 		{"KBBOT_RATE_CHAT", "30/1m", false, "questions one chat may ask, as N/duration; 0 or off: no limit", rateVar(func(c *Config) *Rate { return &c.RateChat })},
 		{"LOG_LEVEL", "info", false, "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
@@ -148,6 +150,10 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	return c, c.Validate()
 }
+
+// maxQueueShards bounds KBBOT_QUEUE_SHARDS: every replica scans every
+// shard each second.
+const maxQueueShards = 4096
 
 // Validate checks values that parse but make no sense together.
 func (c Config) Validate() error {
@@ -186,6 +192,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueAttempts < 1 {
 		bad("KBBOT_QUEUE_ATTEMPTS", "must be at least 1, got %d", c.QueueAttempts)
+	}
+	if c.QueueShards < 1 || c.QueueShards > maxQueueShards {
+		bad("KBBOT_QUEUE_SHARDS", "must be between 1 and %d, got %d", maxQueueShards, c.QueueShards)
 	}
 	if c.OpenAIEmbeddingDim < 0 {
 		bad("OPENAI_EMBEDDING_DIM", "must not be negative, got %d", c.OpenAIEmbeddingDim)

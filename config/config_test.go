@@ -50,6 +50,7 @@ func TestLoadErrorsNameTheVariableAndFix(t *testing.T) {
 		{"bad redis", map[string]string{"REDIS_URL": "localhost:6379"}, []string{"REDIS_URL", "redis://host:6379/0"}},
 		{"bad redis keeps its password secret", map[string]string{"REDIS_URL": "tcp://:s3cret@db:6379/0"}, []string{"REDIS_URL", `scheme "tcp"`}},
 		{"two at once", map[string]string{"LOG_LEVEL": "loud", "LOG_FORMAT": "xml"}, []string{"LOG_LEVEL", "LOG_FORMAT"}},
+		{"no shards", map[string]string{"KBBOT_QUEUE_SHARDS": "0"}, []string{"KBBOT_QUEUE_SHARDS", "between 1 and 4096"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

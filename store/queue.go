@@ -77,7 +77,7 @@ type QueueOptions struct {
 	// default 64.
 	Capacity int
 
-	// RedisQueue: streams the keys are hashed into (default 64). One
+	// RedisQueue: streams the keys are hashed into (default 512). One
 	// worker in the whole deployment runs a shard at a time, so this caps
 	// how many jobs run at once across all replicas. Every replica must use
 	// the same number; change it only with an empty queue.
@@ -119,7 +119,7 @@ func (o QueueOptions) withDefaults() QueueOptions {
 		o.Capacity = 64
 	}
 	if o.Shards < 1 {
-		o.Shards = 64
+		o.Shards = 512
 	}
 	if o.Visibility <= 0 {
 		o.Visibility = 30 * time.Second

@@ -88,7 +88,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	// for the rate limits, in Redis when there is one (durable, shared by
 	// the replicas), else in process.
 	qopt := store.QueueOptions{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
-		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Log: a.log}
+		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards, Log: a.log}
 	var queue bot.Queue = store.NewMemoryQueue(qopt)
 	var limiter bot.Limiter = store.NewMemoryLimiter()
 	if rs, ok := st.(*store.RedisState); ok {
