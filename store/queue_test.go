@@ -714,3 +714,66 @@ func TestRedisQueueRecreatesLostGroup(t *testing.T) {
 	enqueue(t, q, "oc_gone", "two") // XADD makes a stream with no group
 	eventually(t, "the job after the loss", func() bool { return len(j.get("oc_gone")) == 2 })
 }
+
+// commandCounter counts the commands a client sends one at a time (not
+// pipelines: the scanner's are one round trip each).
+type commandCounter struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.mu.Lock()
+		c.seen = append(c.seen, cmd.Name())
+		c.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.seen
+	c.seen = nil
+	return s
+}
+
+// Round trips to Redis were most of the queue's cost under load: a job
+// alone in its shard costs the enqueue plus four (acquire, fetch, acknowledge
+// with the next fetch, release). This keeps it that way.
+func TestRedisQueueRoundTripsPerJob(t *testing.T) {
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	q := redisQueue(t, url, prefix, QueueOptions{Shards: 8, Visibility: time.Minute})
+	counter := &commandCounter{}
+	q.rdb.AddHook(counter)
+	ran := make(chan struct{}, 1)
+	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
+		ran <- struct{}{}
+		return nil
+	}})
+	idle := func() bool {
+		q.mu.Lock()
+		defer q.mu.Unlock()
+		return !slices.Contains(q.held, true) && !slices.Contains(q.hinted, true)
+	}
+	const jobs = 10
+	for i := range jobs {
+		eventually(t, "an idle queue", idle)
+		counter.take()
+		enqueue(t, q, "oc_rt"+strconv.Itoa(i), "x")
+		<-ran
+		eventually(t, "an idle queue", idle)
+		// Pruning (XINFO, at most every ten minutes a shard) is not per
+		// job; the scanner (pipelined, once a second) may hint a shard it
+		// saw busy, and such a look costs one more acquire.
+		got := slices.DeleteFunc(counter.take(), func(name string) bool { return name == "xinfo" || name == "xgroup" })
+		if len(got) != 5 && len(got) != 6 {
+			t.Errorf("job %d: commands %v, want the enqueue and 4 scripts", i, got)
+		}
+	}
+}
