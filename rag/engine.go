@@ -232,7 +232,7 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 				timings.FirstToken = time.Since(llmStart)
 			}
 			if onDelta != nil {
-				onDelta(s)
+				onDelta(streamedText(s, len(passages)))
 			}
 		}
 		text, err := e.llm.Complete(ctx, buildMessages(question, past(), passages, zh), first)
@@ -467,23 +467,47 @@ var citation = regexp.MustCompile(`\[(\d{1,2})\]`)
 // nothing keeps every passage as a reference.
 func renumberCitations(text string, passages []retrieved) (string, []Reference) {
 	all := references(passages)
-	mapping := map[int]int{}
-	var refs []Reference
-	out := citation.ReplaceAllStringFunc(text, func(m string) string {
-		n, _ := strconv.Atoi(m[1 : len(m)-1])
-		if n < 1 || n > len(all) {
-			return ""
-		}
-		if _, ok := mapping[n]; !ok {
-			refs = append(refs, all[n-1])
-			mapping[n] = len(refs)
-		}
-		return "[" + strconv.Itoa(mapping[n]) + "]"
-	})
-	if len(refs) == 0 {
-		return text, all
+	out, order := renumber(text, len(all))
+	if len(order) == 0 {
+		return out, all
+	}
+	refs := make([]Reference, len(order))
+	for i, n := range order {
+		refs[i] = all[n-1]
 	}
 	return out, refs
+}
+
+// renumber rewrites the markers [n] with 1 ≤ n ≤ count to their rank of
+// first appearance and drops the others; order lists the original numbers,
+// first cited first.
+func renumber(text string, count int) (out string, order []int) {
+	rank := map[int]int{}
+	out = citation.ReplaceAllStringFunc(text, func(m string) string {
+		n, _ := strconv.Atoi(m[1 : len(m)-1])
+		if n < 1 || n > count {
+			return ""
+		}
+		if _, ok := rank[n]; !ok {
+			order = append(order, n)
+			rank[n] = len(order)
+		}
+		return "[" + strconv.Itoa(rank[n]) + "]"
+	})
+	return out, order
+}
+
+// unfinishedCitation is a marker still being written at the end of a
+// streamed answer.
+var unfinishedCitation = regexp.MustCompile(`\[\d{0,2}$`)
+
+// streamedText is what a reader is shown of an answer still being written,
+// given the count of passages: markers numbered as the finished answer will
+// number them (first appearances in a prefix come first in the whole), and
+// an unfinished marker held back, so every update extends the one before.
+func streamedText(text string, count int) string {
+	out, _ := renumber(unfinishedCitation.ReplaceAllString(text, ""), count)
+	return out
 }
 
 // Document reassembles one document from its chunks.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,7 +71,8 @@ func TestLLMAnswerCitesPassagesAndUsesHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ans.Mode != ModeLLM || len(deltas) != 3 || deltas[2] != strings.Join([]string{"RAG 先检索", "再生成 [3]。", "它还会标注来源 [1][9]。"}, "") {
+	// The text streams already numbered as the final answer numbers it.
+	if ans.Mode != ModeLLM || !slices.Equal(deltas, []string{"RAG 先检索", "RAG 先检索再生成 [1]。", "RAG 先检索再生成 [1]。它还会标注来源 [2]。"}) {
 		t.Errorf("mode %s, deltas %q", ans.Mode, deltas)
 	}
 	req := f.requests[0]
@@ -314,5 +316,24 @@ func TestEngineReturnsPartialAnswerWhenTheModelStalls(t *testing.T) {
 	}
 	if noLLM, _ := New(Options{Index: eng.index}); noLLM.HasLLM() {
 		t.Error("HasLLM is true without an LLM")
+	}
+}
+
+// Streamed text is numbered as the finished answer will be, drops markers
+// naming no passage, and holds back a marker still being written, so each
+// update extends the one before.
+func TestStreamedText(t *testing.T) {
+	const whole = "先检索 [3]，再生成 [1][9]。见 [3]。"
+	var prev string
+	for i := range len([]rune(whole)) + 1 {
+		got := streamedText(string([]rune(whole)[:i]), 3)
+		if !strings.HasPrefix(got, prev) {
+			t.Fatalf("after %q: %q does not extend %q", string([]rune(whole)[:i]), got, prev)
+		}
+		prev = got
+	}
+	final, _ := renumber(whole, 3)
+	if prev != final || final != "先检索 [1]，再生成 [2]。见 [1]。" {
+		t.Errorf("streamed %q, final %q", prev, final)
 	}
 }
