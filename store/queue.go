@@ -80,7 +80,8 @@ type QueueOptions struct {
 	// RedisQueue: streams the keys are hashed into (default 512). One
 	// worker in the whole deployment runs a shard at a time, so this caps
 	// how many jobs run at once across all replicas. Every replica must use
-	// the same number; change it only with an empty queue.
+	// the same number. Raising it leaves queued jobs where it still looks;
+	// lowering it strands the jobs of the dropped shards: drain first.
 	Shards int
 	// RedisQueue: how long a shard's lease lasts without renewal (default
 	// 30 s). The holder renews it every third of that while it works, so
@@ -97,6 +98,7 @@ type QueueOptions struct {
 }
 
 const (
+	maxAckTries   = 10 // about 10 s of retries
 	maxRetryWait  = 30 * time.Second
 	deadStreamLen = 10000
 	queueGroup    = "workers"
@@ -608,7 +610,7 @@ func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Er
 
 // isNoGroup: the stream or its group is gone (Redis lost its data, or
 // someone deleted the key); the group is created again.
-func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+func isNoGroup(err error) bool { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
 
 // Stop reads no new jobs and waits for the running ones until ctx ends;
 // then it cancels their contexts and waits for them to return. Jobs not
@@ -747,7 +749,7 @@ func (q *RedisQueue) scan() {
 func (q *RedisQueue) serveShard(shard int) (recheck bool) {
 	log := q.log.With("shard", shard)
 	token := randomHex(16)
-	ok, err := q.acquire(shard, token)
+	ok, vanished, err := q.acquire(shard, token)
 	if err != nil {
 		log.Warn("taking a shard's lease failed", "error", err)
 		return
@@ -755,7 +757,12 @@ func (q *RedisQueue) serveShard(shard int) (recheck bool) {
 	if !ok {
 		return // another worker, here or elsewhere, runs it
 	}
+	if vanished > 0 {
+		// Their askers get nothing, so say so loudly.
+		log.Error("queued questions vanished from their stream before they were answered (stream trimmed?)", "jobs", vanished, "stream", q.streamKey(shard))
+	}
 	l := q.newLease(shard, token, log)
+	q.prune(shard) // the heartbeat runs meanwhile
 	emptied := q.drain(l)
 	n, err := l.release()
 	// A job added after our last read but before the release found the
@@ -769,39 +776,46 @@ func (q *RedisQueue) serveShard(shard int) (recheck bool) {
 // left pending into our own pending list (XAUTOCLAIM from 0-0, which
 // counts a delivery for each: the crash or stop that left it counts as an
 // attempt). It runs none: next runs our pending list oldest first. A lease
-// already holding our token counts as taken: the client retried a script
-// whose reply was lost. A missing group is created. Each holder leaves at
-// most a job or two pending per shard, so the loop is short. KEYS: lease,
-// stream; ARGV: token, ttl ms, group, consumer. Returns 1 when taken.
+// already holding our token was taken by this very call, whose reply was
+// lost and which the client ran again: its take-over is done, and doing it
+// again would count every delivery twice. A missing group is created; on
+// any other error the lease is given back. Each holder leaves at most a job
+// or two pending per shard, so the loop is short. KEYS: lease, stream;
+// ARGV: token, ttl ms, group, consumer. Returns 0 when the lease is not
+// ours, else 1 plus the number of pending jobs found deleted from the
+// stream (Redis 7 drops them from the pending list as it claims).
 var acquireShard = redis.NewScript(`
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+  if redis.call('GET', KEYS[1]) == ARGV[1] then return 1 end
+  return 0
 end
-local start = '0-0'
+local start, vanished = '0-0', 0
 repeat
   local r = redis.pcall('XAUTOCLAIM', KEYS[2], ARGV[3], ARGV[4], 0, start, 'COUNT', 100)
   if r.err then
-    if string.sub(r.err, 1, 7) ~= 'NOGROUP' then return r end
-    redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
-    return 1
+    if string.find(r.err, 'NOGROUP', 1, true) then
+      redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[3], '0', 'MKSTREAM')
+      return 1 + vanished
+    end
+    redis.call('DEL', KEYS[1])
+    return r
   end
   start = r[1]
+  if r[3] then vanished = vanished + #r[3] end
 until start == '0-0'
-return 1
+return 1 + vanished
 `)
 
-func (q *RedisQueue) acquire(shard int, token string) (bool, error) {
+// acquire runs acquireShard: taken, and how many pending jobs it found gone.
+func (q *RedisQueue) acquire(shard int, token string) (taken bool, vanished int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	n, err := acquireShard.Run(ctx, q.rdb, []string{q.leaseKey(shard), q.streamKey(shard)},
 		token, q.opt.Visibility.Milliseconds(), queueGroup, q.opt.Consumer).Int()
-	if err != nil {
-		return false, err
+	if err != nil || n == 0 {
+		return false, 0, err
 	}
-	if n == 1 {
-		q.prune(shard)
-	}
-	return n == 1, nil
+	return true, n - 1, nil
 }
 
 // nextJob acknowledges and deletes the job just done (ARGV[4], if any),
@@ -820,9 +834,13 @@ if ARGV[4] ~= '' then
   redis.call('XDEL', KEYS[2], ARGV[4])
 end
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local p = redis.call('XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[3])
+-- pcall, returning the error itself: before Redis 7 an error raised by
+-- call() reaches the client wrapped, and NOGROUP would not be recognised.
+local p = redis.pcall('XPENDING', KEYS[2], ARGV[2], '-', '+', 1, ARGV[3])
+if p.err then return p end
 if #p == 0 then
-  local r = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
+  local r = redis.pcall('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', 1, 'STREAMS', KEYS[2], '>')
+  if type(r) == 'table' and r.err then return r end
   if not r then return 1 end
   local m = r[1][2][1]
   return {m[1], 1, m[2]}
@@ -891,7 +909,6 @@ func parseNext(v []any) (Job, int, error) {
 func (q *RedisQueue) drain(l *lease) bool {
 	stream := q.streamKey(l.shard)
 	done := "" // finished, not yet acknowledged
-	wait := 50 * time.Millisecond
 	for {
 		if q.stopping() || l.ctx.Err() != nil {
 			if done != "" {
@@ -906,19 +923,19 @@ func (q *RedisQueue) drain(l *lease) bool {
 			done = "" // nothing to acknowledge in a group that was gone
 			continue
 		case err != nil && done != "":
-			// A job done but not acknowledged would run again: retry while
-			// the lease lasts.
-			l.log.Warn("acknowledging a job failed; retrying", "job", done, "error", err)
-			if !sleepCtx(l.ctx, wait) {
+			// A job done but not acknowledged would run again: acknowledge
+			// it on its own, with retries, then read on.
+			l.log.Warn("acknowledging a job with the next read failed", "job", done, "error", err)
+			if !q.ack(l, done) {
 				return false
 			}
-			wait = min(2*wait, 2*time.Second)
+			done = ""
 			continue
 		case err != nil:
 			l.log.Warn("reading jobs failed", "error", err)
 			return false
 		}
-		done, wait = "", 50*time.Millisecond
+		done = ""
 		switch state {
 		case nextEmpty:
 			return true
@@ -998,17 +1015,18 @@ func (q *RedisQueue) process(l *lease, j Job) bool {
 		if !q.pause(l, wait) {
 			return false // stopping: another replica retries it
 		}
-		// XCLAIM without JUSTID counts the retry in Redis, so a job that
-		// also crashes replicas is still given up after MaxAttempts.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		got, err := q.rdb.XClaim(ctx, &redis.XClaimArgs{Stream: q.streamKey(l.shard), Group: queueGroup,
-			Consumer: q.opt.Consumer, MinIdle: 0, Messages: []string{j.ID}}).Result()
+		n, err := retryJob.Run(ctx, q.rdb, []string{q.leaseKey(l.shard), q.streamKey(l.shard)},
+			l.token, queueGroup, q.opt.Consumer, j.ID).Int()
 		cancel()
-		if err != nil {
+		switch {
+		case err != nil:
 			log.Warn("counting a retry failed; leaving the job pending", "error", err)
 			return false
-		}
-		if len(got) == 0 {
+		case n < 0:
+			l.markLost("taken by another worker after it expired", nil)
+			return false
+		case n == 0:
 			return true // no longer pending: nothing left to do
 		}
 		j.Attempt++
@@ -1029,10 +1047,14 @@ func (q *RedisQueue) pause(l *lease, d time.Duration) bool {
 }
 
 // ack marks a job done and deletes it, retrying while the lease lasts: a
-// job done but not acknowledged would run again.
+// job done but not acknowledged would run again. An error that persists
+// while the heartbeat works is not a blip, so it gives up after
+// maxAckTries; the job then runs again under the next holder (replies
+// carry an idempotency key).
 func (q *RedisQueue) ack(l *lease, id string) bool {
 	stream := q.streamKey(l.shard)
-	for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+	wait := 50 * time.Millisecond
+	for try := 1; ; try++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.XAck(ctx, stream, queueGroup, id)
@@ -1043,10 +1065,15 @@ func (q *RedisQueue) ack(l *lease, id string) bool {
 		if err == nil {
 			return true
 		}
+		if try >= maxAckTries {
+			l.log.Error("acknowledging a job keeps failing; leaving it pending to run again", "job", id, "error", err)
+			return false
+		}
 		l.log.Warn("acknowledging a job failed; retrying", "job", id, "error", err)
 		if !sleepCtx(l.ctx, wait) {
 			return false
 		}
+		wait = min(2*wait, 2*time.Second)
 	}
 }
 
@@ -1102,6 +1129,18 @@ if ARGV[3] ~= '' then
   redis.call('XCLAIM', KEYS[2], ARGV[4], ARGV[5], 0, ARGV[3], 'JUSTID')
 end
 return 1
+`)
+
+// retryJob counts another delivery of a job about to run again (XCLAIM
+// without JUSTID), so a job that also crashes replicas is still given up
+// after MaxAttempts; only while the lease is ours, since a claim by a
+// holder that lost its lease would pull the job away from the new holder.
+// KEYS: lease, stream; ARGV: token, group, consumer, id. Returns -1 when
+// the lease is not ours, else how many jobs were claimed (0: no longer
+// pending).
+var retryJob = redis.NewScript(`
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
+return #redis.call('XCLAIM', KEYS[2], ARGV[2], ARGV[3], 0, ARGV[4])
 `)
 
 // releaseLease deletes the lease if it is still ours and returns how many

@@ -650,11 +650,11 @@ func TestRedisQueueScriptsSurviveLostReplies(t *testing.T) {
 	enqueue(t, q, "oc_retry", "second")
 	shard := q.shardOf("oc_retry")
 	for i := range 2 {
-		if ok, err := q.acquire(shard, "tok"); err != nil || !ok {
+		if ok, _, err := q.acquire(shard, "tok"); err != nil || !ok {
 			t.Fatalf("acquire #%d: %v, %v", i+1, ok, err)
 		}
 	}
-	if ok, err := q.acquire(shard, "other"); err != nil || ok {
+	if ok, _, err := q.acquire(shard, "other"); err != nil || ok {
 		t.Fatalf("a second holder: %v, %v; want refused", ok, err)
 	}
 	l := &lease{q: q, shard: shard, token: "tok"}
@@ -775,5 +775,64 @@ func TestRedisQueueRoundTripsPerJob(t *testing.T) {
 		if len(got) != 5 && len(got) != 6 {
 			t.Errorf("job %d: commands %v, want the enqueue and 4 scripts", i, got)
 		}
+	}
+}
+
+// Taking a shard over: a job another holder left pending gets one more
+// delivery, also when the client runs the script twice (a lost reply); a
+// pending job deleted from the stream is reported; an error gives the
+// lease back; a retry is counted only while the lease is ours.
+func TestRedisQueueAcquireScript(t *testing.T) {
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	ctx := t.Context()
+	q := redisQueue(t, url, prefix, QueueOptions{Shards: 4})
+	if err := q.ensureGroups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	shard := q.shardOf("oc_take")
+	stream := q.streamKey(shard)
+	enqueue(t, q, "oc_take", "kept")
+	enqueue(t, q, "oc_take", "trimmed")
+	read := q.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: queueGroup, Consumer: "dead-replica",
+		Streams: []string{stream, ">"}, Count: 2, Block: -1}).Val()
+	if len(read) != 1 || len(read[0].Messages) != 2 {
+		t.Fatalf("read %+v", read)
+	}
+	kept, trimmed := read[0].Messages[0].ID, read[0].Messages[1].ID
+	q.rdb.XDel(ctx, stream, trimmed)
+
+	for i := range 2 {
+		ok, vanished, err := q.acquire(shard, "tok")
+		if err != nil || !ok {
+			t.Fatalf("acquire #%d: %v, %v", i+1, ok, err)
+		}
+		if i == 0 && vanished != 1 {
+			t.Errorf("vanished = %d, want the deleted job reported", vanished)
+		}
+	}
+	p := q.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: stream, Group: queueGroup, Start: "-", End: "+", Count: 10}).Val()
+	if len(p) != 1 || p[0].ID != kept || p[0].Consumer != q.opt.Consumer || p[0].RetryCount != 2 {
+		t.Errorf("pending after take-over: %+v; want %s ours, delivered twice", p, kept)
+	}
+
+	l := &lease{q: q, shard: shard, token: "tok"}
+	n, err := retryJob.Run(ctx, q.rdb, []string{q.leaseKey(shard), stream}, "tok", queueGroup, q.opt.Consumer, kept).Int()
+	if err != nil || n != 1 {
+		t.Errorf("retry with the lease: %d, %v", n, err)
+	}
+	q.rdb.Set(ctx, q.leaseKey(shard), "thief", 0)
+	n, err = retryJob.Run(ctx, q.rdb, []string{q.leaseKey(shard), stream}, l.token, queueGroup, q.opt.Consumer, kept).Int()
+	if err != nil || n != -1 {
+		t.Errorf("retry without the lease: %d, %v; want -1", n, err)
+	}
+
+	// A shard key of the wrong type: an error, and no lease left behind.
+	other := (shard + 1) % 4
+	q.rdb.Set(ctx, q.streamKey(other), "not a stream", 0)
+	if _, _, err := q.acquire(other, "tok"); err == nil {
+		t.Error("acquire on a broken stream: no error")
+	}
+	if n := q.rdb.Exists(ctx, q.leaseKey(other)).Val(); n != 0 {
+		t.Error("a failed acquire kept the lease")
 	}
 }
