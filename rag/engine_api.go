@@ -29,9 +29,10 @@ func (e *Engine) Ask(ctx context.Context, question string, history []Turn) (Answ
 // text, so the caller can show what was said.
 //
 // history is called at most once, and only when the earlier turns matter:
-// always with an LLM, and without one only when the question alone finds
-// nothing. A caller keeping turns in a store loads them in history, so most
-// extractive answers never pay for it. A nil history means none.
+// for an answer the LLM writes, and for a question that finds nothing on
+// its own. A caller keeping turns in a store loads them in history, so
+// curated and most extractive answers never pay for it. A nil history
+// means none.
 func (e *Engine) AskStream(ctx context.Context, question string, history func() []Turn, onDelta func(textSoFar string)) (Answer, error) {
 	return e.ask(ctx, question, history, onDelta)
 }
