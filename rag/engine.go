@@ -197,7 +197,8 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 	if err != nil {
 		return Answer{}, err
 	}
-	if a, ok, err := e.faq(ctx, question, qaHits); err != nil {
+	asked := e.termSet(question)
+	if a, ok, err := e.faq(ctx, asked, qaHits); err != nil {
 		return Answer{}, err
 	} else if ok {
 		a.Timings.Retrieval = time.Since(start)
@@ -218,7 +219,7 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 			}
 		}
 	}
-	follow, err := e.followUps(ctx, question, qaHits, nil)
+	follow, err := e.followUps(ctx, asked, qaHits, nil)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -259,12 +260,12 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 
 // faq returns a curated answer when the question is, in effect, a stored
 // Q&A item's question; hits are the question's Q&A search results.
-func (e *Engine) faq(ctx context.Context, question string, hits []retrieved) (Answer, bool, error) {
+func (e *Engine) faq(ctx context.Context, asked map[string]struct{}, hits []retrieved) (Answer, bool, error) {
 	if len(hits) == 0 {
 		return Answer{}, false, nil
 	}
 	best := hits[0].Chunk
-	if e.similarity(question, best.Title) < faqSimilarity {
+	if e.similarity(asked, best.Title) < faqSimilarity {
 		return Answer{}, false, nil
 	}
 	var sources []retrieved
@@ -284,7 +285,7 @@ func (e *Engine) faq(ctx context.Context, question string, hits []retrieved) (An
 	} else {
 		text = e.citeParagraphs(text, sources)
 	}
-	follow, err := e.followUps(ctx, question, hits, map[string]bool{best.DocID: true})
+	follow, err := e.followUps(ctx, asked, hits, map[string]bool{best.DocID: true})
 	if err != nil {
 		return Answer{}, false, err
 	}
@@ -315,32 +316,40 @@ func (e *Engine) citeParagraphs(text string, sources []retrieved) string {
 	return strings.Join(lines, "\n")
 }
 
-// similarity is the Dice coefficient of two questions' distinct terms.
-func (e *Engine) similarity(a, b string) float64 {
-	ta, tb := distinct(e.tok.Tokens(a)), distinct(e.tok.Tokens(b))
-	if len(ta) == 0 || len(tb) == 0 {
+// termSet is the distinct terms of a question, computed once per question
+// for the similarity checks against curated ones.
+func (e *Engine) termSet(question string) map[string]struct{} {
+	set := map[string]struct{}{}
+	for _, t := range e.tok.Tokens(question) {
+		set[t] = struct{}{}
+	}
+	return set
+}
+
+// similarity is the Dice coefficient of the distinct terms of the question
+// asked (from termSet) and of a curated question (cached: they come from the
+// index, so the same ones come back).
+func (e *Engine) similarity(asked map[string]struct{}, curated string) float64 {
+	other := e.cache.terms(e.tok, curated)
+	if len(asked) == 0 || len(other) == 0 {
 		return 0
 	}
-	set := map[string]bool{}
-	for _, t := range ta {
-		set[t] = true
-	}
 	common := 0
-	for _, t := range tb {
-		if set[t] {
+	for t := range asked {
+		if _, ok := other[t]; ok {
 			common++
 		}
 	}
-	return 2 * float64(common) / float64(len(ta)+len(tb))
+	return 2 * float64(common) / float64(len(asked)+len(other))
 }
 
 // followUps picks related curated questions from the question's Q&A hits,
 // never the one just asked.
-func (e *Engine) followUps(ctx context.Context, question string, hits []retrieved, exclude map[string]bool) ([]string, error) {
+func (e *Engine) followUps(ctx context.Context, asked map[string]struct{}, hits []retrieved, exclude map[string]bool) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
 	add := func(c store.Chunk) {
-		if len(out) >= maxFollowUps || seen[c.DocID] || exclude[c.DocID] || e.similarity(question, c.Title) >= faqSimilarity {
+		if len(out) >= maxFollowUps || seen[c.DocID] || exclude[c.DocID] || e.similarity(asked, c.Title) >= faqSimilarity {
 			return
 		}
 		seen[c.DocID] = true
