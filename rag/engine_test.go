@@ -98,8 +98,8 @@ func testExtractiveAndNotCovered(t *testing.T, tok string) {
 }
 
 // History is loaded only when it matters: never for an extractive answer
-// the question finds on its own; for a question with no terms of its own,
-// once, and its previous question then finds the answer.
+// the question finds on its own; for a question with no terms of its own
+// ("tell me more"), once, and its previous question then finds the answer.
 func TestAskLoadsHistoryOnlyWhenNeeded(t *testing.T) {
 	eng := seededEngine(t, Options{})
 	ctx := context.Background()
@@ -115,14 +115,19 @@ func TestAskLoadsHistoryOnlyWhenNeeded(t *testing.T) {
 	if loads != 0 {
 		t.Errorf("history loaded %d times for a question answered on its own", loads)
 	}
-	ans, err = eng.AskStream(ctx, "展开讲讲", history, nil)
+	ans, err = eng.AskStream(ctx, "再详细说说", history, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if loads != 1 || !ans.Covered {
 		t.Errorf("history loaded %d times, covered %v; want once, and the previous question to find sources", loads, ans.Covered)
 	}
-	if _, err := eng.AskStream(ctx, "展开讲讲", nil, nil); err != nil {
-		t.Errorf("no history: %v", err)
+	// Without a previous question, "tell me more" cites nothing: its words
+	// alone used to match any text using them.
+	for _, q := range []string{"再详细说说", "还有呢"} {
+		ans, err := eng.AskStream(ctx, q, nil, nil)
+		if err != nil || ans.Covered || len(ans.References) != 0 {
+			t.Errorf("%q with no history: %v, covered %v, references %v", q, err, ans.Covered, ans.References)
+		}
 	}
 }

@@ -58,6 +58,11 @@ var stopTerms = map[string]bool{
 	"为什": true, "怎样": true, "请问": true, "一下": true, "可以": true, "有没": true, "没有": true,
 	"的是": true, "是的": true, "我们": true, "你们": true, "我的": true, "这个": true, "那个": true,
 	"吗？": true, "么？": true, "一个": true, "有哪": true, "关于": true, "告诉": true, "诉我": true,
+	// Chinese bigrams of "tell me more" ("还有呢", "再详细说说", "展开讲讲"):
+	// alone they matched any text that happens to use them; without them
+	// such a question has no terms and is searched with the previous one.
+	"还有": true, "有呢": true, "详细": true, "细说": true, "说说": true, "讲讲": true, "展开": true,
+	"开讲": true, "继续": true, "更多": true, "再说": true, "再详": true, "具体": true, "体说": true,
 	// English function words.
 	"a": true, "an": true, "the": true, "is": true, "are": true, "was": true, "be": true, "of": true,
 	"to": true, "in": true, "on": true, "for": true, "and": true, "or": true, "what": true, "how": true,
