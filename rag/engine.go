@@ -84,7 +84,12 @@ func (e *Engine) HasLLM() bool { return e.llm != nil }
 
 // salt is mixed into chunk ids: vectors change when the tokenizer or the
 // embedding model does, so either change must re-index.
-func (e *Engine) salt() string { return "v1|" + e.tok.Name() + "|" + e.embed.Model() }
+func (e *Engine) salt() string { return tokensVersion + "|" + e.tok.Name() + "|" + e.embed.Model() }
+
+// tokensVersion changes whenever what a tokenizer emits does (its rules,
+// the stop terms), so that a plain `kbbot ingest` re-indexes every chunk.
+// v2: "tell me more" words became stop terms.
+const tokensVersion = "v2"
 
 func (e *Engine) embedChunks(ctx context.Context, chunks []store.Chunk) error {
 	if e.embed == nil || len(chunks) == 0 {

@@ -101,7 +101,13 @@ func testExtractiveAndNotCovered(t *testing.T, tok string) {
 // the question finds on its own; for a question with no terms of its own
 // ("tell me more"), once, and its previous question then finds the answer.
 func TestAskLoadsHistoryOnlyWhenNeeded(t *testing.T) {
-	eng := seededEngine(t, Options{})
+	for _, tok := range []string{TokBigram, TokUnigramBigram} {
+		t.Run(tok, func(t *testing.T) { testAskLoadsHistoryOnlyWhenNeeded(t, tok) })
+	}
+}
+
+func testAskLoadsHistoryOnlyWhenNeeded(t *testing.T, tok string) {
+	eng := seededEngine(t, Options{Tokenizer: tok})
 	ctx := context.Background()
 	loads := 0
 	history := func() []Turn {
@@ -124,7 +130,7 @@ func TestAskLoadsHistoryOnlyWhenNeeded(t *testing.T) {
 	}
 	// Without a previous question, "tell me more" cites nothing: its words
 	// alone used to match any text using them.
-	for _, q := range []string{"再详细说说", "还有呢"} {
+	for _, q := range []string{"再详细说说", "还有呢", "然后呢", "展开讲讲", "具体说说", "多讲一点"} {
 		ans, err := eng.AskStream(ctx, q, nil, nil)
 		if err != nil || ans.Covered || len(ans.References) != 0 {
 			t.Errorf("%q with no history: %v, covered %v, references %v", q, err, ans.Covered, ans.References)

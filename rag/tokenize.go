@@ -63,6 +63,7 @@ var stopTerms = map[string]bool{
 	// such a question has no terms and is searched with the previous one.
 	"还有": true, "有呢": true, "详细": true, "细说": true, "说说": true, "讲讲": true, "展开": true,
 	"开讲": true, "继续": true, "更多": true, "再说": true, "再详": true, "具体": true, "体说": true,
+	"然后": true, "后呢": true, "多讲": true, "讲一": true, "多说": true, "说一": true, "一点": true,
 	// English function words.
 	"a": true, "an": true, "the": true, "is": true, "are": true, "was": true, "be": true, "of": true,
 	"to": true, "in": true, "on": true, "for": true, "and": true, "or": true, "what": true, "how": true,
@@ -101,8 +102,12 @@ func (t Tokenizer) Tokens(text string) []string {
 				}
 			}
 			if t.unigrams {
-				for _, r := range han {
-					out = append(out, string(r))
+				// A character only ever part of stop bigrams (还, 有, 呢 of
+				// 还有呢) is a question word too, not a topic.
+				for i, r := range han {
+					if (i > 0 && !stopTerms[string(han[i-1:i+1])]) || (i+1 < len(han) && !stopTerms[string(han[i:i+2])]) {
+						out = append(out, string(r))
+					}
 				}
 			}
 		}
