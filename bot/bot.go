@@ -172,7 +172,8 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		botOpenID: cfg.BotOpenID,
 	}
 	// The webhook adapter verifies, decrypts and checks the token itself
-	// and puts a deadline and a panic guard around each request.
+	// and puts a deadline around each request; Handler adds the panic
+	// guard.
 	b.disp = b.newDispatcher(func(ctx context.Context, _ string, h func(context.Context) error) error { return h(ctx) })
 	return b, nil
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -133,7 +134,10 @@ func (s *streamCard) run(ctx context.Context) {
 			return
 		}
 		text := s.text()
-		if len(text) <= len(s.shown) || s.fails >= maxTextFailures {
+		// Only growth is sent: once an answer outgrows the card and is cut
+		// (with a note), a longer cut need not extend the last one, and
+		// the final card carries the whole of what fits.
+		if len(text) <= len(s.shown) || !strings.HasPrefix(text, s.shown) || s.fails >= maxTextFailures {
 			continue
 		}
 		if !s.b.feish.textUpdates.allow() {

@@ -564,3 +564,40 @@ func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 		t.Errorf("%d sequence refusals and %d applied operations on the first card, want 1 and at least 3", refused, applied)
 	}
 }
+
+// An answer that outgrows the card is cut with a note; the streamed updates
+// still only ever extend what was shown (a longer cut of text heavy in
+// characters JSON escapes need not), and the final card holds the cut.
+func TestStreamedAnswerOutgrowingTheCardOnlyGrows(t *testing.T) {
+	fake := feishufake.New(testBotID)
+	t.Cleanup(fake.Close)
+	var toks []string
+	for i := range 60 {
+		toks = append(toks, fmt.Sprintf("第%d段：\"引号\" 与 \\反斜杠\\\n\n%s", i, strings.Repeat("\"长文本\"，", 60)))
+	}
+	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
+		untilReplied(fake)
+		sse(w, r, toks, 15*time.Millisecond, true)
+	})
+	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+	m := h.dm(llmQuestion)
+	h.mustPost(h.signer.MessageEvent(m))
+	r := h.replyTo(m.MessageID)
+	if r.CardID == "" {
+		t.Fatalf("the answer was not streamed: reply %s", r.Content)
+	}
+	prev, updates := "", 0
+	for _, op := range fake.CardOps(r.CardID) {
+		if op.Op != feishufake.OpCardContent {
+			continue
+		}
+		updates++
+		if !strings.HasPrefix(op.Content, prev) || len(op.Content) <= len(prev) {
+			t.Errorf("update %d does not extend the one before (%d → %d bytes)", updates, len(prev), len(op.Content))
+		}
+		prev = op.Content
+	}
+	if updates < 2 {
+		t.Errorf("%d text updates, want several", updates)
+	}
+}
