@@ -3,10 +3,8 @@ package bot
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -32,51 +30,7 @@ type queueOpts struct {
 // test's choosing.
 func newQueueHarness(t *testing.T, o queueOpts) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: &syncBuffer{}, fake: o.fake, ans: o.ans, st: o.state}
-	h.signer = feishufake.Signer{EncryptKey: testEncrypt, Token: testToken}
-	if h.fake == nil {
-		h.fake = feishufake.New(testBotID)
-		t.Cleanup(h.fake.Close)
-	}
-	if h.ans == nil {
-		h.ans = &fakeAnswerer{}
-	}
-	if h.st == nil {
-		h.st = store.NewMemoryState()
-	}
-	if o.workers == 0 {
-		o.workers = 2
-	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := Config{
-		VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic,
-		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
-		RetryBase: time.Millisecond, SendAttempts: 5,
-		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
-	}
-	if o.newQueue != nil {
-		cfg.Queue = o.newQueue(t, log)
-	}
-	b, err := New(cfg, NewLarkClient(uniqueAppID(), "secret", h.fake.URL, log), h.ans, h.st, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Now = func() time.Time { return time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC) }
-	b.jobHook = o.hook
-	if err := b.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	h.bot = b
-	h.srv = httptest.NewServer(b.Handler())
-	t.Cleanup(func() {
-		h.srv.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
-			t.Errorf("shutdown: %v", err)
-		}
-	})
-	return h
+	return startHarness(t, o, true)
 }
 
 // replicas are bots sharing one Redis (state, queue, limits), as several
