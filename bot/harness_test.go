@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -119,6 +120,11 @@ func (f *fakeAnswerer) Calls() []askCall {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]askCall(nil), f.calls...)
+}
+
+// Asked reports whether the answerer was asked q.
+func (f *fakeAnswerer) Asked(q string) bool {
+	return slices.ContainsFunc(f.Calls(), func(c askCall) bool { return c.Question == q })
 }
 
 func cannedAnswer(q string) rag.Answer {
