@@ -146,13 +146,7 @@ func TestFaultFeishuServerErrorsRetried(t *testing.T) {
 		}
 	})
 	t.Run("streaming", func(t *testing.T) {
-		fake := feishufake.New(testBotID)
-		t.Cleanup(fake.Close)
-		llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
-			untilReplied(fake)
-			sse(w, r, tokens(llmText), time.Millisecond, true)
-		})
-		h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+		h := streamingHarness(t, tokens(llmText), time.Millisecond)
 		h.fake.Fail(feishufake.Fault{Op: feishufake.OpCardCreate, Times: 1, Status: 500})
 		h.fake.Fail(feishufake.Fault{Op: feishufake.OpReply, Times: 1, Status: 502, Applied: true}) // sent, answer lost
 		h.fake.Fail(feishufake.Fault{Op: feishufake.OpCardUpdate, Times: 1, Status: 500, Applied: true})
@@ -211,13 +205,7 @@ func TestFaultCardKitCreateFailsFallsBackToOneCard(t *testing.T) {
 }
 
 func TestFaultFinalUpdateFailsFallsBackToPatch(t *testing.T) {
-	fake := feishufake.New(testBotID)
-	t.Cleanup(fake.Close)
-	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
-		untilReplied(fake)
-		sse(w, r, tokens(llmText), time.Millisecond, true)
-	})
-	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+	h := streamingHarness(t, tokens(llmText), time.Millisecond)
 	h.fake.Fail(feishufake.Fault{Op: feishufake.OpCardUpdate, Times: 100, Status: 500})
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))

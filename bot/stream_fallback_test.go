@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -15,13 +14,8 @@ import (
 // Feishu returns the thinking card's message; the bot must finish that
 // card rather than leave it streaming the placeholder.
 func TestThinkingCardSentButLostFallbackFinishesIt(t *testing.T) {
-	fake := feishufake.New(testBotID)
-	t.Cleanup(fake.Close)
-	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
-		untilReplied(fake)
-		sse(w, r, tokens(llmText), time.Millisecond, true)
-	})
-	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+	h := streamingHarness(t, tokens(llmText), time.Millisecond)
+	fake := h.fake
 	h.fake.Fail(feishufake.Fault{Op: feishufake.OpReply, Times: h.bot.cfg.SendAttempts, Status: 502, Applied: true})
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))

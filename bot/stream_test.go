@@ -166,15 +166,22 @@ func tokens(s string) []string {
 
 const llmText = "检索增强生成先从知识库里找出和问题相关的段落 [1]，再把它们交给大模型，让模型依据资料写出回答 [2]。"
 
-func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
+// streamingHarness is a bot answering through a fake LLM that streams toks,
+// every apart, once the bot's thinking card has been sent.
+func streamingHarness(t *testing.T, toks []string, every time.Duration) *harness {
+	t.Helper()
 	fake := feishufake.New(testBotID)
 	t.Cleanup(fake.Close)
-	toks := tokens(llmText) // about 30
 	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
 		untilReplied(fake)
-		sse(w, r, toks, 20*time.Millisecond, true)
+		sse(w, r, toks, every, true)
 	})
-	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+	return newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+}
+
+func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
+	h := streamingHarness(t, tokens(llmText), 20*time.Millisecond) // about 30 tokens
+	fake := h.fake
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.replyTo(m.MessageID) // counted once the card has settled
@@ -569,17 +576,12 @@ func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 // still only ever extend what was shown (a longer cut of text heavy in
 // characters JSON escapes need not), and the final card holds the cut.
 func TestStreamedAnswerOutgrowingTheCardOnlyGrows(t *testing.T) {
-	fake := feishufake.New(testBotID)
-	t.Cleanup(fake.Close)
 	var toks []string
 	for i := range 60 {
 		toks = append(toks, fmt.Sprintf("第%d段：\"引号\" 与 \\反斜杠\\\n\n%s", i, strings.Repeat("\"长文本\"，", 60)))
 	}
-	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, r *http.Request) {
-		untilReplied(fake)
-		sse(w, r, toks, 15*time.Millisecond, true)
-	})
-	h := newHarness(t, harnessOpts{fake: fake, ans: llmEngine(t, llm.URL, llmOpts{})})
+	h := streamingHarness(t, toks, 15*time.Millisecond)
+	fake := h.fake
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.replyTo(m.MessageID)
