@@ -363,48 +363,25 @@ func (h *harness) logged(parts ...string) bool {
 // cardText is every string in a card, joined, for content assertions.
 func cardText(card map[string]any) string {
 	var sb strings.Builder
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			for _, e := range x {
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
-		case string:
-			sb.WriteString(x)
+	feishufake.WalkCard(card, func(v any) {
+		if s, ok := v.(string); ok {
+			sb.WriteString(s)
 			sb.WriteString("\n")
 		}
-	}
-	walk(card)
+	})
 	return sb.String()
 }
 
 // buttons returns the callback values of every button in a card.
 func buttons(card map[string]any) []map[string]any {
 	var out []map[string]any
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if x["tag"] == "button" {
-				for _, b := range x["behaviors"].([]any) {
-					out = append(out, b.(map[string]any)["value"].(map[string]any))
-				}
-			}
-			for _, e := range x {
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
+	feishufake.WalkCard(card, func(v any) {
+		if x, ok := v.(map[string]any); ok && x["tag"] == "button" {
+			for _, b := range x["behaviors"].([]any) {
+				out = append(out, b.(map[string]any)["value"].(map[string]any))
 			}
 		}
-	}
-	walk(card)
+	})
 	return out
 }
 

@@ -809,6 +809,22 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 	}
 }
 
+// WalkCard calls visit with v and, depth first, everything inside it: the
+// objects, arrays and values of a card decoded from JSON.
+func WalkCard(v any, visit func(any)) {
+	visit(v)
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			WalkCard(e, visit)
+		}
+	case []any:
+		for _, e := range x {
+			WalkCard(e, visit)
+		}
+	}
+}
+
 // setElementContent replaces the content of the markdown or plain_text
 // element with id in card JSON.
 func setElementContent(raw, id, content string) (string, error) {
@@ -817,24 +833,12 @@ func setElementContent(raw, id, content string) (string, error) {
 		return "", err
 	}
 	found := false
-	var walk func(v any)
-	walk = func(v any) {
-		switch x := v.(type) {
-		case map[string]any:
-			if x["element_id"] == id && (x["tag"] == "markdown" || x["tag"] == "plain_text") {
-				x["content"] = content
-				found = true
-			}
-			for _, e := range x {
-				walk(e)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e)
-			}
+	WalkCard(card, func(v any) {
+		if x, ok := v.(map[string]any); ok && x["element_id"] == id && (x["tag"] == "markdown" || x["tag"] == "plain_text") {
+			x["content"] = content
+			found = true
 		}
-	}
-	walk(card)
+	})
 	if !found {
 		return "", fmt.Errorf("no markdown or plain_text element %q in the card", id)
 	}

@@ -168,23 +168,13 @@ func waitReply(t *testing.T, fake *feishufake.Server, messageID string) feishufa
 
 // cardStrings is every string in a decoded card.
 func cardStrings(v any) []string {
-	switch x := v.(type) {
-	case map[string]any:
-		var out []string
-		for _, e := range x {
-			out = append(out, cardStrings(e)...)
+	var out []string
+	feishufake.WalkCard(v, func(v any) {
+		if s, ok := v.(string); ok {
+			out = append(out, s)
 		}
-		return out
-	case []any:
-		var out []string
-		for _, e := range x {
-			out = append(out, cardStrings(e)...)
-		}
-		return out
-	case string:
-		return []string{x}
-	}
-	return nil
+	})
+	return out
 }
 
 var mdLink = regexp.MustCompile(`\]\((https?://[^)\s]+)\)`)
