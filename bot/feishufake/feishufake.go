@@ -342,9 +342,15 @@ func (s *Server) failed(w http.ResponseWriter, rec Request, f *Fault) {
 		}
 		w.Header().Set("Retry-After", ra)
 	}
-	rec.Status, rec.Code = f.Status, code
+	s.reject(w, rec, f.Status, code, "feishufake: injected failure")
+}
+
+// reject records rec as answered with status and code, and answers so.
+// The caller holds s.mu.
+func (s *Server) reject(w http.ResponseWriter, rec Request, status, code int, msg string) {
+	rec.Status, rec.Code = status, code
 	s.reqs = append(s.reqs, rec)
-	writeJSON(w, f.Status, map[string]any{"code": code, "msg": "feishufake: injected failure"})
+	writeJSON(w, status, map[string]any{"code": code, "msg": msg})
 }
 
 func (s *Server) token(w http.ResponseWriter, r *http.Request) {
@@ -362,9 +368,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if in.AppID == "" || in.AppSecret == "" {
-		rec.Status, rec.Code = 400, 10003
-		s.reqs = append(s.reqs, rec)
-		writeJSON(w, 400, map[string]any{"code": 10003, "msg": "invalid param: app_id and app_secret required"})
+		s.reject(w, rec, 400, 10003, "invalid param: app_id and app_secret required")
 		return
 	}
 	rec.Status = 200
@@ -389,9 +393,7 @@ func (s *Server) botInfo(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !authorized(r) {
-		rec.Status, rec.Code = 401, 99991661
-		s.reqs = append(s.reqs, rec)
-		writeJSON(w, 401, map[string]any{"code": 99991661, "msg": "missing access token"})
+		s.reject(w, rec, 401, 99991661, "missing access token")
 		return
 	}
 	rec.Status = 200
@@ -415,11 +417,6 @@ func (s *Server) send(op string) http.HandlerFunc {
 		}
 		rec := Request{Op: op, Method: r.Method, Path: r.URL.Path, Query: r.URL.Query(), Auth: r.Header.Get("Authorization"),
 			Body: body, MessageID: r.PathValue("message_id"), At: time.Now()}
-		bad := func(status, code int, msg string) {
-			rec.Status, rec.Code = status, code
-			s.reqs = append(s.reqs, rec)
-			writeJSON(w, status, map[string]any{"code": code, "msg": msg})
-		}
 		jsonErr := json.Unmarshal(body, &in)
 		rec.ReceiveID, rec.MsgType, rec.Content, rec.UUID, rec.InThread = in.ReceiveID, in.MsgType, in.Content, in.UUID, in.ReplyInThread
 		// Decode the card before taking the lock: it is the costly part.
@@ -455,33 +452,33 @@ func (s *Server) send(op string) http.HandlerFunc {
 			return
 		}
 		if !authorized(r) {
-			bad(401, 99991661, "missing access token")
+			s.reject(w, rec, 401, 99991661, "missing access token")
 			return
 		}
 		if jsonErr != nil {
-			bad(400, 9499, "bad request body: "+jsonErr.Error())
+			s.reject(w, rec, 400, 9499, "bad request body: "+jsonErr.Error())
 			return
 		}
 		if op == OpCreate {
 			if rt := r.URL.Query().Get("receive_id_type"); rt != "chat_id" && rt != "open_id" {
-				bad(400, 99992402, "receive_id_type: want chat_id or open_id, got "+rt)
+				s.reject(w, rec, 400, 99992402, "receive_id_type: want chat_id or open_id, got "+rt)
 				return
 			}
 			if in.ReceiveID == "" {
-				bad(400, 99992402, "receive_id is required")
+				s.reject(w, rec, 400, 99992402, "receive_id is required")
 				return
 			}
 		}
 		if op != OpPatch && in.MsgType == "" {
-			bad(400, 99992402, "msg_type is required")
+			s.reject(w, rec, 400, 99992402, "msg_type is required")
 			return
 		}
 		if len(in.Content) > MaxCardBytes && (in.MsgType == "interactive" || op == OpPatch) {
-			bad(400, 230025, fmt.Sprintf("card content is %d bytes, over the 30 KB limit", len(in.Content)))
+			s.reject(w, rec, 400, 230025, fmt.Sprintf("card content is %d bytes, over the 30 KB limit", len(in.Content)))
 			return
 		}
 		if isCard && cardErr != nil {
-			bad(400, 230001, "content is not a JSON card: "+cardErr.Error())
+			s.reject(w, rec, 400, 230001, "content is not a JSON card: "+cardErr.Error())
 			return
 		}
 		if op == OpPatch {
@@ -503,10 +500,10 @@ func (s *Server) send(op string) http.HandlerFunc {
 				entity = s.cards[rec.CardID]
 				switch {
 				case entity == nil:
-					bad(400, CodeCardNotFound, "card entity not found: "+rec.CardID)
+					s.reject(w, rec, 400, CodeCardNotFound, "card entity not found: "+rec.CardID)
 					return
 				case entity.sentAs != "":
-					bad(400, CodeCardSentTwice, "feishufake: a card entity can be sent only once")
+					s.reject(w, rec, 400, CodeCardSentTwice, "feishufake: a card entity can be sent only once")
 					return
 				}
 			}
@@ -553,11 +550,6 @@ func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	bad := func(status, code int, msg string) {
-		rec.Status, rec.Code = status, code
-		s.reqs = append(s.reqs, rec)
-		writeJSON(w, status, map[string]any{"code": code, "msg": msg})
-	}
 	f := s.fault(OpCardCreate)
 	if f != nil && !f.Applied {
 		s.failed(w, rec, f)
@@ -565,19 +557,19 @@ func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case !authorized(r):
-		bad(401, 99991661, "missing access token")
+		s.reject(w, rec, 401, 99991661, "missing access token")
 		return
 	case jsonErr != nil:
-		bad(400, 9499, "bad request body: "+jsonErr.Error())
+		s.reject(w, rec, 400, 9499, "bad request body: "+jsonErr.Error())
 		return
 	case in.Type != "card_json":
-		bad(400, 10002, `type: want "card_json", got `+in.Type)
+		s.reject(w, rec, 400, 10002, `type: want "card_json", got `+in.Type)
 		return
 	case len(in.Data) > MaxCardBytes:
-		bad(400, CodeCardTooLarge, fmt.Sprintf("card is %d bytes, over the 30 KB limit", len(in.Data)))
+		s.reject(w, rec, 400, CodeCardTooLarge, fmt.Sprintf("card is %d bytes, over the 30 KB limit", len(in.Data)))
 		return
 	case cardErr != nil:
-		bad(400, 200220, cardErr.Error())
+		s.reject(w, rec, 400, 200220, cardErr.Error())
 		return
 	}
 	s.cardSeq++
@@ -612,17 +604,12 @@ func (s *Server) cardIDOf(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, rec, f)
 		return
 	}
-	bad := func(status, code int, msg string) {
-		rec.Status, rec.Code = status, code
-		s.reqs = append(s.reqs, rec)
-		writeJSON(w, status, map[string]any{"code": code, "msg": msg})
-	}
 	switch {
 	case !authorized(r):
-		bad(401, 99991661, "missing access token")
+		s.reject(w, rec, 401, 99991661, "missing access token")
 		return
 	case jsonErr != nil || in.MessageID == "":
-		bad(400, 10002, "message_id is required")
+		s.reject(w, rec, 400, 10002, "message_id is required")
 		return
 	}
 	for id, e := range s.cards {
@@ -633,7 +620,7 @@ func (s *Server) cardIDOf(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	bad(400, CodeCardNotFound, "feishufake: no card entity was sent as "+in.MessageID)
+	s.reject(w, rec, 400, CodeCardNotFound, "feishufake: no card entity was sent as "+in.MessageID)
 }
 
 // checkCard checks card JSON the way CardKit does (schema 2.0,
@@ -726,11 +713,6 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		bad := func(status, code int, msg string) {
-			rec.Status, rec.Code = status, code
-			s.reqs = append(s.reqs, rec)
-			writeJSON(w, status, map[string]any{"code": code, "msg": msg})
-		}
 		f := s.fault(op)
 		if f != nil && !f.Applied {
 			s.failed(w, rec, f)
@@ -739,24 +721,24 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 		e := s.cards[rec.CardID]
 		switch {
 		case !authorized(r):
-			bad(401, 99991661, "missing access token")
+			s.reject(w, rec, 401, 99991661, "missing access token")
 			return
 		case jsonErr != nil:
-			bad(400, 9499, "bad request body: "+jsonErr.Error())
+			s.reject(w, rec, 400, 9499, "bad request body: "+jsonErr.Error())
 			return
 		case e == nil:
-			bad(400, CodeCardNotFound, "card entity not found: "+rec.CardID)
+			s.reject(w, rec, 400, CodeCardNotFound, "card entity not found: "+rec.CardID)
 			return
 		case in.Sequence < 1:
-			bad(400, 10002, "sequence must be a positive int32")
+			s.reject(w, rec, 400, 10002, "sequence must be a positive int32")
 			return
 		case check != nil:
-			bad(400, 10002, check.Error())
+			s.reject(w, rec, 400, 10002, check.Error())
 			return
 		}
 		if prev, seen := e.uuids[in.UUID]; in.UUID != "" && seen {
 			if prev != in.Sequence {
-				bad(400, CodeUUIDConflict, "uuid already used with another sequence")
+				s.reject(w, rec, 400, CodeUUIDConflict, "uuid already used with another sequence")
 				return
 			}
 			rec.Replay, rec.Status = true, 200
@@ -765,19 +747,19 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 			return
 		}
 		if in.Sequence <= e.seq {
-			bad(400, CodeSequence, fmt.Sprintf("sequence %d is not above the card's last %d", in.Sequence, e.seq))
+			s.reject(w, rec, 400, CodeSequence, fmt.Sprintf("sequence %d is not above the card's last %d", in.Sequence, e.seq))
 			return
 		}
 		switch op {
 		case OpCardContent:
 			if !e.streaming {
-				bad(400, CodeStreamingOff, "streaming_mode is off; text updates need it on")
+				s.reject(w, rec, 400, CodeStreamingOff, "streaming_mode is off; text updates need it on")
 				return
 			}
 			if !s.Lean {
 				raw, err := setElementContent(e.raw, rec.ElementID, rec.Content)
 				if err != nil {
-					bad(400, 10002, err.Error())
+					s.reject(w, rec, 400, 10002, err.Error())
 					return
 				}
 				e.raw = raw
