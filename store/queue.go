@@ -879,9 +879,8 @@ const (
 )
 
 func parseNext(v []any) (Job, int, error) {
-	bad := fmt.Errorf("store: unexpected reply from the queue script: %v", v)
 	if len(v) < 2 {
-		return Job{}, 0, bad
+		return Job{}, 0, fmt.Errorf("store: unexpected reply from the queue script: %v", v)
 	}
 	id, _ := v[0].(string)
 	n, _ := v[1].(int64)
