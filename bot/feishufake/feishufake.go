@@ -345,6 +345,14 @@ func (s *Server) failed(w http.ResponseWriter, rec Request, f *Fault) {
 	s.reject(w, rec, f.Status, code, "feishufake: injected failure")
 }
 
+// succeed records rec as answered 200 and answers with body.
+// The caller holds s.mu.
+func (s *Server) succeed(w http.ResponseWriter, rec Request, body map[string]any) {
+	rec.Status = 200
+	s.reqs = append(s.reqs, rec)
+	writeJSON(w, 200, body)
+}
+
 // reject records rec as answered with status and code, and answers so.
 // The caller holds s.mu.
 func (s *Server) reject(w http.ResponseWriter, rec Request, status, code int, msg string) {
@@ -371,9 +379,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, rec, 400, 10003, "invalid param: app_id and app_secret required")
 		return
 	}
-	rec.Status = 200
-	s.reqs = append(s.reqs, rec)
-	writeJSON(w, 200, map[string]any{"code": 0, "msg": "ok", "tenant_access_token": tokenFor(in.AppID), "app_access_token": "a-" + in.AppID, "expire": 7200})
+	s.succeed(w, rec, map[string]any{"code": 0, "msg": "ok", "tenant_access_token": tokenFor(in.AppID), "app_access_token": "a-" + in.AppID, "expire": 7200})
 }
 
 func tokenFor(appID string) string { return "t-" + appID }
@@ -396,9 +402,7 @@ func (s *Server) botInfo(w http.ResponseWriter, r *http.Request) {
 		s.reject(w, rec, 401, 99991661, "missing access token")
 		return
 	}
-	rec.Status = 200
-	s.reqs = append(s.reqs, rec)
-	writeJSON(w, 200, map[string]any{"code": 0, "msg": "ok", "bot": map[string]any{
+	s.succeed(w, rec, map[string]any{"code": 0, "msg": "ok", "bot": map[string]any{
 		"open_id": s.BotOpenID, "app_name": s.AppName, "activate_status": 2, "ip_white_list": []string{}}})
 }
 
@@ -488,9 +492,7 @@ func (s *Server) send(op string) http.HandlerFunc {
 				s.failed(w, rec, f)
 				return
 			}
-			rec.Status = 200
-			s.reqs = append(s.reqs, rec)
-			writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
+			s.succeed(w, rec, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
 			return
 		}
 		id, dup := s.byUUID[in.UUID]
@@ -527,10 +529,8 @@ func (s *Server) send(op string) http.HandlerFunc {
 			s.failed(w, rec, f)
 			return
 		}
-		rec.Status = 200
-		s.reqs = append(s.reqs, rec)
 		chat := in.ReceiveID
-		writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{
+		s.succeed(w, rec, map[string]any{"code": 0, "msg": "success", "data": map[string]any{
 			"message_id": id, "chat_id": chat, "msg_type": in.MsgType, "root_id": rec.MessageID, "parent_id": rec.MessageID}})
 	}
 }
@@ -584,9 +584,7 @@ func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
 		s.failed(w, rec, f)
 		return
 	}
-	rec.Status = 200
-	s.reqs = append(s.reqs, rec)
-	writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{"card_id": id}})
+	s.succeed(w, rec, map[string]any{"code": 0, "msg": "success", "data": map[string]any{"card_id": id}})
 }
 
 // cardIDOf answers which card entity a message sent.
@@ -785,9 +783,7 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 			s.failed(w, rec, f)
 			return
 		}
-		rec.Status = 200
-		s.reqs = append(s.reqs, rec)
-		writeJSON(w, 200, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
+		s.succeed(w, rec, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
 	}
 }
 
