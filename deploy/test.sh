@@ -27,5 +27,10 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change: $unformatted" >&2
 	exit 1
 fi
+# go.mod and go.sum must say exactly what the code imports.
+if ! go mod tidy -diff; then
+	echo "go.mod/go.sum are not tidy: run go mod tidy and commit the result" >&2
+	exit 1
+fi
 go vet ./...
 go test -race -count=1 -timeout 20m "$@" ./...
