@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -22,7 +23,7 @@ import (
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
 	"kbbot/rag"
-	"kbbot/store"
+	"kbbot/store/queue"
 )
 
 // Answerer is what the bot needs from the knowledge engine (*rag.Engine).
@@ -37,8 +38,8 @@ type Answerer interface {
 	StarterQuestions(ctx context.Context, n int) ([]string, error)
 }
 
-// State is what the bot needs from the state store (store.MemoryState,
-// store.RedisState): conversation turns, de-duplication claims, feedback.
+// State is what the bot needs from the state store (state.Memory,
+// state.Redis): conversation turns, de-duplication claims, feedback.
 type State interface {
 	AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error
 	Turns(ctx context.Context, conv string) ([][]byte, error)
@@ -85,7 +86,7 @@ type Config struct {
 
 	// Queue holds work between the webhook and the workers. Nil is an
 	// in-process queue of Workers and QueueSize, which a crash empties;
-	// serve passes a store.RedisQueue when Redis is configured.
+	// serve passes a queue.Redis when Redis is configured.
 	Queue Queue
 	// Limiter counts questions against RateUser (per asker) and RateChat
 	// (per chat); nil means no limits.
@@ -118,8 +119,13 @@ type Bot struct {
 	feish *feishu
 	disp  *dispatcher.EventDispatcher
 
-	work    Queue // answers; cfg.Queue once Start has started it
-	notices *pool // cheap "busy" cards when the in-process queue is full; never blocks the webhook
+	work    Queue // answers: cfg.Queue
+	started bool  // Start has started the queues
+	// notices carries busy cards (and welcomes) when the in-process work
+	// queue is full. A busy card costs one send and no answering, so this
+	// lane drains much faster than work; it only overflows in a flood, and
+	// then the webhook answers 500 and Feishu redelivers later.
+	notices *queue.Memory
 
 	// jobHook, when set (by tests, before Start), sees every item a worker
 	// runs, before it runs.
@@ -159,7 +165,7 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		cfg.AnswerTimeout = 3 * time.Minute
 	}
 	if cfg.Queue == nil {
-		cfg.Queue = store.NewMemoryQueue(store.QueueOptions{Workers: cfg.Workers, Capacity: cfg.QueueSize, Log: log})
+		cfg.Queue = queue.NewMemory(st, queue.Options{Workers: cfg.Workers, Capacity: cfg.QueueSize, Log: log})
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
 	b := &Bot{
@@ -170,6 +176,8 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		feish:     &feishu{client: client, log: log, attempts: cfg.SendAttempts, base: cfg.RetryBase},
 		Now:       time.Now,
 		botOpenID: cfg.BotOpenID,
+		work:      cfg.Queue,
+		notices:   queue.NewMemory(nil, queue.Options{Workers: 2, Capacity: 4096, MaxAttempts: 1, Log: log}),
 	}
 	// The webhook adapter verifies, decrypts and checks the token itself
 	// and puts a deadline around each request; Handler adds the panic
@@ -217,16 +225,15 @@ func (b *Bot) Start(ctx context.Context) error {
 		b.botOpenID = id
 	}
 	b.log.Info("bot started", "bot_open_id", b.botOpenID, "workers", b.cfg.Workers, "queue", b.cfg.QueueSize)
-	err := b.cfg.Queue.Start(ctx, store.Handlers{Handle: b.runJob, Dead: b.deadJob,
+	err := b.cfg.Queue.Start(ctx, queue.Handlers{Handle: b.runJob, Dead: b.deadJob,
 		Depth: func(n int) { b.cfg.Metrics.queueDepth("answers", n) }})
 	if err != nil {
 		return fmt.Errorf("starting the work queue: %w", err)
 	}
-	b.work = b.cfg.Queue
-	// Busy cards cost one send and no answering, so this lane drains much
-	// faster than work; it only overflows in a flood, and then the webhook
-	// answers 500 and Feishu redelivers later.
-	b.notices = newPool(2, 4096, b.log)
+	if err := b.notices.Start(ctx, queue.Handlers{Handle: b.runJob}); err != nil {
+		return fmt.Errorf("starting the notice queue: %w", err)
+	}
+	b.started = true
 	return nil
 }
 
@@ -236,10 +243,10 @@ func (b *Bot) Start(ctx context.Context) error {
 // over; the in-process queue first runs what waits, since nothing else would.
 // Call it after the HTTP server has stopped delivering events.
 func (b *Bot) Shutdown(ctx context.Context) error {
-	if b.work == nil {
+	if !b.started {
 		return nil
 	}
-	return errors.Join(b.work.Stop(ctx), b.notices.close(ctx))
+	return errors.Join(b.work.Stop(ctx), b.notices.Stop(ctx))
 }
 
 // Handler serves the webhook, the health checks and the source pages.
@@ -271,3 +278,5 @@ func recoverHandler(log *slog.Logger, h http.Handler) http.Handler {
 		h.ServeHTTP(w, r)
 	})
 }
+
+func stack() string { return string(debug.Stack()) }

@@ -13,8 +13,9 @@ import (
 
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
-	"kbbot/store"
+	"kbbot/store/index"
 	"kbbot/store/redistest"
+	"kbbot/store/state"
 )
 
 func TestURLVerification(t *testing.T) {
@@ -316,7 +317,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 	fake := feishufake.New(testBotID)
 	defer fake.Close()
 
-	h1 := newHarness(t, harnessOpts{state: newRedisState(t, url, prefix), fake: fake})
+	h1 := newHarness(t, harnessOpts{state: openRedisReplica(t, url, prefix).st, fake: fake})
 	first := h1.dm("重启前的问题")
 	h1.mustPost(h1.signer.MessageEvent(first))
 	h1.replyTo(first.MessageID)
@@ -325,7 +326,7 @@ func TestHistorySurvivesRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	h2 := newHarness(t, harnessOpts{state: newRedisState(t, url, prefix), fake: fake})
+	h2 := newHarness(t, harnessOpts{state: openRedisReplica(t, url, prefix).st, fake: fake})
 	second := h2.dm("重启后的问题")
 	second.ChatID = first.ChatID
 	h2.mustPost(h2.signer.MessageEvent(second))
@@ -395,7 +396,7 @@ func TestWelcomeOnce(t *testing.T) {
 }
 
 func TestFeedbackAndReset(t *testing.T) {
-	st := store.NewMemoryState()
+	st := state.NewMemory()
 	h := newHarness(t, harnessOpts{state: st})
 	m := h.dm("值得点赞的问题")
 	h.mustPost(h.signer.MessageEvent(m))
@@ -426,7 +427,7 @@ func TestFeedbackAndReset(t *testing.T) {
 }
 
 func TestFeedbackRecordsTheTurn(t *testing.T) {
-	st := &recordingState{State: store.NewMemoryState()}
+	st := &recordingState{State: state.NewMemory()}
 	h := newHarness(t, harnessOpts{state: st})
 	m := h.dm("被评价的问题")
 	h.mustPost(h.signer.MessageEvent(m))
@@ -596,12 +597,12 @@ func TestKBPage(t *testing.T) {
 	h := newHarness(t, harnessOpts{ans: &fakeAnswerer{DocFn: func(ctx context.Context, id string) (rag.Document, error) {
 		switch id {
 		case "doc-1":
-			return rag.Document{DocID: id, Kind: store.KindPassage, Title: "模型训练 <入门>", Date: "2026-01-02",
+			return rag.Document{DocID: id, Kind: index.KindPassage, Title: "模型训练 <入门>", Date: "2026-01-02",
 				Path: []string{"第一章", "数据"}, Text: "第一段 <script>alert(1)</script>\n第二段", URL: "javascript:alert(1)"}, nil
 		case "qa-1":
-			return rag.Document{DocID: id, Kind: store.KindQA, Title: "怎么提问？", Text: "直接发消息。"}, nil
+			return rag.Document{DocID: id, Kind: index.KindQA, Title: "怎么提问？", Text: "直接发消息。"}, nil
 		}
-		return rag.Document{}, store.ErrNotFound
+		return rag.Document{}, index.ErrNotFound
 	}}})
 	get := func(path string) (int, string) {
 		resp, err := http.Get(h.srv.URL + path)

@@ -12,7 +12,7 @@ import (
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
-	"kbbot/store"
+	"kbbot/store/queue"
 )
 
 // incoming is a received message the bot will act on. It travels in work
@@ -85,11 +85,11 @@ func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error
 		}
 		it = item{Kind: kindLimited, Msg: &m, Limit: newLimitNote(v)}
 	}
-	keys, first, err := b.submit(ctx, it, "evt:"+m.EventID, "msg:"+m.MessageID)
+	keys := []string{"evt:" + m.EventID, "msg:" + m.MessageID}
+	first, err := b.submit(ctx, b.work, it, keys...)
 	switch {
-	case errors.Is(err, store.ErrQueueFull):
-		busy := item{Kind: kindBusy, Msg: &m}
-		if b.notices.submit(job{log: log, run: func(ctx context.Context) { b.runItem(ctx, log, busy) }}) {
+	case errors.Is(err, queue.ErrQueueFull):
+		if _, err := b.submit(ctx, b.notices, item{Kind: kindBusy, Msg: &m}); err == nil {
 			log.Warn("answer queue full; sending a busy card")
 			return nil
 		}
@@ -267,11 +267,9 @@ func (b *Bot) onP2PChatEntered(ctx context.Context, e *larkim.P2ChatAccessEventB
 	// The chat is marked seen already, so a redelivery would not welcome:
 	// when the card cannot be queued it is dropped, not retried.
 	it := item{Kind: kindWelcome, ChatID: chatID, EventID: eventID}
-	_, _, err = b.submit(ctx, it)
-	if errors.Is(err, store.ErrQueueFull) {
-		if b.notices.submit(job{log: log, run: func(ctx context.Context) { b.runItem(ctx, log, it) }}) {
-			return nil
-		}
+	_, err = b.submit(ctx, b.work, it)
+	if errors.Is(err, queue.ErrQueueFull) {
+		_, err = b.submit(ctx, b.notices, it)
 	}
 	if err != nil {
 		log.Warn("welcome card dropped: it could not be queued", "error", err)
@@ -405,9 +403,10 @@ func (b *Bot) clickAsk(ctx context.Context, log *slog.Logger, c click) *callback
 	log = log.With("conv", cj.Conv)
 	// A double click is two events; the click key catches it, the event
 	// key catches Feishu redelivering one click.
-	keys, first, err := b.submit(ctx, item{Kind: kindClick, Click: &cj}, "evt:"+c.EventID, "click:"+c.MessageID+":"+c.Operator+":"+shortHash(q))
+	keys := []string{"evt:" + c.EventID, "click:" + c.MessageID + ":" + c.Operator + ":" + shortHash(q)}
+	first, err := b.submit(ctx, b.work, item{Kind: kindClick, Click: &cj}, keys...)
 	switch {
-	case errors.Is(err, store.ErrQueueFull):
+	case errors.Is(err, queue.ErrQueueFull):
 		b.release(log, keys)
 		log.Warn("answer queue full; click refused")
 		return toast("warning", "现在提问的人太多了，请稍后再点一次")

@@ -20,7 +20,9 @@ import (
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
 	"kbbot/store"
+	"kbbot/store/index"
 	"kbbot/store/redistest"
+	"kbbot/store/state"
 )
 
 const (
@@ -96,7 +98,7 @@ func (f *fakeAnswerer) Document(ctx context.Context, id string) (rag.Document, e
 	if fn != nil {
 		return fn(ctx, id)
 	}
-	return rag.Document{}, store.ErrNotFound
+	return rag.Document{}, index.ErrNotFound
 }
 
 func (f *fakeAnswerer) StarterQuestions(ctx context.Context, n int) ([]string, error) {
@@ -174,7 +176,7 @@ type harness struct {
 var idSeq atomic.Int64
 
 type harnessOpts struct {
-	state      State // default: a new MemoryState
+	state      State // default: a new state.Memory
 	encryptKey *string
 	workers    int
 	queue      int
@@ -214,7 +216,7 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 	}
 	h.st = o.state
 	if h.st == nil {
-		h.st = store.NewMemoryState()
+		h.st = state.NewMemory()
 	}
 	if o.workers == 0 {
 		o.workers = 2
@@ -230,7 +232,7 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
 	}
 	if o.newQueue != nil {
-		cfg.Queue = o.newQueue(t, log)
+		cfg.Queue = o.newQueue(t, log, h.st)
 	}
 	b, err := New(cfg, NewLarkClient(o.appID, "secret", h.fake.URL, log), h.ans, h.st, log)
 	if err != nil {
@@ -395,22 +397,26 @@ func buttonsWith(card map[string]any, action string) []map[string]any {
 	return out
 }
 
-// newRedisState connects to the test Redis with a prefix of its own.
-func newRedisState(t *testing.T, url, prefix string) *store.RedisState {
+// redisReplica is one bot process's connection to the test Redis and the
+// state it keeps there.
+type redisReplica struct {
+	conn *store.Redis
+	st   *state.Redis
+}
+
+// openRedisReplica connects to the test Redis under prefix, as one more
+// replica would.
+func openRedisReplica(t *testing.T, url, prefix string) redisReplica {
 	t.Helper()
-	st, err := store.NewRedisState(context.Background(), url, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
+	conn := redistest.Open(t, url, prefix)
+	return redisReplica{conn: conn, st: state.NewRedis(conn)}
 }
 
 // states runs fn against the in-process state and against Redis.
 func states(t *testing.T, fn func(t *testing.T, st State)) {
-	t.Run("memory", func(t *testing.T) { fn(t, store.NewMemoryState()) })
+	t.Run("memory", func(t *testing.T) { fn(t, state.NewMemory()) })
 	t.Run("redis", func(t *testing.T) {
-		fn(t, newRedisState(t, redistest.URL(t), redistest.Prefix(t)))
+		fn(t, openRedisReplica(t, redistest.URL(t), redistest.Prefix(t)).st)
 	})
 }
 

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"kbbot/store"
+	"kbbot/store/ratelimit"
 )
 
 // Abuse limits. Questions are counted per asker and per chat (messages and
@@ -25,15 +25,15 @@ type Rate struct {
 	Per time.Duration
 }
 
-// Limiter is what the bot needs from a rate limiter: store.MemoryLimiter
-// (one replica) or store.RedisLimiter (shared).
+// Limiter is what the bot needs from a rate limiter: ratelimit.Memory
+// (one replica) or ratelimit.Redis (shared).
 type Limiter interface {
-	Allow(ctx context.Context, limits ...store.Limit) (store.Verdict, error)
+	Allow(ctx context.Context, limits ...ratelimit.Limit) (ratelimit.Verdict, error)
 }
 
 var (
-	_ Limiter = (*store.MemoryLimiter)(nil)
-	_ Limiter = (*store.RedisLimiter)(nil)
+	_ Limiter = (*ratelimit.Memory)(nil)
+	_ Limiter = (*ratelimit.Redis)(nil)
 )
 
 // outcomeLimited counts events refused by a rate limit.
@@ -47,7 +47,7 @@ type limitNote struct {
 	RetryAfterSec int    `json:"retry_after_seconds"`
 }
 
-func newLimitNote(v store.Verdict) *limitNote {
+func newLimitNote(v ratelimit.Verdict) *limitNote {
 	scope := "user"
 	if strings.HasPrefix(v.Limit.Key, "chat:") {
 		scope = "chat"
@@ -60,21 +60,21 @@ func newLimitNote(v store.Verdict) *limitNote {
 // limit is exceeded; v says which, and whether this is the first time in
 // its window. A limiter error lets the question through: better an answer
 // too many than none while Redis hiccups.
-func (b *Bot) checkRate(ctx context.Context, log *slog.Logger, user, chat string) (v store.Verdict, limited bool) {
+func (b *Bot) checkRate(ctx context.Context, log *slog.Logger, user, chat string) (v ratelimit.Verdict, limited bool) {
 	if b.cfg.Limiter == nil {
-		return store.Verdict{Allowed: true}, false
+		return ratelimit.Verdict{Allowed: true}, false
 	}
-	var limits []store.Limit
+	var limits []ratelimit.Limit
 	if user != "" {
-		limits = append(limits, store.Limit{Key: "user:" + user, Max: b.cfg.RateUser.N, Window: b.cfg.RateUser.Per})
+		limits = append(limits, ratelimit.Limit{Key: "user:" + user, Max: b.cfg.RateUser.N, Window: b.cfg.RateUser.Per})
 	}
 	if chat != "" {
-		limits = append(limits, store.Limit{Key: "chat:" + chat, Max: b.cfg.RateChat.N, Window: b.cfg.RateChat.Per})
+		limits = append(limits, ratelimit.Limit{Key: "chat:" + chat, Max: b.cfg.RateChat.N, Window: b.cfg.RateChat.Per})
 	}
 	v, err := b.cfg.Limiter.Allow(ctx, limits...)
 	if err != nil {
 		log.Warn("rate limit check failed; letting the question through", "error", err)
-		return store.Verdict{Allowed: true}, false
+		return ratelimit.Verdict{Allowed: true}, false
 	}
 	if !v.Allowed {
 		log.Info("rate limit reached", "limit", v.Limit.Key, "count", v.Count, "max", v.Limit.Max,

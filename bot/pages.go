@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"kbbot/rag"
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 func (b *Bot) healthz(w http.ResponseWriter, r *http.Request) {
@@ -83,7 +83,7 @@ h1{font-size:1.5rem;line-height:1.4}
 func (b *Bot) kbPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("doc_id")
 	doc, err := b.ans.Document(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, index.ErrNotFound) {
 		http.Error(w, "no such document", http.StatusNotFound)
 		return
 	}
@@ -95,7 +95,7 @@ func (b *Bot) kbPage(w http.ResponseWriter, r *http.Request) {
 	data := struct {
 		rag.Document
 		QA bool
-	}{doc, doc.Kind == store.KindQA}
+	}{doc, doc.Kind == index.KindQA}
 	if data.Title == "" {
 		data.Title = doc.DocID
 	}

@@ -3,35 +3,28 @@ package bot
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"strings"
 
-	"kbbot/store"
+	"kbbot/store/queue"
 )
 
-// Queue is what the bot needs from its work queue: store.MemoryQueue (in
-// process, for one replica) or store.RedisQueue (durable, shared by
-// replicas). Items with the same key (the chat) run one at a time, in
-// order, so a chat's answers keep the order of its questions.
+// Queue is what the bot needs from its work queue: queue.Memory (in
+// process, for one replica) or queue.Redis (durable, shared by replicas).
+// Items with the same key (the chat) run one at a time, in order, so a
+// chat's answers keep the order of its questions. EnqueueClaimed records an
+// item together with its de-duplication claims, so a redelivered event
+// finds its claim and records nothing; on queue.ErrQueueFull the claims
+// stay taken, for the bot to answer with a busy card or release.
 type Queue interface {
-	Enqueue(ctx context.Context, key string, payload []byte) error
-	Start(ctx context.Context, h store.Handlers) error
+	EnqueueClaimed(ctx context.Context, claims []queue.Claim, key string, payload []byte) (first bool, err error)
+	Start(ctx context.Context, h queue.Handlers) error
 	Stop(ctx context.Context) error
 }
 
-// claimingQueue is a Queue that claims the de-duplication keys and records
-// the item in one step (store.RedisQueue), so a crash between the two cannot
-// leave a claim without its item. It must keep its claims where the bot's
-// State does (serve builds both on one store.RedisState).
-type claimingQueue interface {
-	EnqueueClaimed(ctx context.Context, claims []store.Claim, key string, payload []byte) (first bool, err error)
-}
-
 var (
-	_ Queue         = (*store.MemoryQueue)(nil)
-	_ Queue         = (*store.RedisQueue)(nil)
-	_ claimingQueue = (*store.RedisQueue)(nil)
+	_ Queue = (*queue.Memory)(nil)
+	_ Queue = (*queue.Redis)(nil)
 )
 
 // Kinds of work item.
@@ -105,43 +98,28 @@ func (it item) asked() (question, bool) {
 	return question{}, false
 }
 
-// submit claims the keys (dropping duplicates) and records the item. On an
-// error nothing stays recorded or claimed, except with store.ErrQueueFull:
-// then taken holds the claims, for the caller to use or release.
-func (b *Bot) submit(ctx context.Context, it item, claims ...string) (taken []string, first bool, err error) {
+// submit records the item in q under the claims (keys ending in ":" have
+// no id and are left out); first is false for a duplicate. See Queue for
+// what stays claimed on queue.ErrQueueFull.
+func (b *Bot) submit(ctx context.Context, q Queue, it item, claims ...string) (first bool, err error) {
 	payload, err := json.Marshal(it)
 	if err != nil {
-		return nil, false, err
+		return false, err
 	}
-	if cq, ok := b.cfg.Queue.(claimingQueue); ok {
-		var cs []store.Claim
-		for _, k := range claims {
-			if !strings.HasSuffix(k, ":") { // no id to dedupe on
-				cs = append(cs, store.Claim{Key: k, TTL: claimTTL(k)})
-			}
+	var cs []queue.Claim
+	for _, k := range claims {
+		if !strings.HasSuffix(k, ":") {
+			cs = append(cs, queue.Claim{Key: k, TTL: claimTTL(k)})
 		}
-		first, err := cq.EnqueueClaimed(ctx, cs, it.key(), payload)
-		return nil, first, err
 	}
-	taken, first, err = b.claim(ctx, claims...)
-	if err != nil || !first {
-		return nil, first, err
-	}
-	if err := b.cfg.Queue.Enqueue(ctx, it.key(), payload); err != nil {
-		if errors.Is(err, store.ErrQueueFull) {
-			return taken, true, err
-		}
-		b.release(b.log, taken)
-		return nil, false, err
-	}
-	return taken, true, nil
+	return q.EnqueueClaimed(ctx, cs, it.key(), payload)
 }
 
 // runJob runs one queued item. It returns ctx's error when the run was cut
 // short (shutdown, or the Redis lease lost), so the queue keeps the item for
 // another replica; failures inside answering end in an error card there and
 // count as done. A panic makes the queue retry the item.
-func (b *Bot) runJob(ctx context.Context, j store.Job) error {
+func (b *Bot) runJob(ctx context.Context, j queue.Job) error {
 	var it item
 	if err := json.Unmarshal(j.Payload, &it); err != nil {
 		b.log.Error("dropping a work item that does not decode", "job", j.ID, "error", err)
@@ -194,7 +172,7 @@ func (b *Bot) runItem(ctx context.Context, log *slog.Logger, it item) {
 
 // deadJob tells the asker of an item the queue gave up on (it kept failing,
 // or kept crashing its replica) with an error card and a retry button.
-func (b *Bot) deadJob(ctx context.Context, j store.Job) {
+func (b *Bot) deadJob(ctx context.Context, j queue.Job) {
 	var it item
 	if err := json.Unmarshal(j.Payload, &it); err != nil {
 		b.log.Error("gave up on a work item that does not decode", "job", j.ID, "error", err)

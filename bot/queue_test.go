@@ -13,14 +13,15 @@ import (
 
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
-	"kbbot/store"
+	"kbbot/store/queue"
+	"kbbot/store/ratelimit"
 	"kbbot/store/redistest"
 )
 
 // queueOpts extend harnessOpts with what the queue and limit tests vary.
 type queueOpts struct {
 	harnessOpts
-	newQueue           func(t *testing.T, log *slog.Logger) Queue // nil: the in-process default
+	newQueue           func(t *testing.T, log *slog.Logger, st State) Queue // nil: the in-process default on the harness state
 	limiter            Limiter
 	rateUser, rateChat Rate
 	hook               func(it item) // Bot.jobHook
@@ -43,12 +44,12 @@ func newReplicas(t *testing.T) replicas {
 	return replicas{url: redistest.URL(t), prefix: redistest.Prefix(t)}
 }
 
-// state is a new connection to the shared Redis state.
-func (r replicas) state(t *testing.T) *store.RedisState { return newRedisState(t, r.url, r.prefix) }
+// open is one more replica's connection to the shared Redis.
+func (r replicas) open(t *testing.T) redisReplica { return openRedisReplica(t, r.url, r.prefix) }
 
-// redisQueueOn makes a RedisQueue on st for queueOpts.newQueue.
-func redisQueueOn(st *store.RedisState, opt store.QueueOptions) func(t *testing.T, log *slog.Logger) Queue {
-	return func(t *testing.T, log *slog.Logger) Queue {
+// redisQueueOn makes a Redis queue on rr for queueOpts.newQueue.
+func redisQueueOn(rr redisReplica, opt queue.Options) func(t *testing.T, log *slog.Logger, st State) Queue {
+	return func(t *testing.T, log *slog.Logger, _ State) Queue {
 		if opt.Shards == 0 {
 			opt.Shards = 8
 		}
@@ -56,8 +57,18 @@ func redisQueueOn(st *store.RedisState, opt store.QueueOptions) func(t *testing.
 			opt.Visibility = 5 * time.Second
 		}
 		opt.Workers, opt.Log = 2, log
-		return store.NewRedisQueue(st, opt)
+		return queue.NewRedis(rr.conn, rr.st, opt)
 	}
+}
+
+// replicaOpts runs fn with the default in-process queue and state, and
+// with a Redis queue and state.
+func replicaOpts(t *testing.T, fn func(t *testing.T, o queueOpts)) {
+	t.Run("memory", func(t *testing.T) { fn(t, queueOpts{}) })
+	t.Run("redis", func(t *testing.T) {
+		rr := newReplicas(t).open(t)
+		fn(t, queueOpts{harnessOpts: harnessOpts{state: rr.st}, newQueue: redisQueueOn(rr, queue.Options{})})
+	})
 }
 
 // replyOrder is the order in which the given messages got their replies.
@@ -109,10 +120,10 @@ func TestChatOrderAcrossReplicas(t *testing.T) {
 		t.Cleanup(fake.Close)
 		var hs []*harness
 		for range 2 {
-			st := r.state(t)
+			st := r.open(t)
 			hs = append(hs, newQueueHarness(t, queueOpts{
-				harnessOpts: harnessOpts{state: st, fake: fake, ans: slowAnswers()},
-				newQueue:    redisQueueOn(st, store.QueueOptions{}),
+				harnessOpts: harnessOpts{state: st.st, fake: fake, ans: slowAnswers()},
+				newQueue:    redisQueueOn(st, queue.Options{}),
 			}))
 		}
 		check(t, hs)
@@ -153,15 +164,15 @@ func TestDeadLetterSendsErrorCard(t *testing.T) {
 	}
 	t.Run("memory", func(t *testing.T) {
 		runs.Store(0)
-		check(t, newQueueHarness(t, queueOpts{hook: hook, newQueue: func(t *testing.T, log *slog.Logger) Queue {
-			return store.NewMemoryQueue(store.QueueOptions{Workers: 2, MaxAttempts: 3, RetryBase: time.Millisecond, Log: log})
+		check(t, newQueueHarness(t, queueOpts{hook: hook, newQueue: func(t *testing.T, log *slog.Logger, st State) Queue {
+			return queue.NewMemory(st, queue.Options{Workers: 2, MaxAttempts: 3, RetryBase: time.Millisecond, Log: log})
 		}}))
 	})
 	t.Run("redis", func(t *testing.T) {
 		runs.Store(0)
-		st := newReplicas(t).state(t)
-		check(t, newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st}, hook: hook,
-			newQueue: redisQueueOn(st, store.QueueOptions{MaxAttempts: 3, RetryBase: time.Millisecond})}))
+		st := newReplicas(t).open(t)
+		check(t, newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st.st}, hook: hook,
+			newQueue: redisQueueOn(st, queue.Options{MaxAttempts: 3, RetryBase: time.Millisecond})}))
 	})
 }
 
@@ -173,12 +184,12 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 	t.Cleanup(fake.Close)
 	var hs []*harness
 	for range 2 {
-		st := r.state(t)
-		lim := store.NewRedisLimiter(st)
+		st := r.open(t)
+		lim := ratelimit.NewRedis(st.conn)
 		lim.Now = func() time.Time { return time.Date(2026, 11, 28, 10, 0, 5, 0, time.UTC) }
 		hs = append(hs, newQueueHarness(t, queueOpts{
-			harnessOpts: harnessOpts{state: st, fake: fake},
-			newQueue:    redisQueueOn(st, store.QueueOptions{}),
+			harnessOpts: harnessOpts{state: st.st, fake: fake},
+			newQueue:    redisQueueOn(st, queue.Options{}),
 			limiter:     lim, rateUser: Rate{N: 10, Per: time.Minute}, rateChat: Rate{N: 30, Per: time.Minute},
 		}))
 	}
@@ -228,17 +239,14 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 // answer stays queued in Redis and another replica gives it.
 func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 	t.Run("finished", func(t *testing.T) {
-		states(t, func(t *testing.T, st State) {
+		replicaOpts(t, func(t *testing.T, o queueOpts) {
 			started, release := make(chan struct{}, 1), make(chan struct{})
 			ans := &fakeAnswerer{AskFn: func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
 				started <- struct{}{}
 				<-release
 				return cannedAnswer(q), nil
 			}}
-			o := queueOpts{harnessOpts: harnessOpts{state: st, ans: ans}}
-			if rs, ok := st.(*store.RedisState); ok {
-				o.newQueue = redisQueueOn(rs, store.QueueOptions{})
-			}
+			o.ans = ans
 			h := newQueueHarness(t, o)
 			m := h.dm("关机前的问题")
 			h.mustPost(h.signer.MessageEvent(m))
@@ -269,9 +277,9 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 			<-ctx.Done()
 			return rag.Answer{}, ctx.Err()
 		}}
-		st1 := r.state(t)
-		h1 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st1, fake: fake, ans: stuck},
-			newQueue: redisQueueOn(st1, store.QueueOptions{Visibility: time.Minute})})
+		st1 := r.open(t)
+		h1 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st1.st, fake: fake, ans: stuck},
+			newQueue: redisQueueOn(st1, queue.Options{Visibility: time.Minute})})
 		m := h1.dm("关机时正在回答的问题")
 		h1.mustPost(h1.signer.MessageEvent(m))
 		<-started
@@ -286,9 +294,9 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 		}
 		// The visibility timeout is a minute: the answer only comes in time
 		// because the stopped replica released its lease.
-		st2 := r.state(t)
-		h2 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st2, fake: fake},
-			newQueue: redisQueueOn(st2, store.QueueOptions{Visibility: time.Minute})})
+		st2 := r.open(t)
+		h2 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st2.st, fake: fake},
+			newQueue: redisQueueOn(st2, queue.Options{Visibility: time.Minute})})
 		if text := cardText(h2.replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
 			t.Errorf("the taken-over question got %s", text)
 		}

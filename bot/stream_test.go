@@ -18,7 +18,8 @@ import (
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
 	"kbbot/rag/llmfake"
-	"kbbot/store"
+	"kbbot/store/index"
+	"kbbot/store/state"
 )
 
 // llmQuestion is answered by the LLM from retrieved passages (not a
@@ -115,7 +116,7 @@ type llmOpts struct {
 // the fake at url, wrapped as the bot's Answerer.
 func llmEngine(t testing.TB, url string, o llmOpts) *fakeAnswerer {
 	t.Helper()
-	idx, err := store.OpenEmbedded(t.TempDir())
+	idx, err := index.OpenEmbedded(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -406,7 +407,7 @@ func benchStream(b *testing.B, ttft time.Duration, conc int) {
 	})
 	log := slog.New(slog.DiscardHandler)
 	bt, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, Workers: 2 * conc},
-		NewLarkClient(uniqueAppID(), "secret", fake.URL, log), llmEngine(b, llm.URL, llmOpts{}), store.NewMemoryState(), log)
+		NewLarkClient(uniqueAppID(), "secret", fake.URL, log), llmEngine(b, llm.URL, llmOpts{}), state.NewMemory(), log)
 	if err != nil {
 		b.Fatal(err)
 	}

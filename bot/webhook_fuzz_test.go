@@ -15,7 +15,7 @@ import (
 	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
 
 	"kbbot/bot/feishufake"
-	"kbbot/store"
+	"kbbot/store/state"
 )
 
 // panicCounter is a slog handler that counts records carrying a "panic"
@@ -71,7 +71,7 @@ func FuzzWebhookDecode(f *testing.F) {
 	client := NewLarkClient(uniqueAppID(), "secret", "http://127.0.0.1:1", log)
 	newHandler := func(t testing.TB) http.Handler {
 		b, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, BotOpenID: testBotID, Workers: 1},
-			client, &fakeAnswerer{}, store.NewMemoryState(), log)
+			client, &fakeAnswerer{}, state.NewMemory(), log)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -22,7 +22,7 @@ import (
 // the SDK for as long as ctx lasts. When it returns, no handler is running,
 // so Shutdown may follow.
 func (b *Bot) RunLongConnection(ctx context.Context, appID, appSecret, domain string) error {
-	if b.work == nil {
+	if !b.started {
 		return errors.New("RunLongConnection: call Start first")
 	}
 	log := b.log.With("component", "lark-ws")

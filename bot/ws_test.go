@@ -20,7 +20,7 @@ import (
 	larkws "github.com/larksuite/oapi-sdk-go/v3/ws"
 
 	"kbbot/bot/feishufake"
-	"kbbot/store"
+	"kbbot/store/state"
 )
 
 // wsGateway stands in for Feishu's long-connection service, on 127.0.0.1.
@@ -401,7 +401,7 @@ func (failingClaims) Claim(context.Context, string, time.Duration) (bool, error)
 }
 
 func TestWSHandlerErrorAnswers500(t *testing.T) {
-	h, g := newWSHarness(t, harnessOpts{state: failingClaims{State: store.NewMemoryState()}})
+	h, g := newWSHarness(t, harnessOpts{state: failingClaims{State: state.NewMemory()}})
 	m := h.dm("存储挂了")
 	if a := g.deliver(h.signer.MessageEvent(m)); a.Code != http.StatusInternalServerError {
 		t.Errorf("response frame code %d, want 500 so Feishu redelivers", a.Code)

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // syntheticChunks builds n chunks by recombining the seed page's sentences,
 // so term statistics look like the real corpus (common terms such as 模型
 // appear in most chunks, which is the worst case for an inverted index).
-func syntheticChunks(tb testing.TB, n int) []store.Chunk {
+func syntheticChunks(tb testing.TB, n int) []index.Chunk {
 	tb.Helper()
 	data, err := os.ReadFile("../seeds/waytoagi_model_training.txt")
 	if err != nil {
@@ -32,7 +32,7 @@ func syntheticChunks(tb testing.TB, n int) []store.Chunk {
 			b.WriteString(pool[rng.IntN(len(pool))])
 		}
 		fmt.Fprintf(&b, " doc%d", i)
-		docs = append(docs, SourceDoc{Kind: store.KindPassage, Title: fmt.Sprintf("synthetic %d", i), Text: b.String(), Source: fmt.Sprintf("synthetic/%d.txt", i/100)})
+		docs = append(docs, SourceDoc{Kind: index.KindPassage, Title: fmt.Sprintf("synthetic %d", i), Text: b.String(), Source: fmt.Sprintf("synthetic/%d.txt", i/100)})
 	}
 	return buildChunks(docs, tok, "bench")
 }
@@ -68,12 +68,12 @@ func BenchmarkEmbeddedIngest(b *testing.B) {
 				for range 3 + rng.IntN(6) {
 					sb.WriteString(pool[rng.IntN(len(pool))])
 				}
-				docs[i] = SourceDoc{Kind: store.KindPassage, Title: fmt.Sprint(i), Text: sb.String(), Source: "s.txt"}
+				docs[i] = SourceDoc{Kind: index.KindPassage, Title: fmt.Sprint(i), Text: sb.String(), Source: "s.txt"}
 			}
 			tok, _ := NewTokenizer(TokBigram)
 			b.ResetTimer()
 			for range b.N {
-				idx, err := store.OpenEmbedded(b.TempDir())
+				idx, err := index.OpenEmbedded(b.TempDir())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -92,7 +92,7 @@ func BenchmarkEmbeddedIngest(b *testing.B) {
 func BenchmarkEmbeddedQuery(b *testing.B) {
 	for _, n := range []int{10_000, 100_000} {
 		b.Run(fmt.Sprintf("chunks=%d", n), func(b *testing.B) {
-			idx, err := store.OpenEmbedded(b.TempDir())
+			idx, err := index.OpenEmbedded(b.TempDir())
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -8,7 +8,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // Chunk size bounds, in characters (runes): about a paragraph, small enough
@@ -120,7 +120,7 @@ func docID(d SourceDoc, ordinal int) string {
 // buildChunks turns a file's documents into chunks with content-hash ids.
 // salt carries what else changes a chunk's vectors (tokenizer, embedding
 // model), so changing either re-indexes everything.
-func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []store.Chunk {
+func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []index.Chunk {
 	ids := make([]string, len(docs))
 	seen := map[string]int{}
 	for i, d := range docs {
@@ -128,7 +128,7 @@ func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []store.Chunk {
 		ids[i] = docID(d, seen[key])
 		seen[key]++
 	}
-	var out []store.Chunk
+	var out []index.Chunk
 	for i, d := range docs {
 		var refs []string
 		for _, r := range d.Refs {
@@ -136,7 +136,7 @@ func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []store.Chunk {
 		}
 		texts := splitText(d.Text, chunkMaxRunes, chunkOverlapRunes)
 		for j, text := range texts {
-			c := store.Chunk{
+			c := index.Chunk{
 				Key:    fmt.Sprintf("%s#%s#%04d", d.Source, ids[i], j),
 				DocID:  ids[i],
 				Kind:   d.Kind,
@@ -148,7 +148,7 @@ func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []store.Chunk {
 				Text:   text,
 				Refs:   refs,
 			}
-			if d.Kind == store.KindQA {
+			if d.Kind == index.KindQA {
 				c.Answer = d.Text
 			}
 			c.Sparse = DocVector(tok.Tokens(indexText(c)))
@@ -161,11 +161,11 @@ func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []store.Chunk {
 
 // indexText is what a chunk is searched by: its title and heading path as
 // well as its text, so a question naming the topic finds it.
-func indexText(c store.Chunk) string {
+func indexText(c index.Chunk) string {
 	return c.Title + "\n" + strings.Join(c.Path, " / ") + "\n" + c.Text
 }
 
-func chunkID(c store.Chunk, salt string) string {
+func chunkID(c index.Chunk, salt string) string {
 	h := sha256.New()
 	for _, s := range []string{salt, c.Key, c.Kind, c.Title, c.URL, strings.Join(c.Path, "\x1f"), c.Date, c.Text, c.Answer, strings.Join(c.Refs, ",")} {
 		h.Write([]byte(s))

@@ -13,18 +13,18 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // Index is what the engine needs from a knowledge store; the embedded index
 // and the Qdrant adapter both provide it.
 type Index interface {
-	Upsert(ctx context.Context, chunks []store.Chunk) error
+	Upsert(ctx context.Context, chunks []index.Chunk) error
 	Delete(ctx context.Context, ids []string) error
-	Refs(ctx context.Context) ([]store.ChunkRef, error)
-	Search(ctx context.Context, q store.Query) ([]store.Hit, error)
-	DocChunks(ctx context.Context, docID string) ([]store.Chunk, error)
-	List(ctx context.Context, kind string, limit int) ([]store.Chunk, error)
+	Refs(ctx context.Context) ([]index.ChunkRef, error)
+	Search(ctx context.Context, q index.Query) ([]index.Hit, error)
+	DocChunks(ctx context.Context, docID string) ([]index.Chunk, error)
+	List(ctx context.Context, kind string, limit int) ([]index.Chunk, error)
 	Count(ctx context.Context) (int, error)
 }
 
@@ -91,7 +91,7 @@ func (e *Engine) salt() string { return tokensVersion + "|" + e.tok.Name() + "|"
 // v2: "tell me more" words became stop terms.
 const tokensVersion = "v2"
 
-func (e *Engine) embedChunks(ctx context.Context, chunks []store.Chunk) error {
+func (e *Engine) embedChunks(ctx context.Context, chunks []index.Chunk) error {
 	if e.embed == nil || len(chunks) == 0 {
 		return nil
 	}
@@ -111,7 +111,7 @@ func (e *Engine) embedChunks(ctx context.Context, chunks []store.Chunk) error {
 
 // retrieved is a hit that cleared the relevance floor.
 type retrieved struct {
-	store.Hit
+	index.Hit
 	coverage float64
 }
 
@@ -122,7 +122,7 @@ func (e *Engine) retrieve(ctx context.Context, question, kind string, limit int)
 	if len(terms) == 0 {
 		return nil, nil
 	}
-	q := store.Query{Sparse: QueryVector(terms), Kind: kind, Limit: limit, DenseThreshold: denseFloor}
+	q := index.Query{Sparse: QueryVector(terms), Kind: kind, Limit: limit, DenseThreshold: denseFloor}
 	if e.embed != nil {
 		vecs, err := e.embed.Embed(ctx, []string{question})
 		if err != nil {
@@ -198,7 +198,7 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 	start := time.Now()
 	// One search of the curated Q&A items serves both the FAQ check and
 	// the follow-up questions.
-	qaHits, err := e.retrieve(ctx, question, store.KindQA, candidates)
+	qaHits, err := e.retrieve(ctx, question, index.KindQA, candidates)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -276,13 +276,13 @@ func (e *Engine) faq(ctx context.Context, asked map[string]struct{}, hits []retr
 	var sources []retrieved
 	for _, id := range best.Refs {
 		chunks, err := e.index.DocChunks(ctx, id)
-		if errors.Is(err, store.ErrNotFound) {
+		if errors.Is(err, index.ErrNotFound) {
 			continue
 		}
 		if err != nil {
 			return Answer{}, false, fmt.Errorf("load reference %s: %w", id, err)
 		}
-		sources = append(sources, retrieved{Hit: store.Hit{Chunk: chunks[0], Score: hits[0].Score}})
+		sources = append(sources, retrieved{Hit: index.Hit{Chunk: chunks[0], Score: hits[0].Score}})
 	}
 	text := best.Answer
 	if len(sources) == 0 {
@@ -353,7 +353,7 @@ func (e *Engine) similarity(asked map[string]struct{}, curated string) float64 {
 func (e *Engine) followUps(ctx context.Context, asked map[string]struct{}, hits []retrieved, exclude map[string]bool) ([]string, error) {
 	var out []string
 	seen := map[string]bool{}
-	add := func(c store.Chunk) {
+	add := func(c index.Chunk) {
 		if len(out) >= maxFollowUps || seen[c.DocID] || exclude[c.DocID] || e.similarity(asked, c.Title) >= faqSimilarity {
 			return
 		}
@@ -366,7 +366,7 @@ func (e *Engine) followUps(ctx context.Context, asked map[string]struct{}, hits 
 	if len(out) < minFollowUps {
 		// Too few related items: fill with what others ask most often, the
 		// knowledge base's own order.
-		more, err := e.index.List(ctx, store.KindQA, 50)
+		more, err := e.index.List(ctx, index.KindQA, 50)
 		if err != nil {
 			return nil, fmt.Errorf("list questions: %w", err)
 		}
@@ -397,7 +397,7 @@ func references(docs []retrieved) []Reference {
 	refs := make([]Reference, len(docs))
 	for i, d := range docs {
 		text := d.Chunk.Text
-		if d.Chunk.Kind == store.KindQA {
+		if d.Chunk.Kind == index.KindQA {
 			text = d.Chunk.Answer
 		}
 		refs[i] = Reference{DocID: d.Chunk.DocID, Title: refTitle(d.Chunk), URL: d.Chunk.URL, Snippet: clip(text, 120), Score: round(d.Score)}
@@ -407,8 +407,8 @@ func references(docs []retrieved) []Reference {
 
 // refTitle names a source for the reader: its title, and the section it
 // came from, so two sections of one file are told apart.
-func refTitle(c store.Chunk) string {
-	if len(c.Path) == 0 || c.Kind == store.KindQA {
+func refTitle(c index.Chunk) string {
+	if len(c.Path) == 0 || c.Kind == index.KindQA {
 		return c.Title
 	}
 	return c.Title + " › " + c.Path[len(c.Path)-1]
@@ -427,11 +427,11 @@ func (e *Engine) extract(question string, docs []retrieved, zh bool) string {
 	}
 	for n, d := range docs {
 		text := d.Chunk.Text
-		if d.Chunk.Kind == store.KindQA {
+		if d.Chunk.Kind == index.KindQA {
 			text = d.Chunk.Answer
 		}
 		b.WriteString("\n- ")
-		if d.Chunk.Kind == store.KindQA {
+		if d.Chunk.Kind == index.KindQA {
 			b.WriteString("**" + d.Chunk.Title + "**：")
 		}
 		b.WriteString(clip(e.bestSentences(terms, text, 2), 240))
@@ -532,7 +532,7 @@ func (e *Engine) Document(ctx context.Context, docID string) (Document, error) {
 	}
 	c := chunks[0]
 	d := Document{DocID: c.DocID, Kind: c.Kind, Title: c.Title, URL: c.URL, Date: c.Date, Source: c.Source, Path: c.Path}
-	if c.Kind == store.KindQA {
+	if c.Kind == index.KindQA {
 		d.Text = c.Answer
 		return d, nil
 	}
@@ -558,7 +558,7 @@ func joinOverlapping(a, b string) string {
 // StarterQuestions returns up to n curated questions, short ones first, for
 // a welcome card.
 func (e *Engine) StarterQuestions(ctx context.Context, n int) ([]string, error) {
-	qs, err := e.index.List(ctx, store.KindQA, 50)
+	qs, err := e.index.List(ctx, index.KindQA, 50)
 	if err != nil {
 		return nil, fmt.Errorf("list questions: %w", err)
 	}

@@ -6,14 +6,14 @@ import (
 	"strings"
 	"testing"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // seededEngine returns an engine over a fresh embedded index holding the
 // shipped seeds.
 func seededEngine(t testing.TB, opts Options) *Engine {
 	t.Helper()
-	idx, err := store.OpenEmbedded(t.TempDir())
+	idx, err := index.OpenEmbedded(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

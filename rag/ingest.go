@@ -10,7 +10,7 @@ import (
 	"sort"
 	"strings"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // Summary reports what one ingestion changed.
@@ -39,7 +39,7 @@ func (e *Engine) Ingest(ctx context.Context, paths []string, progress IngestProg
 	if err != nil {
 		return sum, err
 	}
-	var chunks []store.Chunk
+	var chunks []index.Chunk
 	failed := map[string]bool{}
 	for i, f := range files {
 		if progress != nil {
@@ -72,7 +72,7 @@ func (e *Engine) Ingest(ctx context.Context, paths []string, progress IngestProg
 	}
 	newID := map[string]bool{}
 	newKey := map[string]bool{}
-	var write []store.Chunk
+	var write []index.Chunk
 	for _, c := range chunks {
 		newID[c.ID] = true
 		newKey[c.Key] = true

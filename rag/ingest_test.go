@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 func TestIngestIdempotentAndReflectsChanges(t *testing.T) {
@@ -26,7 +26,7 @@ func TestIngestIdempotentAndReflectsChanges(t *testing.T) {
 	write("kb/a.md", "---\ntitle: Alpha\n---\n## One\nAlpha one text about apples.\n\n## Two\nAlpha two text about pears.\n")
 	write("kb/b.txt", "Beta\nBeta text about bananas.")
 	write("kb/sub/c.md", "# Gamma\nGamma text about grapes.")
-	idx, err := store.OpenEmbedded(filepath.Join(dir, "data"))
+	idx, err := index.OpenEmbedded(filepath.Join(dir, "data"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,7 +88,7 @@ func TestIngestIdempotentAndReflectsChanges(t *testing.T) {
 	}
 
 	// The index survives reopening.
-	idx2, err := store.OpenEmbedded(filepath.Join(dir, "data"))
+	idx2, err := index.OpenEmbedded(filepath.Join(dir, "data"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,12 +12,12 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // SourceDoc is one document found in a knowledge file, before chunking.
 type SourceDoc struct {
-	Kind   string // store.KindQA or store.KindPassage
+	Kind   string // index.KindQA or index.KindPassage
 	Title  string // for a Q&A item, its question
 	URL    string
 	Date   string
@@ -132,7 +132,7 @@ func parseQAPage(name, text string) ([]SourceDoc, error) {
 	if body == "" {
 		return nil, &ParseError{File: name, Line: ans + 2, Msg: "Q&A page has an empty answer"}
 	}
-	main := SourceDoc{Kind: store.KindQA, Title: question, Text: body, Source: name}
+	main := SourceDoc{Kind: index.KindQA, Title: question, Text: body, Source: name}
 	docs := []SourceDoc{main}
 
 	// 参考资料: blocks separated by blank lines, alternating title and excerpt.
@@ -161,7 +161,7 @@ func parseQAPage(name, text string) ([]SourceDoc, error) {
 		}
 		for i := 0; i < len(blocks); i += 2 {
 			path, excerpt := splitHeadingPath(blocks[i+1])
-			docs = append(docs, SourceDoc{Kind: store.KindPassage, Title: blocks[i], Path: path, Text: excerpt, Source: name})
+			docs = append(docs, SourceDoc{Kind: index.KindPassage, Title: blocks[i], Path: path, Text: excerpt, Source: name})
 			docs[0].Refs = append(docs[0].Refs, len(docs)-1)
 		}
 	}
@@ -186,7 +186,7 @@ func parseQAPage(name, text string) ([]SourceDoc, error) {
 				return nil, &ParseError{File: name, Line: start, Msg: "其他人在问 item needs a question line and an answer line before its date"}
 			}
 			docs = append(docs, SourceDoc{
-				Kind:   store.KindQA,
+				Kind:   index.KindQA,
 				Title:  strings.Join(item[:len(item)-1], " "),
 				Text:   item[len(item)-1],
 				Date:   l,
@@ -324,7 +324,7 @@ func parseMarkdown(name, text string) ([]SourceDoc, error) {
 	var docs []SourceDoc
 	for _, s := range sections {
 		docs = append(docs, SourceDoc{
-			Kind: store.KindPassage, Title: title, URL: fm.URL, Date: fm.Date, Tags: fm.Tags,
+			Kind: index.KindPassage, Title: title, URL: fm.URL, Date: fm.Date, Tags: fm.Tags,
 			Path: s.path, Text: strings.TrimSpace(strings.Join(s.body, "\n")), Source: name,
 		})
 	}
@@ -362,5 +362,5 @@ func parsePlain(name, text string) ([]SourceDoc, error) {
 		body = text
 		title = strings.TrimSuffix(filepath.Base(name), filepath.Ext(name))
 	}
-	return []SourceDoc{{Kind: store.KindPassage, Title: title, Text: strings.TrimSpace(body), Source: name}}, nil
+	return []SourceDoc{{Kind: index.KindPassage, Title: title, Text: strings.TrimSpace(body), Source: name}}, nil
 }

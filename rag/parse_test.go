@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 func TestParseQAPageSeed(t *testing.T) {
@@ -18,7 +18,7 @@ func TestParseQAPageSeed(t *testing.T) {
 		t.Fatal(err)
 	}
 	main := docs[0]
-	if main.Kind != store.KindQA || main.Title != "模型训练的底层原理" {
+	if main.Kind != index.KindQA || main.Title != "模型训练的底层原理" {
 		t.Fatalf("main Q&A = %q (%s)", main.Title, main.Kind)
 	}
 	if strings.Contains(main.Text, "内容由 AI 大模型生成") || !strings.HasPrefix(main.Text, "模型训练的底层原理如下") || !strings.Contains(main.Text, "格式塔") {
@@ -26,7 +26,7 @@ func TestParseQAPageSeed(t *testing.T) {
 	}
 	var refs, others []SourceDoc
 	for _, d := range docs[1:] {
-		if d.Kind == store.KindPassage {
+		if d.Kind == index.KindPassage {
 			refs = append(refs, d)
 		} else {
 			others = append(others, d)

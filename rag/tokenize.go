@@ -9,7 +9,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // Tokenizer names, selectable for evaluation. The index must be rebuilt when
@@ -174,7 +174,7 @@ func termIndex(term string) uint32 {
 
 // DocVector is the BM25 document side: tf saturation and length
 // normalisation; IDF is left to the store.
-func DocVector(tokens []string) store.SparseVector {
+func DocVector(tokens []string) index.SparseVector {
 	tf := map[uint32]float64{}
 	for _, tok := range tokens {
 		tf[termIndex(tok)]++
@@ -186,7 +186,7 @@ func DocVector(tokens []string) store.SparseVector {
 }
 
 // QueryVector weighs each distinct query term 1.0, as BM25 does.
-func QueryVector(tokens []string) store.SparseVector {
+func QueryVector(tokens []string) index.SparseVector {
 	seen := map[uint32]float64{}
 	for _, tok := range tokens {
 		seen[termIndex(tok)] = 1
@@ -194,8 +194,8 @@ func QueryVector(tokens []string) store.SparseVector {
 	return sortedVector(seen, func(f float64) float32 { return float32(f) })
 }
 
-func sortedVector(m map[uint32]float64, weight func(float64) float32) store.SparseVector {
-	v := store.SparseVector{Indices: make([]uint32, 0, len(m)), Values: make([]float32, 0, len(m))}
+func sortedVector(m map[uint32]float64, weight func(float64) float32) index.SparseVector {
+	v := index.SparseVector{Indices: make([]uint32, 0, len(m)), Values: make([]float32, 0, len(m))}
 	for i := range m {
 		v.Indices = append(v.Indices, i)
 	}
@@ -256,7 +256,7 @@ func (c *termCache) coverage(tok Tokenizer, queryTerms []string, text string) fl
 // vectorCoverage is coverage computed from a chunk's stored sparse vector
 // (sorted term hashes built from the same text), which saves tokenising the
 // chunk again on every query.
-func vectorCoverage(queryTerms []string, v store.SparseVector) float64 {
+func vectorCoverage(queryTerms []string, v index.SparseVector) float64 {
 	if len(queryTerms) == 0 {
 		return 0
 	}

@@ -20,6 +20,7 @@ import (
 	"kbbot/bot"
 	"kbbot/rag"
 	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // Time each check may take. Providers of models get longer: a cold model
@@ -225,10 +226,10 @@ func (d *doctorRun) redis(ctx context.Context) []finding {
 	if err != nil {
 		return []finding{failed(err.Error(), "REDIS_URL must look like redis://[:password@]host:6379/0 (rediss:// for TLS)")}
 	}
-	st, err := store.NewRedisState(ctx, raw, "")
+	rdb, err := store.OpenRedis(ctx, raw, "")
 	if err == nil {
-		err = st.Ping(ctx)
-		st.Close()
+		err = rdb.Ping(ctx)
+		rdb.Close()
 	}
 	if err != nil {
 		fix := "start Redis or correct REDIS_URL (redis://host:6379/0)"
@@ -251,7 +252,7 @@ func (d *doctorRun) knowledgeStore(ctx context.Context) []finding {
 		if _, err := os.Stat(c.DataDir); errors.Is(err, os.ErrNotExist) {
 			return []finding{passed("%s does not exist yet: %s", where, empty)}
 		}
-		idx, err := store.OpenEmbedded(c.DataDir)
+		idx, err := index.OpenEmbedded(c.DataDir)
 		if err != nil {
 			return []finding{failed(err.Error(),
 				"KBBOT_DATA_DIR must be a readable, writable directory; if its index is damaged, run `kbbot ingest --rebuild`")}
@@ -281,7 +282,7 @@ func (d *doctorRun) knowledgeStore(ctx context.Context) []finding {
 		}
 	}
 	qfix := "check QDRANT_URL (gRPC port 6334) and QDRANT_API_KEY"
-	q, err := store.NewQdrant(ctx, store.QdrantConfig{
+	q, err := index.NewQdrant(ctx, index.QdrantConfig{
 		URL:                    c.QdrantURL,
 		APIKey:                 c.QdrantAPIKey,
 		Collection:             c.QdrantCollection,
@@ -289,7 +290,7 @@ func (d *doctorRun) knowledgeStore(ctx context.Context) []finding {
 		Logger:                 d.a.log,
 		SkipCompatibilityCheck: true,
 	})
-	if mismatch, ok := errors.AsType[*store.MismatchError](err); ok {
+	if mismatch, ok := errors.AsType[*index.MismatchError](err); ok {
 		return []finding{failed(
 			fmt.Sprintf("collection %q does not match the configuration: %s", mismatch.Collection, strings.Join(mismatch.Diffs, "; ")),
 			"run `kbbot ingest --rebuild` to recreate it and ingest again, or set QDRANT_COLLECTION to a new collection")}

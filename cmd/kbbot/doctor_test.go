@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
-	"kbbot/store/qdranttest"
+	"kbbot/store/index/qdranttest"
 	"kbbot/store/redistest"
 )
 

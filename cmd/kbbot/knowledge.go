@@ -14,7 +14,7 @@ import (
 	"golang.org/x/term"
 
 	"kbbot/rag"
-	"kbbot/store"
+	"kbbot/store/index"
 )
 
 // knowledgeIndex is the store behind the engine, plus what the CLI needs to
@@ -28,7 +28,7 @@ type knowledgeIndex interface {
 // openIndex opens Qdrant when QDRANT_URL is set, else the embedded index.
 func (a *app) openIndex(ctx context.Context, embed *rag.Embedder) (knowledgeIndex, error) {
 	if a.cfg.QdrantURL == "" {
-		idx, err := store.OpenEmbedded(a.cfg.DataDir)
+		idx, err := index.OpenEmbedded(a.cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
@@ -39,7 +39,7 @@ func (a *app) openIndex(ctx context.Context, embed *rag.Embedder) (knowledgeInde
 	if err != nil {
 		return nil, fmt.Errorf("size the dense vector: %w", err)
 	}
-	return store.NewQdrant(ctx, store.QdrantConfig{
+	return index.NewQdrant(ctx, index.QdrantConfig{
 		URL:        a.cfg.QdrantURL,
 		APIKey:     a.cfg.QdrantAPIKey,
 		Collection: a.cfg.QdrantCollection,
@@ -188,7 +188,7 @@ func (a *app) ingest(ctx context.Context, args []string) error {
 		paths = []string{a.cfg.SeedsDir}
 	}
 	eng, idx, err := a.openEngine(ctx)
-	var mismatch *store.MismatchError
+	var mismatch *index.MismatchError
 	if errors.As(err, &mismatch) && *rebuild {
 		// The old collection no longer fits the configuration: recreate it.
 		a.log.Warn("recreating the knowledge collection", "reason", mismatch.Error())
@@ -234,7 +234,7 @@ func (a *app) ingest(ctx context.Context, args []string) error {
 
 // openEngineRebuilt opens the Qdrant collection after dropping it.
 func (a *app) openEngineRebuilt(ctx context.Context) (*rag.Engine, knowledgeIndex, error) {
-	if err := store.DropQdrantCollection(ctx, store.QdrantConfig{
+	if err := index.DropQdrantCollection(ctx, index.QdrantConfig{
 		URL: a.cfg.QdrantURL, APIKey: a.cfg.QdrantAPIKey, Collection: a.cfg.QdrantCollection, SkipCompatibilityCheck: true,
 	}); err != nil {
 		return nil, nil, err

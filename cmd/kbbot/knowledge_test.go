@@ -10,7 +10,7 @@ import (
 
 	"github.com/qdrant/go-client/qdrant"
 
-	"kbbot/store/qdranttest"
+	"kbbot/store/index/qdranttest"
 )
 
 // runCLI runs kbbot in-process with env as its whole environment.
@@ -61,7 +61,7 @@ func TestAskOnEmbeddedDefaults(t *testing.T) {
 // against the in-process Qdrant stand-in through the official client. It
 // proves the requests and the round trip (collection schema, payloads,
 // idempotent re-ingest, references built from Qdrant's results); it does not
-// prove Qdrant's own ranking, which only the QDRANT_URL suite in store/ does.
+// prove Qdrant's own ranking, which only the QDRANT_URL suite in store/index does.
 func TestQdrantRoundTripThroughCLI(t *testing.T) {
 	srv := qdranttest.Start(t)
 	seeds, _ := filepath.Abs("../../seeds")

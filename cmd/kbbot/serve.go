@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,6 +15,9 @@ import (
 
 	"kbbot/bot"
 	"kbbot/store"
+	"kbbot/store/queue"
+	"kbbot/store/ratelimit"
+	"kbbot/store/state"
 )
 
 // Shutdown budget: stop taking requests, then let queued answers finish.
@@ -24,31 +26,38 @@ const (
 	drainTimeout        = 30 * time.Second
 )
 
-// botState is the state store as serve owns it: what the bot uses, plus
-// Close.
-type botState interface {
-	bot.State
-	io.Closer
-}
-
 // serveOptions are what callers other than the command line (the load
 // tool) change about serve.
 type serveOptions struct {
 	redisPrefix string // "" is store.DefaultRedisPrefix
 }
 
-// openState connects to Redis when REDIS_URL is set, else keeps state in
-// process (one replica only).
-func (a *app) openState(ctx context.Context, prefix string) (botState, error) {
+// stateParts are the stores the bot keeps its state in: Redis when
+// REDIS_URL is set (durable, shared by replicas), else in process (one
+// replica only). closeFn releases what they hold.
+type stateParts struct {
+	state   bot.State
+	queue   bot.Queue
+	limiter bot.Limiter
+	closeFn func() error
+}
+
+func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, error) {
+	qopt := queue.Options{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
+		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards, Log: a.log}
 	if a.cfg.RedisURL == "" {
 		a.log.Info("state in process memory; set REDIS_URL to share it between replicas and keep it across restarts")
-		return store.NewMemoryState(), nil
+		st := state.NewMemory()
+		return stateParts{state: st, queue: queue.NewMemory(st, qopt), limiter: ratelimit.NewMemory(),
+			closeFn: func() error { return nil }}, nil
 	}
-	st, err := store.NewRedisState(ctx, a.cfg.RedisURL, prefix)
+	rdb, err := store.OpenRedis(ctx, a.cfg.RedisURL, prefix)
 	if err != nil {
-		return nil, err
+		return stateParts{}, err
 	}
-	return st, nil
+	st := state.NewRedis(rdb)
+	return stateParts{state: st, queue: queue.NewRedis(rdb, st, qopt), limiter: ratelimit.NewRedis(rdb),
+		closeFn: rdb.Close}, nil
 }
 
 func (a *app) serve(ctx context.Context, args []string) error {
@@ -79,21 +88,11 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: knowledge base: %w", err)
 	}
 	defer idx.Close()
-	st, err := a.openState(ctx, o.redisPrefix)
+	parts, err := a.openStateParts(ctx, o.redisPrefix)
 	if err != nil {
 		return fmt.Errorf("serve: state store: %w", err)
 	}
-	defer st.Close()
-	// Questions wait between the webhook and the workers, and are counted
-	// for the rate limits, in Redis when there is one (durable, shared by
-	// the replicas), else in process.
-	qopt := store.QueueOptions{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
-		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards, Log: a.log}
-	var queue bot.Queue = store.NewMemoryQueue(qopt)
-	var limiter bot.Limiter = store.NewMemoryLimiter()
-	if rs, ok := st.(*store.RedisState); ok {
-		queue, limiter = store.NewRedisQueue(rs, qopt), store.NewRedisLimiter(rs)
-	}
+	defer parts.closeFn()
 
 	// A registry of our own, not the global default: tests run several bots
 	// in one process.
@@ -110,11 +109,11 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		HistoryTTL:        a.cfg.HistoryTTL,
 		Ready:             eng.Ready,
 		LongConnection:    a.cfg.FeishuMode == "ws",
-		Queue:             queue,
-		Limiter:           limiter,
+		Queue:             parts.queue,
+		Limiter:           parts.limiter,
 		RateUser:          bot.Rate(a.cfg.RateUser),
 		RateChat:          bot.Rate(a.cfg.RateChat),
-	}, client, eng, st, a.log)
+	}, client, eng, parts.state, a.log)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ package redistest
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -20,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"kbbot/store"
 )
 
 // EnvURL names the environment variable holding the shared test Redis URL.
@@ -64,6 +67,44 @@ func Prefix(tb testing.TB) string {
 		return '_'
 	}, tb.Name())
 	return "kbbot-test:" + name + ":" + hex.EncodeToString(b[:]) + ":"
+}
+
+// Open connects to the Redis at url with key prefix, as main does, and when
+// the test ends deletes every key under prefix (so the shared test Redis
+// does not fill up with leftovers) and closes the connection.
+func Open(tb testing.TB, url, prefix string) *store.Redis {
+	tb.Helper()
+	r, err := store.OpenRedis(context.Background(), url, prefix)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx := context.Background()
+		var keys []string
+		iter := r.Client.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			tb.Errorf("redistest: scan test keys: %v", err)
+		}
+		if len(keys) > 0 {
+			if err := r.Client.Del(ctx, keys...).Err(); err != nil {
+				tb.Errorf("redistest: delete test keys: %v", err)
+			}
+		}
+		if err := r.Close(); err != nil {
+			tb.Errorf("redistest: close: %v", err)
+		}
+	})
+	return r
+}
+
+// OpenShared is Open on the shared test Redis (URL) under a Prefix of its
+// own.
+func OpenShared(tb testing.TB) *store.Redis {
+	tb.Helper()
+	return Open(tb, URL(tb), Prefix(tb))
 }
 
 // server is one throwaway redis-server that can be restarted on its port.

@@ -1,4 +1,8 @@
-package store
+// Package state keeps each chat's conversation, the de-duplication claims
+// that make a redelivered event a no-op, feedback votes and the chats
+// already welcomed: in process (Memory, one replica) or in Redis (Redis,
+// shared by replicas). Both pass the same suite (state_test.go).
+package state
 
 import (
 	"context"
@@ -24,15 +28,15 @@ const (
 // forever; an amortised sweep bounds it to roughly what is live plus this many.
 const memorySweepEvery = 1024
 
-// MemoryState keeps conversation turns, claims, feedback and seen chats in
+// Memory keeps conversation turns, claims, feedback and seen chats in
 // process memory. Nothing survives a restart, and claims are only exclusive
 // within this process, so it is correct for a single replica only; run more
-// than one replica and you need RedisState.
+// than one replica and you need Redis.
 //
 // There is no background janitor goroutine (nothing to stop, nothing racing
 // the tests): expired entries are dropped when touched, and every
 // memorySweepEvery Claims a sweep drops the rest.
-type MemoryState struct {
+type Memory struct {
 	// Now is the clock used for TTLs; tests replace it to expire entries
 	// without sleeping.
 	Now func() time.Time
@@ -51,9 +55,9 @@ type memoryTurns struct {
 	expires time.Time // zero means never
 }
 
-// NewMemoryState returns an empty in-process state store.
-func NewMemoryState() *MemoryState {
-	return &MemoryState{
+// NewMemory returns an empty in-process state store.
+func NewMemory() *Memory {
+	return &Memory{
 		Now:    time.Now,
 		turns:  make(map[string]memoryTurns),
 		claims: make(map[string]time.Time),
@@ -77,7 +81,7 @@ func expired(now, deadline time.Time) bool {
 // AppendTurn appends turn to conv, keeps only the last maxTurns, and resets
 // the conversation's TTL so an active chat never loses its history. A ttl of
 // zero or less keeps the history until ResetTurns.
-func (m *MemoryState) AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error {
+func (m *Memory) AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error {
 	if maxTurns < 1 {
 		return fmt.Errorf("store: append turn to %q: maxTurns must be at least 1, got %d", conv, maxTurns)
 	}
@@ -101,7 +105,7 @@ func (m *MemoryState) AppendTurn(ctx context.Context, conv string, turn []byte, 
 }
 
 // Turns returns conv's turns, oldest first, or an empty slice.
-func (m *MemoryState) Turns(ctx context.Context, conv string) ([][]byte, error) {
+func (m *Memory) Turns(ctx context.Context, conv string) ([][]byte, error) {
 	now := m.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -118,7 +122,7 @@ func (m *MemoryState) Turns(ctx context.Context, conv string) ([][]byte, error) 
 }
 
 // ResetTurns forgets conv's history.
-func (m *MemoryState) ResetTurns(ctx context.Context, conv string) error {
+func (m *Memory) ResetTurns(ctx context.Context, conv string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.turns, conv)
@@ -126,8 +130,8 @@ func (m *MemoryState) ResetTurns(ctx context.Context, conv string) error {
 }
 
 // Claim reports true the first time key is claimed within ttl; the ttl must be
-// positive, as for RedisState.
-func (m *MemoryState) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+// positive, as for Redis.
+func (m *Memory) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	if ttl <= 0 {
 		return false, fmt.Errorf("store: claim %q: ttl must be positive, got %v", key, ttl)
 	}
@@ -147,7 +151,7 @@ func (m *MemoryState) Claim(ctx context.Context, key string, ttl time.Duration) 
 
 // sweepLocked drops every expired claim and conversation. It is O(n) but runs
 // once per memorySweepEvery Claims, so its cost is amortised.
-func (m *MemoryState) sweepLocked(now time.Time) {
+func (m *Memory) sweepLocked(now time.Time) {
 	m.sinceSweep = 0
 	for k, deadline := range m.claims {
 		if expired(now, deadline) {
@@ -162,7 +166,7 @@ func (m *MemoryState) sweepLocked(now time.Time) {
 }
 
 // Release drops a claim so a redelivery of the same key can be processed.
-func (m *MemoryState) Release(ctx context.Context, key string) error {
+func (m *Memory) Release(ctx context.Context, key string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.claims, key)
@@ -170,7 +174,7 @@ func (m *MemoryState) Release(ctx context.Context, key string) error {
 }
 
 // AddFeedback records a vote and returns the running totals.
-func (m *MemoryState) AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error) {
+func (m *Memory) AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error) {
 	if err := checkVote(vote); err != nil {
 		return 0, 0, err
 	}
@@ -189,7 +193,7 @@ func (m *MemoryState) AddFeedback(ctx context.Context, vote string, record []byt
 }
 
 // SeenChat reports true the first time chat is seen by this process.
-func (m *MemoryState) SeenChat(ctx context.Context, chat string) (bool, error) {
+func (m *Memory) SeenChat(ctx context.Context, chat string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.chats[chat]; ok {
@@ -200,11 +204,7 @@ func (m *MemoryState) SeenChat(ctx context.Context, chat string) (bool, error) {
 }
 
 // Ping always succeeds: memory is always reachable.
-func (m *MemoryState) Ping(ctx context.Context) error { return nil }
-
-// Close does nothing; it exists so MemoryState and RedisState are
-// interchangeable.
-func (m *MemoryState) Close() error { return nil }
+func (m *Memory) Ping(ctx context.Context) error { return nil }
 
 func checkVote(vote string) error {
 	if vote != VoteUp && vote != VoteDown {

@@ -1,4 +1,4 @@
-package store
+package index
 
 import (
 	"context"
@@ -19,7 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"kbbot/store/qdranttest"
+	"kbbot/store/index/qdranttest"
 )
 
 const standInCollection = "kbbot_test"

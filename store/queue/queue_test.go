@@ -1,4 +1,4 @@
-package store
+package queue
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"kbbot/store/redistest"
+	"kbbot/store/state"
 )
 
 // workQueue is the method set bot/ requires of a queue backend.
@@ -26,8 +27,8 @@ type workQueue interface {
 }
 
 var (
-	_ workQueue = (*MemoryQueue)(nil)
-	_ workQueue = (*RedisQueue)(nil)
+	_ workQueue = (*Memory)(nil)
+	_ workQueue = (*Redis)(nil)
 )
 
 // queueEnv opens queues of one backend. For Redis every queue opened in a
@@ -35,7 +36,7 @@ var (
 // replica only.
 type queueEnv struct {
 	replicas int
-	open     func(t *testing.T, opt QueueOptions) workQueue
+	open     func(t *testing.T, opt Options) workQueue
 }
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -52,20 +53,20 @@ func (w tWriter) Write(p []byte) (int, error) {
 }
 
 func memoryQueueEnv() queueEnv {
-	return queueEnv{replicas: 1, open: func(t *testing.T, opt QueueOptions) workQueue {
+	return queueEnv{replicas: 1, open: func(t *testing.T, opt Options) workQueue {
 		opt.Log = testLog(t)
-		return NewMemoryQueue(opt)
+		return NewMemory(state.NewMemory(), opt)
 	}}
 }
 
 func redisQueueEnv(t *testing.T) queueEnv {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
-	return queueEnv{replicas: 2, open: func(t *testing.T, opt QueueOptions) workQueue {
+	return queueEnv{replicas: 2, open: func(t *testing.T, opt Options) workQueue {
 		if opt.Shards == 0 {
 			opt.Shards = 8
 		}
 		opt.Log = testLog(t)
-		return NewRedisQueue(openRedis(t, url, prefix), opt)
+		return openRedisQueue(t, url, prefix, opt)
 	}}
 }
 
@@ -175,7 +176,7 @@ func testQueueOrder(t *testing.T, env queueEnv) {
 	}}
 	var qs []workQueue
 	for range env.replicas {
-		q := env.open(t, QueueOptions{Workers: 3, Capacity: 1000})
+		q := env.open(t, Options{Workers: 3, Capacity: 1000})
 		startQueue(t, q, h)
 		qs = append(qs, q)
 	}
@@ -209,7 +210,7 @@ func testQueueGiveUp(t *testing.T, env queueEnv) {
 	j := newJournal()
 	var mu sync.Mutex
 	var dead []Job
-	q := env.open(t, QueueOptions{Workers: 2, MaxAttempts: 3, RetryBase: time.Millisecond})
+	q := env.open(t, Options{Workers: 2, MaxAttempts: 3, RetryBase: time.Millisecond})
 	startQueue(t, q, Handlers{
 		Handle: func(ctx context.Context, job Job) error {
 			p := string(job.Payload)
@@ -245,7 +246,7 @@ func testQueueGiveUp(t *testing.T, env queueEnv) {
 
 func testQueuePanicRetried(t *testing.T, env queueEnv) {
 	j := newJournal()
-	q := env.open(t, QueueOptions{RetryBase: time.Millisecond})
+	q := env.open(t, Options{RetryBase: time.Millisecond})
 	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
 		if job.Attempt == 1 {
 			panic("first time unlucky")
@@ -265,7 +266,7 @@ func testQueueStopFinishes(t *testing.T, env queueEnv) {
 	started, release := make(chan struct{}), make(chan struct{})
 	var done bool
 	var mu sync.Mutex
-	q := env.open(t, QueueOptions{})
+	q := env.open(t, Options{})
 	if err := q.Start(t.Context(), Handlers{Handle: func(ctx context.Context, job Job) error {
 		close(started)
 		<-release
@@ -295,8 +296,8 @@ func testQueueStopFinishes(t *testing.T, env queueEnv) {
 	}
 }
 
-func TestMemoryQueueFull(t *testing.T) {
-	q := NewMemoryQueue(QueueOptions{Workers: 1, Capacity: 2, Log: quietLog()})
+func TestMemoryFull(t *testing.T) {
+	q := NewMemory(state.NewMemory(), Options{Workers: 1, Capacity: 2, Log: quietLog()})
 	started, release := make(chan struct{}, 1), make(chan struct{})
 	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
 		select {
@@ -318,9 +319,9 @@ func TestMemoryQueueFull(t *testing.T) {
 
 // The in-process queue runs what waits before it stops (nothing else
 // would), and at its deadline cancels the running job.
-func TestMemoryQueueStopDrainsThenCancels(t *testing.T) {
+func TestMemoryStopDrainsThenCancels(t *testing.T) {
 	j := newJournal()
-	q := NewMemoryQueue(QueueOptions{Workers: 1, Log: quietLog()})
+	q := NewMemory(state.NewMemory(), Options{Workers: 1, Log: quietLog()})
 	if err := q.Start(t.Context(), Handlers{Handle: func(ctx context.Context, job Job) error {
 		if string(job.Payload) == "stuck" {
 			<-ctx.Done()
@@ -348,8 +349,16 @@ func TestMemoryQueueStopDrainsThenCancels(t *testing.T) {
 	}
 }
 
-// redisQueue opens a RedisQueue replica on url/prefix for white-box tests.
-func redisQueue(t *testing.T, url, prefix string, opt QueueOptions) *RedisQueue {
+// openRedisQueue is a queue on its own connection to url, as another
+// replica would be, with the claims of a state store on the same Redis.
+func openRedisQueue(t *testing.T, url, prefix string, opt Options) *Redis {
+	t.Helper()
+	r := redistest.Open(t, url, prefix)
+	return NewRedis(r, state.NewRedis(r), opt)
+}
+
+// redisQueue opens a Redis replica on url/prefix for white-box tests.
+func redisQueue(t *testing.T, url, prefix string, opt Options) *Redis {
 	t.Helper()
 	if opt.Shards == 0 {
 		opt.Shards = 4
@@ -357,17 +366,17 @@ func redisQueue(t *testing.T, url, prefix string, opt QueueOptions) *RedisQueue 
 	if opt.Log == nil {
 		opt.Log = testLog(t)
 	}
-	return NewRedisQueue(openRedis(t, url, prefix), opt)
+	return openRedisQueue(t, url, prefix, opt)
 }
 
 // A replica that died holding a shard leaves its lease (until it expires)
 // and a pending job. Another replica takes the job over only after the
 // lease has expired, runs it first (before the shard's newer jobs), counts
 // the crash as an attempt, and prunes the dead consumer.
-func TestRedisQueueTakesOverCrashedReplica(t *testing.T) {
+func TestRedisTakesOverCrashedReplica(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{Visibility: time.Second})
+	q := redisQueue(t, url, prefix, Options{Visibility: time.Second})
 	if err := q.ensureGroups(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -384,7 +393,7 @@ func TestRedisQueueTakesOverCrashedReplica(t *testing.T) {
 	}
 
 	j := newJournal()
-	live := redisQueue(t, url, prefix, QueueOptions{Visibility: time.Second})
+	live := redisQueue(t, url, prefix, Options{Visibility: time.Second})
 	startQueue(t, live, Handlers{Handle: func(ctx context.Context, job Job) error {
 		if tok, _ := live.rdb.Get(ctx, live.leaseKey(shard)).Result(); tok == "dead-token" {
 			t.Errorf("ran %s while the crashed replica's lease was still valid", job.Payload)
@@ -410,10 +419,10 @@ func TestRedisQueueTakesOverCrashedReplica(t *testing.T) {
 
 // A job that crashed its replica MaxAttempts times is buried without
 // running again: copied to the dead-letter stream and handed to Dead.
-func TestRedisQueueBuriesCrashLoop(t *testing.T) {
+func TestRedisBuriesCrashLoop(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{MaxAttempts: 3})
+	q := redisQueue(t, url, prefix, Options{MaxAttempts: 3})
 	if err := q.ensureGroups(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -431,7 +440,7 @@ func TestRedisQueueBuriesCrashLoop(t *testing.T) {
 	}
 	var mu sync.Mutex
 	var ran, dead []Job
-	live := redisQueue(t, url, prefix, QueueOptions{MaxAttempts: 3})
+	live := redisQueue(t, url, prefix, Options{MaxAttempts: 3})
 	startQueue(t, live, Handlers{
 		Handle: func(ctx context.Context, job Job) error {
 			mu.Lock()
@@ -463,10 +472,10 @@ func TestRedisQueueBuriesCrashLoop(t *testing.T) {
 
 // At the shutdown deadline the running job is cancelled and stays pending;
 // the lease is released, so another replica takes it over at once.
-func TestRedisQueueStopLeavesJobPending(t *testing.T) {
+func TestRedisStopLeavesJobPending(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	first := redisQueue(t, url, prefix, QueueOptions{Visibility: time.Minute})
+	first := redisQueue(t, url, prefix, Options{Visibility: time.Minute})
 	started := make(chan struct{})
 	if err := first.Start(ctx, Handlers{Handle: func(ctx context.Context, job Job) error {
 		close(started)
@@ -493,7 +502,7 @@ func TestRedisQueueStopLeavesJobPending(t *testing.T) {
 	j := newJournal()
 	// The visibility timeout is a minute: only the released lease lets
 	// this replica in before the test times out.
-	second := redisQueue(t, url, prefix, QueueOptions{Visibility: time.Minute})
+	second := redisQueue(t, url, prefix, Options{Visibility: time.Minute})
 	startQueue(t, second, Handlers{Handle: func(ctx context.Context, job Job) error {
 		j.add(job.Key, fmt.Sprintf("%s#%d", job.Payload, job.Attempt))
 		return nil
@@ -506,10 +515,10 @@ func TestRedisQueueStopLeavesJobPending(t *testing.T) {
 
 // A holder that finds its lease taken cancels its job, which stays pending
 // and runs again once the shard is free.
-func TestRedisQueueLostLeaseCancelsJob(t *testing.T) {
+func TestRedisLostLeaseCancelsJob(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{Visibility: 300 * time.Millisecond})
+	q := redisQueue(t, url, prefix, Options{Visibility: 300 * time.Millisecond})
 	j := newJournal()
 	started := make(chan struct{}, 1)
 	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
@@ -546,11 +555,11 @@ func TestRedisQueueLostLeaseCancelsJob(t *testing.T) {
 }
 
 // EnqueueClaimed records a job once per claim, and its claims are the
-// state store's: RedisState.Claim sees them taken.
-func TestRedisQueueEnqueueClaimed(t *testing.T) {
+// state store's: state.Redis's Claim sees them taken.
+func TestRedisEnqueueClaimed(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{})
+	q := redisQueue(t, url, prefix, Options{})
 	claims := []Claim{{Key: "evt:e1", TTL: time.Hour}, {Key: "msg:m1", TTL: time.Hour}}
 	if first, err := q.EnqueueClaimed(ctx, claims, "oc_c", []byte("one")); err != nil || !first {
 		t.Fatalf("first: %v, %v", first, err)
@@ -564,23 +573,23 @@ func TestRedisQueueEnqueueClaimed(t *testing.T) {
 		t.Errorf("%d jobs recorded, want 1", n)
 	}
 	// All or nothing: evt:e2 was not claimed by the refused call.
-	if ok, err := q.st.Claim(ctx, "evt:e2", time.Hour); err != nil || !ok {
+	if ok, err := q.claims.Claim(ctx, "evt:e2", time.Hour); err != nil || !ok {
 		t.Errorf("evt:e2 claimed by a refused enqueue: %v, %v", ok, err)
 	}
-	if ok, err := q.st.Claim(ctx, "msg:m1", time.Hour); err != nil || ok {
+	if ok, err := q.claims.Claim(ctx, "msg:m1", time.Hour); err != nil || ok {
 		t.Errorf("msg:m1 not visible to the state store: %v, %v", ok, err)
 	}
-	if ttl := q.rdb.PTTL(ctx, q.st.claimKey("evt:e1")).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
+	if ttl := q.rdb.PTTL(ctx, q.claims.ClaimKey("evt:e1")).Val(); ttl <= 59*time.Minute || ttl > time.Hour {
 		t.Errorf("claim TTL %v, want about an hour", ttl)
 	}
 }
 
 // Jobs acknowledged to their producer survive a Redis restart (appendonly,
 // fsync always), and a restart while jobs run loses none and keeps order.
-func TestRedisQueueSurvivesRedisRestart(t *testing.T) {
+func TestRedisSurvivesRedisRestart(t *testing.T) {
 	url, restart := redistest.StartServer(t, "--appendfsync", "always")
 	prefix := redistest.Prefix(t)
-	q := redisQueue(t, url, prefix, QueueOptions{Workers: 2, Visibility: 10 * time.Second})
+	q := redisQueue(t, url, prefix, Options{Workers: 2, Visibility: 10 * time.Second})
 	const n = 40
 	for i := range n {
 		enqueue(t, q, "oc_r"+strconv.Itoa(i%2), strconv.Itoa(i))
@@ -639,10 +648,10 @@ func TestRedisQueueSurvivesRedisRestart(t *testing.T) {
 // acquiring twice with one token holds the lease once, and fetching again
 // before acknowledging returns the same (oldest) job, not the next one, so
 // order holds. Acknowledging is folded into the next fetch.
-func TestRedisQueueScriptsSurviveLostReplies(t *testing.T) {
+func TestRedisScriptsSurviveLostReplies(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{Visibility: 10 * time.Second})
+	q := redisQueue(t, url, prefix, Options{Visibility: 10 * time.Second})
 	if err := q.ensureGroups(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -697,10 +706,10 @@ func TestRedisQueueScriptsSurviveLostReplies(t *testing.T) {
 
 // A shard whose stream (and so its group) vanished, say by a FLUSHALL,
 // gets its group back from the next holder and keeps running jobs.
-func TestRedisQueueRecreatesLostGroup(t *testing.T) {
+func TestRedisRecreatesLostGroup(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{})
+	q := redisQueue(t, url, prefix, Options{})
 	j := newJournal()
 	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
 		j.add(job.Key, string(job.Payload))
@@ -746,9 +755,9 @@ func (c *commandCounter) take() []string {
 // Round trips to Redis were most of the queue's cost under load: a job
 // alone in its shard costs the enqueue plus four (acquire, fetch, acknowledge
 // with the next fetch, release). This keeps it that way.
-func TestRedisQueueRoundTripsPerJob(t *testing.T) {
+func TestRedisRoundTripsPerJob(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
-	q := redisQueue(t, url, prefix, QueueOptions{Shards: 8, Visibility: time.Minute})
+	q := redisQueue(t, url, prefix, Options{Shards: 8, Visibility: time.Minute})
 	counter := &commandCounter{}
 	q.rdb.AddHook(counter)
 	ran := make(chan struct{}, 1)
@@ -782,10 +791,10 @@ func TestRedisQueueRoundTripsPerJob(t *testing.T) {
 // delivery, also when the client runs the script twice (a lost reply); a
 // pending job deleted from the stream is reported; an error gives the
 // lease back; a retry is counted only while the lease is ours.
-func TestRedisQueueAcquireScript(t *testing.T) {
+func TestRedisAcquireScript(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	q := redisQueue(t, url, prefix, QueueOptions{Shards: 4})
+	q := redisQueue(t, url, prefix, Options{Shards: 4})
 	if err := q.ensureGroups(ctx); err != nil {
 		t.Fatal(err)
 	}

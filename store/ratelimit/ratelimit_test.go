@@ -1,4 +1,4 @@
-package store
+package ratelimit
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"kbbot/deploy/testkit"
 	"kbbot/store/redistest"
 )
 
@@ -14,8 +15,8 @@ type rateLimiter interface {
 }
 
 var (
-	_ rateLimiter = (*MemoryLimiter)(nil)
-	_ rateLimiter = (*RedisLimiter)(nil)
+	_ rateLimiter = (*Memory)(nil)
+	_ rateLimiter = (*Redis)(nil)
 )
 
 // TestRateLimiter runs one suite against both limiters, each on a clock the
@@ -23,18 +24,18 @@ var (
 func TestRateLimiter(t *testing.T) {
 	for name, open := range map[string]func(t *testing.T, now func() time.Time) rateLimiter{
 		"memory": func(t *testing.T, now func() time.Time) rateLimiter {
-			l := NewMemoryLimiter()
+			l := NewMemory()
 			l.Now = now
 			return l
 		},
 		"redis": func(t *testing.T, now func() time.Time) rateLimiter {
-			l := NewRedisLimiter(openRedis(t, redistest.URL(t), redistest.Prefix(t)))
+			l := NewRedis(redistest.OpenShared(t))
 			l.Now = now
 			return l
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			clock := &fakeClock{t: time.Date(2026, 11, 28, 10, 0, 10, 0, time.UTC)}
+			clock := testkit.NewClock(time.Date(2026, 11, 28, 10, 0, 10, 0, time.UTC))
 			l := open(t, clock.Now)
 			ctx := t.Context()
 			user := func(u string) Limit { return Limit{Key: "user:" + u, Max: 3, Window: time.Minute} }
@@ -80,10 +81,10 @@ func TestRateLimiter(t *testing.T) {
 }
 
 // Two replicas on one Redis share the counts.
-func TestRedisLimiterShared(t *testing.T) {
+func TestRedisShared(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	now := func() time.Time { return time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC) }
-	a, b := NewRedisLimiter(openRedis(t, url, prefix)), NewRedisLimiter(openRedis(t, url, prefix))
+	a, b := NewRedis(redistest.Open(t, url, prefix)), NewRedis(redistest.Open(t, url, prefix))
 	a.Now, b.Now = now, now
 	lim := Limit{Key: "user:alice", Max: 10, Window: time.Minute}
 	var wg sync.WaitGroup

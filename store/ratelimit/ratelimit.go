@@ -1,4 +1,7 @@
-package store
+// Package ratelimit counts questions against limits such as "10 a minute
+// per person": in process (Memory, one replica) or in Redis (Redis, shared
+// by every replica).
+package ratelimit
 
 import (
 	"context"
@@ -8,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"kbbot/store"
 )
 
 // Rate limits: fixed windows aligned to the Unix epoch, counted per key.
@@ -69,8 +74,8 @@ func decide(limits []Limit, counts []int64, lefts []time.Duration) Verdict {
 	return v
 }
 
-// RedisLimiter counts in Redis, so every replica shares the limits.
-type RedisLimiter struct {
+// Redis counts in Redis, so every replica shares the limits.
+type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
 	// Now is the clock that picks the window; replicas' clocks should
@@ -78,15 +83,15 @@ type RedisLimiter struct {
 	Now func() time.Time
 }
 
-// NewRedisLimiter counts in st's Redis, under st's key prefix.
-func NewRedisLimiter(st *RedisState) *RedisLimiter {
-	return &RedisLimiter{rdb: st.rdb, prefix: st.prefix, Now: time.Now}
+// NewRedis counts in r's Redis, under r's key prefix.
+func NewRedis(r *store.Redis) *Redis {
+	return &Redis{rdb: r.Client, prefix: r.Prefix, Now: time.Now}
 }
 
 // Allow counts one call against every limit (INCR plus PEXPIRE per limit,
 // in one pipeline; the window's number is part of the key, so a key is
 // never reused and expiring it late is harmless).
-func (l *RedisLimiter) Allow(ctx context.Context, limits ...Limit) (Verdict, error) {
+func (l *Redis) Allow(ctx context.Context, limits ...Limit) (Verdict, error) {
 	now := l.Now()
 	counts := make([]int64, len(limits))
 	lefts := make([]time.Duration, len(limits))
@@ -115,8 +120,8 @@ func (l *RedisLimiter) Allow(ctx context.Context, limits ...Limit) (Verdict, err
 	return decide(limits, counts, lefts), nil
 }
 
-// MemoryLimiter counts in process: limits hold per replica only.
-type MemoryLimiter struct {
+// Memory counts in process: limits hold per replica only.
+type Memory struct {
 	Now func() time.Time
 
 	mu         sync.Mutex
@@ -130,20 +135,25 @@ type memBucket struct {
 	ends   time.Time
 }
 
-// NewMemoryLimiter returns an in-process limiter.
-func NewMemoryLimiter() *MemoryLimiter {
-	return &MemoryLimiter{Now: time.Now, buckets: map[string]memBucket{}}
+// NewMemory returns an in-process limiter.
+func NewMemory() *Memory {
+	return &Memory{Now: time.Now, buckets: map[string]memBucket{}}
 }
 
+// sweepEvery is how many Allow calls pass between sweeps of ended windows:
+// keys are per user and chat, so a map never swept would grow with every
+// asker ever seen.
+const sweepEvery = 1024
+
 // Allow counts one call against every limit.
-func (l *MemoryLimiter) Allow(ctx context.Context, limits ...Limit) (Verdict, error) {
+func (l *Memory) Allow(ctx context.Context, limits ...Limit) (Verdict, error) {
 	now := l.Now()
 	counts := make([]int64, len(limits))
 	lefts := make([]time.Duration, len(limits))
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.sinceSweep++
-	if l.sinceSweep >= memorySweepEvery {
+	if l.sinceSweep >= sweepEvery {
 		l.sinceSweep = 0
 		for k, b := range l.buckets {
 			if !now.Before(b.ends) {

@@ -1,16 +1,15 @@
-package store
+package state
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
+	"kbbot/deploy/testkit"
+	"kbbot/store"
 	"kbbot/store/redistest"
 )
 
@@ -25,12 +24,11 @@ type conversationState interface {
 	AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error)
 	SeenChat(ctx context.Context, chat string) (first bool, err error)
 	Ping(ctx context.Context) error
-	Close() error
 }
 
 var (
-	_ conversationState = (*MemoryState)(nil)
-	_ conversationState = (*RedisState)(nil)
+	_ conversationState = (*Memory)(nil)
+	_ conversationState = (*Redis)(nil)
 )
 
 // stateEnv is one fresh, empty backend plus the way time passes for it.
@@ -45,27 +43,9 @@ type stateEnv struct {
 	eventually func(cond func() bool) bool
 }
 
-// fakeClock is a settable clock, safe for the concurrent tests.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 func newMemoryEnv(t *testing.T) stateEnv {
-	clock := &fakeClock{t: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
-	m := NewMemoryState()
+	clock := testkit.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
+	m := NewMemory()
 	m.Now = clock.Now
 	return stateEnv{
 		st:         m,
@@ -92,34 +72,11 @@ func newRedisEnv(t *testing.T) stateEnv {
 	}
 }
 
-// openRedis connects a RedisState and, at cleanup, deletes every key under
-// prefix so the shared test Redis does not fill up with test leftovers.
-func openRedis(t *testing.T, url, prefix string) *RedisState {
+// openRedis connects a Redis state under prefix; redistest.Open deletes the
+// keys when the test ends.
+func openRedis(t *testing.T, url, prefix string) *Redis {
 	t.Helper()
-	r, err := NewRedisState(t.Context(), url, prefix)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background() // t.Context is already cancelled here
-		var keys []string
-		iter := r.rdb.Scan(ctx, 0, prefix+"*", 1000).Iterator()
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		if err := iter.Err(); err != nil {
-			t.Errorf("scan test keys: %v", err)
-		}
-		if len(keys) > 0 {
-			if err := r.rdb.Del(ctx, keys...).Err(); err != nil {
-				t.Errorf("delete test keys: %v", err)
-			}
-		}
-		if err := r.Close(); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
-	return r
+	return NewRedis(redistest.Open(t, url, prefix))
 }
 
 func TestState(t *testing.T) {
@@ -375,9 +332,9 @@ func wantClaim(t *testing.T, st conversationState, key string, ttl time.Duration
 }
 
 // A flood of unique event ids must not grow memory without bound.
-func TestMemoryStateSweepsExpiredClaims(t *testing.T) {
-	clock := &fakeClock{t: time.Unix(0, 0)}
-	m := NewMemoryState()
+func TestMemorySweepsExpiredClaims(t *testing.T) {
+	clock := testkit.NewClock(time.Unix(0, 0))
+	m := NewMemory()
 	m.Now = clock.Now
 	for i := range 10 * memorySweepEvery {
 		wantClaim(t, m, fmt.Sprint("evt", i), time.Second, true)
@@ -388,8 +345,8 @@ func TestMemoryStateSweepsExpiredClaims(t *testing.T) {
 	}
 }
 
-func TestMemoryStateFeedbackCap(t *testing.T) {
-	m := NewMemoryState()
+func TestMemoryFeedbackCap(t *testing.T) {
+	m := NewMemory()
 	for i := range FeedbackCap + 5 {
 		if _, _, err := m.AddFeedback(t.Context(), VoteUp, fmt.Append(nil, i)); err != nil {
 			t.Fatal(err)
@@ -403,7 +360,7 @@ func TestMemoryStateFeedbackCap(t *testing.T) {
 	}
 }
 
-func TestRedisStateFeedbackCapAndKeys(t *testing.T) {
+func TestRedisFeedbackCapAndKeys(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	r := openRedis(t, redistest.URL(t), prefix)
 	ctx := t.Context()
@@ -449,13 +406,14 @@ func TestRedisStateFeedbackCapAndKeys(t *testing.T) {
 }
 
 // What a replica wrote must be there for the next process.
-func TestRedisStateSurvivesReopen(t *testing.T) {
+func TestRedisSurvivesReopen(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
-	first, err := NewRedisState(ctx, url, prefix)
+	conn, err := store.OpenRedis(ctx, url, prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
+	first := NewRedis(conn)
 	appendTurns(t, first, "c", 5, time.Hour, "a", "b")
 	wantClaim(t, first, "evt", time.Hour, true)
 	if _, err := first.SeenChat(ctx, "oc_1"); err != nil {
@@ -464,7 +422,7 @@ func TestRedisStateSurvivesReopen(t *testing.T) {
 	if _, _, err := first.AddFeedback(ctx, VoteUp, []byte("r")); err != nil {
 		t.Fatal(err)
 	}
-	if err := first.Close(); err != nil {
+	if err := conn.Close(); err != nil {
 		t.Fatal(err)
 	}
 
@@ -481,7 +439,7 @@ func TestRedisStateSurvivesReopen(t *testing.T) {
 
 // A Redis restart mid-traffic must not leave the client broken: pooled
 // connections die, and the next calls must get through on fresh ones.
-func TestRedisStateRecoversAfterRestart(t *testing.T) {
+func TestRedisRecoversAfterRestart(t *testing.T) {
 	url, restart := redistest.StartServer(t)
 	r := openRedis(t, url, redistest.Prefix(t))
 	ctx := t.Context()
@@ -507,121 +465,5 @@ func TestRedisStateRecoversAfterRestart(t *testing.T) {
 	wantClaim(t, r, "after", time.Hour, true)
 	if err := r.Ping(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func TestNewRedisStateErrors(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for _, tc := range []struct {
-		name, url, prefix, wantErr string
-	}{
-		{"BadURL", "localhost:6379", "", "expected redis://"},
-		{"BracePrefix", "redis://127.0.0.1:1/0", "kbbot:{x}:", "must not contain"},
-		// Port 1 refuses connections, so this needs no server.
-		{"Unreachable", "redis://:hunter2@127.0.0.1:1/0", "", "connect to Redis at 127.0.0.1:1"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r, err := NewRedisState(ctx, tc.url, tc.prefix)
-			if err == nil {
-				r.Close()
-				t.Fatal("want error")
-			}
-			if !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("error %q does not contain %q", err, tc.wantErr)
-			}
-			if strings.Contains(err.Error(), "hunter2") {
-				t.Fatalf("error %q leaks the password", err)
-			}
-		})
-	}
-}
-
-func TestParseRedisURL(t *testing.T) {
-	// opts is the part of redis.UniversalOptions a REDIS_URL decides.
-	type opts struct {
-		Addrs              []string
-		DB                 int
-		Username, Password string
-		MasterName         string
-		Cluster, TLS       bool
-		DialTimeout        time.Duration
-		MaxRetries         int
-	}
-	summary := func(o *redis.UniversalOptions) opts {
-		return opts{
-			Addrs: o.Addrs, DB: o.DB, Username: o.Username, Password: o.Password,
-			MasterName: o.MasterName, Cluster: o.IsClusterMode, TLS: o.TLSConfig != nil,
-			DialTimeout: o.DialTimeout, MaxRetries: o.MaxRetries,
-		}
-	}
-	const dial, retries = redisDialTimeout, redisMaxRetries
-	for _, tc := range []struct {
-		name    string
-		raw     string
-		want    opts
-		wantErr string // substring; empty means success
-	}{
-		{name: "Plain", raw: "redis://localhost:6379",
-			want: opts{Addrs: []string{"localhost:6379"}, DialTimeout: dial, MaxRetries: retries}},
-		{name: "PlainDefaults", raw: " redis://:secret@cache ",
-			want: opts{Addrs: []string{"cache:6379"}, Password: "secret", DialTimeout: dial, MaxRetries: retries}},
-		{name: "UserPassDB", raw: "redis://bot:pa%40ss@10.0.0.1:6380/2",
-			want: opts{Addrs: []string{"10.0.0.1:6380"}, DB: 2, Username: "bot", Password: "pa@ss", DialTimeout: dial, MaxRetries: retries}},
-		{name: "TLS", raw: "rediss://cache.example:6380/1",
-			want: opts{Addrs: []string{"cache.example:6380"}, DB: 1, TLS: true, DialTimeout: dial, MaxRetries: retries}},
-		{name: "QueryOverridesDefaults", raw: "redis://h:1/0?dial_timeout=5s&max_retries=1",
-			want: opts{Addrs: []string{"h:1"}, DialTimeout: 5 * time.Second, MaxRetries: 1}},
-		{name: "Sentinel", raw: "redis-sentinel://:pw@s1:26379,s2:26380/mymaster/3",
-			want: opts{Addrs: []string{"s1:26379", "s2:26380"}, MasterName: "mymaster", DB: 3, Password: "pw", DialTimeout: dial, MaxRetries: retries}},
-		{name: "SentinelDefaultPorts", raw: "redis-sentinel://s1,s2/mymaster",
-			want: opts{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", DialTimeout: dial, MaxRetries: retries}},
-		{name: "Cluster", raw: "redis-cluster://:pw@n1:6379,n2:6379",
-			want: opts{Addrs: []string{"n1:6379", "n2:6379"}, Password: "pw", Cluster: true, DialTimeout: dial, MaxRetries: retries}},
-		{name: "ClusterOneSeed", raw: "redis-cluster://n1:7000/",
-			want: opts{Addrs: []string{"n1:7000"}, Cluster: true, DialTimeout: dial, MaxRetries: retries}},
-		{name: "ClusterIPv6", raw: "redis-cluster://[::1]:7000,[::1]",
-			want: opts{Addrs: []string{"[::1]:7000", "[::1]:6379"}, Cluster: true, DialTimeout: dial, MaxRetries: retries}},
-
-		{name: "Empty", raw: "", wantErr: "expected redis://"},
-		{name: "NoScheme", raw: "localhost:6379", wantErr: "expected redis://"},
-		{name: "UnknownScheme", raw: "http://h:1", wantErr: "redis-sentinel://"},
-		{name: "BadDB", raw: "redis://:hunter2@h:1/abc", wantErr: "expected redis://"},
-		{name: "BadPort", raw: "redis://:hunter2@h:abc/0", wantErr: "expected redis://"},
-		{name: "UnknownOption", raw: "redis://h:1/0?bogus=1", wantErr: "expected redis://"},
-		{name: "SentinelNoMaster", raw: "redis-sentinel://s1:26379", wantErr: "master name"},
-		{name: "SentinelBadDB", raw: "redis-sentinel://:hunter2@s1/m/x", wantErr: "expected redis-sentinel://"},
-		{name: "SentinelTooDeep", raw: "redis-sentinel://s1/m/1/2", wantErr: "master name"},
-		{name: "SentinelQuery", raw: "redis-sentinel://s1/m?db=1", wantErr: "query parameters"},
-		{name: "ClusterPath", raw: "redis-cluster://n1/1", wantErr: "takes no path"},
-		{name: "ClusterEmptyHost", raw: "redis-cluster://n1,,n2", wantErr: "empty host"},
-		{name: "ClusterBadPort", raw: "redis-cluster://:hunter2@n1:99999", wantErr: "expected redis-cluster://"},
-		{name: "ClusterNoHost", raw: "redis-cluster://:7000", wantErr: "missing host"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			o, err := ParseRedisURL(tc.raw)
-			if tc.wantErr != "" {
-				if err == nil {
-					t.Fatalf("want error containing %q, got %+v", tc.wantErr, summary(o))
-				}
-				if !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %q does not contain %q", err, tc.wantErr)
-				}
-				if strings.Contains(err.Error(), "hunter2") {
-					t.Fatalf("error %q leaks the password", err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			got := summary(o)
-			if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", tc.want) {
-				t.Fatalf("got  %+v\nwant %+v", got, tc.want)
-			}
-			if o.ReadTimeout != redisReadTimeout || o.WriteTimeout != redisWriteTimeout || !o.ContextTimeoutEnabled {
-				t.Fatalf("client defaults not applied: read %v write %v ctx %v", o.ReadTimeout, o.WriteTimeout, o.ContextTimeoutEnabled)
-			}
-		})
 	}
 }

@@ -1,8 +1,10 @@
-// Package store keeps kbbot's state: the knowledge index (embedded or
-// Qdrant), conversation history, and de-duplication markers. Types here are
-// the records that cross the boundary; the interfaces that use them are
-// declared by their consumers (rag, bot).
-package store
+// Package index keeps the knowledge index: chunks of knowledge with their
+// sparse (BM25) and dense vectors and everything needed to cite them, and
+// the search over them. Two backends behave alike and pass one conformance
+// suite (conformance_test.go): Embedded, an in-process index kept in one
+// snapshot file, and Qdrant, a collection in a Qdrant server. The
+// interfaces that use them are declared by their consumers (rag, cmd).
+package index
 
 import "errors"
 
