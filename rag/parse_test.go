@@ -1,6 +1,7 @@
 package rag
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -119,5 +120,105 @@ func TestParseMarkdown(t *testing.T) {
 	docs, err = ParseFile("x.md", []byte("# Title\n\nbody"))
 	if err != nil || docs[0].Title != "Title" || docs[0].Text != "body" {
 		t.Errorf("h1 title: %+v %v", docs, err)
+	}
+}
+
+func TestParseMarkdownSections(t *testing.T) {
+	type section struct{ path, text string } // path joined by "/"
+	tests := []struct {
+		name      string
+		data      string
+		wantTitle string
+		want      []section
+	}{
+		{
+			name:      "setext title and subsection",
+			data:      "Guide\n=====\n\nIntro.\n\nSetup\n-----\nRun it.\n",
+			wantTitle: "Guide",
+			want:      []section{{"", "Intro."}, {"Setup", "Run it."}},
+		},
+		{
+			name:      "multi-line setext heading is one heading",
+			data:      "# T\n\nFirst line\nsecond line\n---\nbody\n",
+			wantTitle: "T",
+			want:      []section{{"First line second line", "body"}},
+		},
+		{
+			// The old scanner only knew ``` fences: this line became the
+			// title and vanished from the text.
+			name:      "heading inside a tilde fence is text",
+			data:      "~~~\n# x\n~~~\n\nafter\n",
+			wantTitle: "doc",
+			want:      []section{{"", "~~~\n# x\n~~~\n\nafter"}},
+		},
+		{
+			name:      "heading inside a backtick fence is text",
+			data:      "## Code\n```sh\n## not a heading\n```\n",
+			wantTitle: "doc",
+			want:      []section{{"Code", "```sh\n## not a heading\n```"}},
+		},
+		{
+			// A ``` line inside a ```` fence does not close it.
+			name:      "heading inside a longer backtick fence is text",
+			data:      "## Code\n````md\n```\n# not a heading\n```\n````\n",
+			wantTitle: "doc",
+			want:      []section{{"Code", "````md\n```\n# not a heading\n```\n````"}},
+		},
+		{
+			name:      "heading inside an indented code block is text",
+			data:      "## Code\n\n    # not a heading\n\nafter\n",
+			wantTitle: "doc",
+			want:      []section{{"Code", "# not a heading\n\nafter"}},
+		},
+		{
+			// Only top-level headings start sections: a heading nested in a
+			// list item or a blockquote belongs to that block's text.
+			name:      "heading in a list item or blockquote is text",
+			data:      "## S\n- # in a list\n\n> # in a quote\n",
+			wantTitle: "doc",
+			want:      []section{{"S", "- # in a list\n\n> # in a quote"}},
+		},
+		{
+			name:      "closing hashes are not part of the heading",
+			data:      "## Title ##\nA.\n\n### C# ###\nB.\n\n## C#\nC.\n",
+			wantTitle: "doc",
+			want:      []section{{"Title", "A."}, {"Title/C#", "B."}, {"C#", "C."}},
+		},
+		{
+			name:      "Windows line endings",
+			data:      "Guide\r\n=====\r\n\r\n## A\r\nline one\r\nline two\r\n",
+			wantTitle: "Guide",
+			want:      []section{{"A", "line one\nline two"}},
+		},
+		{
+			name:      "heading text keeps its Markdown",
+			data:      "## Use `/reset` *now*\nbody\n",
+			wantTitle: "doc",
+			want:      []section{{"Use `/reset` *now*", "body"}},
+		},
+		{
+			name:      "empty sections are skipped",
+			data:      "## A\n\n## B\n### C\n\nc\n",
+			wantTitle: "doc",
+			want:      []section{{"B/C", "c"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			docs, err := ParseFile("doc.md", []byte(tt.data))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []section
+			for _, d := range docs {
+				if d.Title != tt.wantTitle {
+					t.Errorf("title = %q, want %q", d.Title, tt.wantTitle)
+				}
+				got = append(got, section{strings.Join(d.Path, "/"), d.Text})
+			}
+			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
+				t.Errorf("sections =\n%q\nwant\n%q", got, tt.want)
+			}
+		})
 	}
 }
