@@ -10,6 +10,8 @@ import (
 
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 
+	"kbbot/bot/cards"
+	"kbbot/bot/openapi"
 	"kbbot/rag"
 )
 
@@ -64,17 +66,17 @@ func (b *Bot) handleMessage(ctx context.Context, log *slog.Logger, m incoming) {
 	cmd := strings.ToLower(strings.TrimSpace(m.Text))
 	switch {
 	case m.MsgType != "text" && m.MsgType != "post":
-		b.deliver(ctx, log, q, "unsupported", unsupportedCard(m.MsgType))
+		b.deliver(ctx, log, q, "unsupported", cards.Unsupported(m.MsgType))
 	case cmd == "" || helpCommands[cmd]:
-		b.deliver(ctx, log, q, "help", helpCard(q.Conv))
+		b.deliver(ctx, log, q, "help", cards.Help(q.Conv))
 	case resetCommands[cmd]:
 		if err := b.st.ResetTurns(ctx, q.Conv); err != nil {
 			log.Error("reset failed", "error", err)
-			b.deliver(ctx, log, q, "error", errorCard(m.Text, q.Conv))
+			b.deliver(ctx, log, q, "error", cards.Error(m.Text, q.Conv))
 			return
 		}
 		log.Info("conversation reset", "conv", q.Conv)
-		b.deliver(ctx, log, q, "reset", resetCard())
+		b.deliver(ctx, log, q, "reset", cards.Reset())
 	default:
 		b.answer(ctx, log, q)
 	}
@@ -106,7 +108,7 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 		if v := recover(); v != nil {
 			log.Error("panic while answering", "panic", v, "stack", stack())
 			if !finished {
-				finish("error", errorCard(q.Text, q.Conv))
+				finish("error", cards.Error(q.Text, q.Conv))
 			}
 		}
 	}()
@@ -137,12 +139,12 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	b.cfg.Metrics.observe(stageFirstToken, ans.Timings.FirstToken)
 	b.cfg.Metrics.observe(stageLLM, ans.Timings.LLM)
 	qid := shortHash(q.Seed)
-	view := answerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
+	view := cards.AnswerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
 	switch {
 	case err != nil && ans.Text == "":
 		log.Error("answering failed", "error", err, "elapsed", time.Since(start))
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
-		finish("error", errorCard(q.Text, q.Conv))
+		finish("error", cards.Error(q.Text, q.Conv))
 		return
 	case err != nil:
 		// The model stopped mid-answer: keep what it said, offer a retry,
@@ -150,10 +152,10 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 		stalled := errors.Is(err, rag.ErrStalled)
 		log.Warn("the answer was cut short", "error", err, "stalled", stalled, "chars", len(ans.Text), "elapsed", time.Since(start))
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
-		finish("answer", partialCard(view, stalled))
+		finish("answer", cards.Partial(view, stalled))
 		return
 	}
-	card := answerCard(view)
+	card := cards.Answer(view)
 	log.Info("answered", "mode", ans.Mode, "covered", ans.Covered, "refs", len(ans.References), "history", len(hist), "elapsed", time.Since(start), "card_bytes", len(card))
 	if !finish("answer", card) {
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
@@ -200,7 +202,7 @@ func (b *Bot) history(ctx context.Context, conv string) ([]storedTurn, error) {
 // lets us send anything at all. It returns the id of the message sent
 // (empty when only the error card, or nothing, went out).
 func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) (string, bool) {
-	id, err := b.send(ctx, log, q, card, idemUUID(kind, q.Seed))
+	id, err := b.send(ctx, log, q, card, openapi.UUID(kind, q.Seed))
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", id)
 		return id, true
@@ -208,7 +210,7 @@ func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind st
 	log.Error("sending card failed", "kind", kind, "error", err)
 	if kind != "error" && kind != "busy" {
 		log.Warn("sending an error card instead", "kind", kind)
-		b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+		b.deliver(ctx, log, q, "error", cards.Error(q.Text, q.Conv))
 	}
 	return "", false
 }
@@ -220,14 +222,14 @@ func (b *Bot) send(ctx context.Context, log *slog.Logger, q question, content []
 	start := time.Now()
 	defer func() { b.cfg.Metrics.observe(stageSend, time.Since(start)) }()
 	if q.ReplyTo != "" {
-		return b.feish.reply(ctx, log, q.ReplyTo, q.InThread, content, uuid)
+		return b.feish.Reply(ctx, log, q.ReplyTo, q.InThread, content, uuid)
 	}
-	return b.feish.create(ctx, log, q.ChatID, content, uuid)
+	return b.feish.Create(ctx, log, q.ChatID, content, uuid)
 }
 
 func (b *Bot) sendBusy(ctx context.Context, log *slog.Logger, m incoming) {
 	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
-	b.deliver(ctx, log, q, "busy", busyCard(m.Text, q.Conv))
+	b.deliver(ctx, log, q, "busy", cards.Busy(m.Text, q.Conv))
 }
 
 func (b *Bot) sendWelcome(ctx context.Context, log *slog.Logger, chatID string) {
@@ -236,7 +238,7 @@ func (b *Bot) sendWelcome(ctx context.Context, log *slog.Logger, chatID string) 
 		log.Warn("no starter questions for the welcome card", "error", err)
 	}
 	conv := convKey(chatID, "")
-	b.deliver(ctx, log, question{ChatID: chatID, Conv: conv, Seed: chatID}, "welcome", welcomeCard(starters, conv))
+	b.deliver(ctx, log, question{ChatID: chatID, Conv: conv, Seed: chatID}, "welcome", cards.Welcome(starters, conv))
 }
 
 // clickFeedback records a 👍/👎 with the question, answer and sources of the

@@ -1,9 +1,12 @@
-// Package bot speaks Feishu: it verifies and decodes webhook events and card
-// callbacks (through the official SDK's dispatcher), decides who gets an
-// answer, keeps each chat's conversation, renders answer cards and sends
-// them through the Open API with retries. The webhook only records work in a
-// queue (queue.go: in process, or durable in Redis) and acknowledges within
-// Feishu's 3 s; workers answer from the queue.
+// Package bot is kbbot's Feishu side: it takes events and card callbacks in
+// (the webhook in webhook.go, the long connection in ws.go, one dispatcher
+// for both in bot.go), decides who gets an answer (events.go, limits.go),
+// records the work as queue items (job.go) and runs them: answers with the
+// conversation's history (answer.go), streamed into a CardKit card when an
+// LLM writes them (stream.go). The Open API client is bot/openapi, the card
+// renderer bot/cards; pages.go serves the health checks and source pages.
+// The webhook only records work and acknowledges within Feishu's 3 s;
+// workers answer from the queue.
 package bot
 
 import (
@@ -22,8 +25,10 @@ import (
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
+	"kbbot/bot/openapi"
 	"kbbot/rag"
 	"kbbot/store/queue"
+	"kbbot/store/retry"
 )
 
 // Answerer is what the bot needs from the knowledge engine (*rag.Engine).
@@ -116,7 +121,7 @@ type Bot struct {
 	ans   Answerer
 	st    State
 	log   *slog.Logger
-	feish *feishu
+	feish *openapi.Client
 	disp  *dispatcher.EventDispatcher
 
 	work    Queue // answers: cfg.Queue
@@ -138,7 +143,7 @@ type Bot struct {
 }
 
 // New wires a bot. client must be an SDK client for this app (see
-// NewLarkClient); it is used for every Open API call.
+// openapi.NewLarkClient); it is used for every Open API call.
 func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logger) (*Bot, error) {
 	if client == nil || ans == nil || st == nil {
 		return nil, errors.New("bot.New: client, answerer and state are required")
@@ -173,26 +178,26 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		ans:       ans,
 		st:        st,
 		log:       log,
-		feish:     &feishu{client: client, log: log, attempts: cfg.SendAttempts, base: cfg.RetryBase},
+		feish:     openapi.New(client, log, retry.Policy{Attempts: cfg.SendAttempts, Base: cfg.RetryBase}),
 		Now:       time.Now,
 		botOpenID: cfg.BotOpenID,
 		work:      cfg.Queue,
 		notices:   queue.NewMemory(nil, queue.Options{Workers: 2, Capacity: 4096, MaxAttempts: 1, Log: log}),
 	}
-	// The webhook adapter verifies, decrypts and checks the token itself
-	// and puts a deadline around each request; Handler adds the panic
-	// guard.
-	b.disp = b.newDispatcher(func(ctx context.Context, _ string, h func(context.Context) error) error { return h(ctx) })
+	b.disp = b.newDispatcher()
 	return b, nil
 }
 
 // newDispatcher routes plaintext events and callbacks to the bot's handlers,
-// each run through guard (kind names it). Both transports build theirs here,
-// so an event type is registered once. The SDK's Do neither decrypts nor
-// checks the verification token: the dispatcher is a router only.
-func (b *Bot) newDispatcher(guard func(ctx context.Context, kind string, h func(context.Context) error) error) *dispatcher.EventDispatcher {
+// each run through guard. The webhook (Handler) and the long connection
+// (RunLongConnection) share the one dispatcher, so an event type is
+// registered once, here. The webhook verifies, decrypts and checks the
+// token before calling it (the SDK's Do does none of that: the dispatcher
+// is a router only); long-connection frames need none of it.
+func (b *Bot) newDispatcher() *dispatcher.EventDispatcher {
+	guard := b.guard
 	d := dispatcher.NewEventDispatcher("", "")
-	d.InitConfig(larkevent.WithLogger(sdkLogger{log: b.log.With("component", "lark-dispatcher")}))
+	d.InitConfig(larkevent.WithLogger(openapi.SDKLogger{Log: b.log.With("component", "lark-dispatcher")}))
 	d.OnP2MessageReceiveV1(func(ctx context.Context, e *larkim.P2MessageReceiveV1) error {
 		return guard(ctx, evMessage, func(ctx context.Context) error { return b.onMessage(ctx, e) })
 	})
@@ -218,7 +223,7 @@ func (b *Bot) newDispatcher(guard func(ctx context.Context, kind string, h func(
 // group @-mentions cannot be recognised.
 func (b *Bot) Start(ctx context.Context) error {
 	if b.botOpenID == "" {
-		id, err := b.feish.botOpenID(ctx)
+		id, err := b.feish.BotOpenID(ctx)
 		if err != nil {
 			return fmt.Errorf("learning the bot's open_id from bot/v3/info: %w", err)
 		}

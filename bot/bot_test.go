@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
 	"kbbot/store/index"
@@ -66,20 +67,20 @@ func TestDirectMessageGetsOneAnswerCard(t *testing.T) {
 		if r.Card["schema"] != "2.0" || r.Card["config"].(map[string]any)["update_multi"] != true {
 			t.Errorf("card is not schema 2.0 with update_multi: %v", r.Card["config"])
 		}
-		text := cardText(r.Card)
-		for _, want := range []string{"关于「什么是知识库？」：答案在这里 [1]", aiNotice, "**参考资料**",
+		text := feishufake.CardText(r.Card)
+		for _, want := range []string{"关于「什么是知识库？」：答案在这里 [1]", cards.AINotice, "**参考资料**",
 			"[文档一](" + testPublic + "/kb/doc-1)", "[Doc Two](https://example.com/doc-2)", "**其他人在问**"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("card lacks %q:\n%s", want, text)
 			}
 		}
-		if fu := buttonsWith(r.Card, actionAsk); len(fu) < 1 || fu[0]["q"] != "如何开始？" {
+		if fu := feishufake.ButtonsWith(r.Card, cards.ActionAsk); len(fu) < 1 || fu[0]["q"] != "如何开始？" {
 			t.Errorf("follow-up buttons = %v", fu)
 		}
-		if fb := buttonsWith(r.Card, actionFeedback); len(fb) != 2 {
+		if fb := feishufake.ButtonsWith(r.Card, cards.ActionFeedback); len(fb) != 2 {
 			t.Errorf("feedback buttons = %v", fb)
 		}
-		if len(buttonsWith(r.Card, actionReset)) != 1 {
+		if len(feishufake.ButtonsWith(r.Card, cards.ActionReset)) != 1 {
 			t.Error("no new-topic button")
 		}
 		if calls := h.ans.Calls(); len(calls) != 1 || calls[0].Question != "什么是知识库？" {
@@ -222,7 +223,7 @@ func TestFollowUpClick(t *testing.T) {
 		h.mustPost(h.signer.MessageEvent(m))
 		card := h.replyTo(m.MessageID)
 		h.waitTurns("chat:"+m.ChatID, 1)
-		fu := buttonsWith(card.Card, actionAsk)[0]
+		fu := feishufake.ButtonsWith(card.Card, cards.ActionAsk)[0]
 
 		click := feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_alice", MessageID: card.SentID, ChatID: m.ChatID, Value: fu}
 		status, body := h.post(h.signer.CardActionEvent(click))
@@ -249,7 +250,7 @@ func TestFollowUpClick(t *testing.T) {
 		if created.ReceiveID != m.ChatID || created.Query.Get("receive_id_type") != "chat_id" {
 			t.Errorf("created in %q (%v), want chat %q by chat_id", created.ReceiveID, created.Query, m.ChatID)
 		}
-		text := cardText(created.Card)
+		text := feishufake.CardText(created.Card)
 		if !strings.Contains(text, "<at id=ou_alice></at>") || !strings.Contains(text, "关于「如何开始？」") {
 			t.Errorf("follow-up card does not name the asker or answer the question:\n%s", text)
 		}
@@ -300,7 +301,7 @@ func TestHistoryFedToAnswerer(t *testing.T) {
 	// /reset clears it.
 	reset := h.dm("/reset")
 	h.mustPost(h.signer.MessageEvent(reset))
-	if !strings.Contains(cardText(h.replyTo(reset.MessageID).Card), "已开始新话题") {
+	if !strings.Contains(feishufake.CardText(h.replyTo(reset.MessageID).Card), "已开始新话题") {
 		t.Error("no reset confirmation")
 	}
 	third := h.dm("第三个问题")
@@ -348,14 +349,14 @@ func TestCommandsAndUnsupported(t *testing.T) {
 	for _, cmd := range []string{"/help", "帮助"} {
 		m := h.dm(cmd)
 		h.mustPost(h.signer.MessageEvent(m))
-		if text := cardText(h.replyTo(m.MessageID).Card); !strings.Contains(text, "/reset") {
+		if text := feishufake.CardText(h.replyTo(m.MessageID).Card); !strings.Contains(text, "/reset") {
 			t.Errorf("%s: no help card:\n%s", cmd, text)
 		}
 	}
 	img := h.dm("")
 	img.MsgType, img.Content = "image", `{"image_key":"img_1"}`
 	h.mustPost(h.signer.MessageEvent(img))
-	if text := cardText(h.replyTo(img.MessageID).Card); !strings.Contains(text, "文字") || !strings.Contains(text, "image") {
+	if text := feishufake.CardText(h.replyTo(img.MessageID).Card); !strings.Contains(text, "文字") || !strings.Contains(text, "image") {
 		t.Errorf("no unsupported-message card:\n%s", text)
 	}
 	for _, content := range []string{
@@ -388,7 +389,7 @@ func TestWelcomeOnce(t *testing.T) {
 	}
 	for _, r := range h.fake.Sent() {
 		if r.ReceiveID == "oc_new" {
-			if qs := buttonsWith(r.Card, actionAsk); len(qs) != 2 || qs[0]["q"] != "什么是知识库？" {
+			if qs := feishufake.ButtonsWith(r.Card, cards.ActionAsk); len(qs) != 2 || qs[0]["q"] != "什么是知识库？" {
 				t.Errorf("starter buttons = %v", qs)
 			}
 		}
@@ -402,7 +403,7 @@ func TestFeedbackAndReset(t *testing.T) {
 	h.mustPost(h.signer.MessageEvent(m))
 	card := h.replyTo(m.MessageID)
 	h.waitTurns("chat:"+m.ChatID, 1)
-	up := buttonsWith(card.Card, actionFeedback)[0]
+	up := feishufake.ButtonsWith(card.Card, cards.ActionFeedback)[0]
 	click := func(v map[string]any) string {
 		_, body := h.post(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_alice", MessageID: card.SentID, ChatID: m.ChatID, Value: v}))
 		return body
@@ -417,7 +418,7 @@ func TestFeedbackAndReset(t *testing.T) {
 	if u != 1 || d != 1 {
 		t.Errorf("votes up=%d down=%d after one 👍 (and this probe's 👎)", u, d)
 	}
-	if body := click(buttonsWith(card.Card, actionReset)[0]); !strings.Contains(body, "已开始新话题") {
+	if body := click(feishufake.ButtonsWith(card.Card, cards.ActionReset)[0]); !strings.Contains(body, "已开始新话题") {
 		t.Errorf("reset answered %s", body)
 	}
 	turns, _ := st.Turns(context.Background(), "chat:"+m.ChatID)
@@ -433,7 +434,7 @@ func TestFeedbackRecordsTheTurn(t *testing.T) {
 	h.mustPost(h.signer.MessageEvent(m))
 	card := h.replyTo(m.MessageID)
 	h.waitTurns("chat:"+m.ChatID, 1)
-	down := buttonsWith(card.Card, actionFeedback)[1]
+	down := feishufake.ButtonsWith(card.Card, cards.ActionFeedback)[1]
 	h.mustPost(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_alice", MessageID: card.SentID, ChatID: m.ChatID, Value: down}))
 	rec := st.lastFeedback()
 	for _, want := range []string{`"vote":"down"`, `"question":"被评价的问题"`, `"answer":"关于`, `"doc_id":"doc-1"`} {
@@ -469,7 +470,7 @@ func TestReplyRetriedOn5xxAnd429(t *testing.T) {
 	m := h.dm("会重试的问题")
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.replyTo(m.MessageID)
-	if !strings.Contains(cardText(r.Card), "答案在这里") {
+	if !strings.Contains(feishufake.CardText(r.Card), "答案在这里") {
 		t.Error("the retried reply is not the answer")
 	}
 	if n := h.fake.Calls(feishufake.OpReply); n != 4 {
@@ -517,11 +518,11 @@ func TestAnswerFailureSendsErrorCard(t *testing.T) {
 		m := h.dm(q)
 		h.mustPost(h.signer.MessageEvent(m))
 		r := h.replyTo(m.MessageID)
-		retry := buttonsWith(r.Card, actionRetry)
+		retry := feishufake.ButtonsWith(r.Card, cards.ActionRetry)
 		if len(retry) != 1 || retry[0]["q"] != q {
 			t.Errorf("%s: error card retry buttons = %v", q, retry)
 		}
-		if strings.Contains(cardText(r.Card), "unreachable") {
+		if strings.Contains(feishufake.CardText(r.Card), "unreachable") {
 			t.Error("error card leaks the internal error")
 		}
 	}
@@ -529,7 +530,7 @@ func TestAnswerFailureSendsErrorCard(t *testing.T) {
 	m := h.dm("重试的问题")
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.replyTo(m.MessageID)
-	retry := buttonsWith(r.Card, actionRetry)[0]
+	retry := feishufake.ButtonsWith(r.Card, cards.ActionRetry)[0]
 	_, body := h.post(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_alice", MessageID: r.SentID, ChatID: m.ChatID, Value: retry}))
 	if !strings.Contains(body, "正在回答") {
 		t.Errorf("retry click answered %s", body)
@@ -549,14 +550,14 @@ func TestClickInThreadAnswersInThread(t *testing.T) {
 	card := h.replyTo(m.MessageID)
 	conv := "chat:" + m.ChatID + ":thread:omt_7"
 	h.waitTurns(conv, 1)
-	fu := buttonsWith(card.Card, actionAsk)[0]
+	fu := feishufake.ButtonsWith(card.Card, cards.ActionAsk)[0]
 	if fu["conv"] != conv {
 		t.Fatalf("follow-up conv = %v, want %s", fu["conv"], conv)
 	}
 	h.mustPost(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_bob", MessageID: card.SentID, ChatID: m.ChatID, Value: fu}))
 	r := h.replyTo(card.SentID)
-	if !r.InThread || !strings.Contains(cardText(r.Card), "<at id=ou_bob></at>") {
-		t.Errorf("follow-up in a thread: in_thread=%v card:\n%s", r.InThread, cardText(r.Card))
+	if !r.InThread || !strings.Contains(feishufake.CardText(r.Card), "<at id=ou_bob></at>") {
+		t.Errorf("follow-up in a thread: in_thread=%v card:\n%s", r.InThread, feishufake.CardText(r.Card))
 	}
 	if calls := h.ans.Calls(); len(calls) != 2 || len(calls[1].History) != 1 {
 		t.Errorf("thread follow-up history = %+v", calls)
@@ -585,8 +586,8 @@ func TestBusyCardWhenQueueFull(t *testing.T) {
 	h.mustPost(h.signer.MessageEvent(queued))
 	h.mustPost(h.signer.MessageEvent(over))
 	r := h.replyTo(over.MessageID)
-	if len(buttonsWith(r.Card, actionRetry)) != 1 || !strings.Contains(cardText(r.Card), "忙") {
-		t.Errorf("overflow got %s, want a busy card with a retry button", cardText(r.Card))
+	if len(feishufake.ButtonsWith(r.Card, cards.ActionRetry)) != 1 || !strings.Contains(feishufake.CardText(r.Card), "忙") {
+		t.Errorf("overflow got %s, want a busy card with a retry button", feishufake.CardText(r.Card))
 	}
 	close(unblock)
 	h.replyTo(slow.MessageID)
@@ -643,5 +644,25 @@ func TestKBPage(t *testing.T) {
 	// Which dependency failed, not its error text (it may name internal hosts).
 	if status, body := get("/readyz"); status != 503 || !strings.Contains(body, "knowledge store") || strings.Contains(body, "index unreachable") {
 		t.Errorf("readyz with a broken index: %d %s", status, body)
+	}
+}
+
+// A card at the size limit still gets through the fake's 30 KB check.
+func TestHugeAnswerIsDelivered(t *testing.T) {
+	var sb strings.Builder
+	for sb.Len() < 300_000 {
+		sb.WriteString("这是一段很长的回答，包含 \"引号\"、反斜杠 \\ 和 <标签> [1]。\n")
+	}
+	ans := cannedAnswer("q")
+	ans.Text = sb.String()
+	h := newHarness(t, harnessOpts{ans: &fakeAnswerer{AskFn: func(_ context.Context, q string, _ []rag.Turn) (rag.Answer, error) { return ans, nil }}})
+	m := h.dm("huge")
+	h.mustPost(h.signer.MessageEvent(m))
+	r := h.replyTo(m.MessageID)
+	if len(r.Content) >= cards.MaxCardBytes {
+		t.Errorf("sent card is %d bytes", len(r.Content))
+	}
+	if !strings.Contains(feishufake.CardText(r.Card), "已截断") {
+		t.Error("the answer was not trimmed")
 	}
 }

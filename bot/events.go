@@ -12,6 +12,7 @@ import (
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
+	"kbbot/bot/cards"
 	"kbbot/store/queue"
 )
 
@@ -345,16 +346,16 @@ func (b *Bot) onCardAction(ctx context.Context, e *callback.CardActionTriggerEve
 		return toast("warning", "无法识别这张卡片所在的会话"), nil
 	}
 	switch c.Value.Action {
-	case actionAsk, actionRetry:
+	case cards.ActionAsk, cards.ActionRetry:
 		return b.clickAsk(ctx, log, c), nil
-	case actionReset:
+	case cards.ActionReset:
 		if err := b.st.ResetTurns(ctx, c.Value.Conv); err != nil {
 			log.Error("reset failed", "error", err)
 			return toast("error", "出错了，请稍后重试"), nil
 		}
 		log.Info("conversation reset by button", "conv", c.Value.Conv)
 		return toast("success", "已开始新话题"), nil
-	case actionFeedback:
+	case cards.ActionFeedback:
 		return b.clickFeedback(ctx, log, c), nil
 	}
 	log.Warn("unknown card action")
@@ -367,7 +368,7 @@ type click struct {
 	Operator  string
 	MessageID string // the card's message
 	ChatID    string
-	Value     actionValue
+	Value     cards.Value
 }
 
 // conv is the conversation the card belongs to. The value names it; it is
@@ -393,7 +394,7 @@ func (b *Bot) clickAsk(ctx context.Context, log *slog.Logger, c click) *callback
 	// window has passed.
 	if v, limited := b.checkRate(ctx, log, c.Operator, c.ChatID); limited {
 		b.cfg.Metrics.event(evClick, outcomeLimited)
-		return toast("warning", limitToast(newLimitNote(v)))
+		return toast("warning", cards.LimitToast(newLimitNote(v).view()))
 	}
 	cj := clickJob{EventID: c.EventID, Text: q, Conv: c.Value.Conv, ChatID: c.ChatID, Asker: c.Operator, Seed: "click:" + c.EventID}
 	if strings.Contains(cj.Conv, ":thread:") {

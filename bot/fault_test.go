@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/bot/openapi"
 	"kbbot/rag/llmfake"
 )
 
@@ -33,9 +35,9 @@ func (h *harness) settledCard(messageID string) feishufake.Request {
 // wantRetryButton checks card offers to ask q again.
 func wantRetryButton(t *testing.T, card map[string]any, q string) {
 	t.Helper()
-	retry := buttonsWith(card, actionRetry)
+	retry := feishufake.ButtonsWith(card, cards.ActionRetry)
 	if len(retry) != 1 || retry[0]["q"] != q {
-		t.Errorf("retry buttons %v, want one asking %q; card:\n%s", retry, q, cardText(card))
+		t.Errorf("retry buttons %v, want one asking %q; card:\n%s", retry, q, feishufake.CardText(card))
 	}
 }
 
@@ -54,11 +56,11 @@ func TestFaultLLMServerErrorsEndInErrorCard(t *testing.T) {
 	}
 	// The thinking card turns into the error card, or, when the error came
 	// before the card could be shown, the error card is the reply.
-	if !strings.Contains(cardText(r.Card), "出错了") {
-		t.Errorf("want an error card (card_id %q):\n%s", r.CardID, cardText(r.Card))
+	if !strings.Contains(feishufake.CardText(r.Card), "出错了") {
+		t.Errorf("want an error card (card_id %q):\n%s", r.CardID, feishufake.CardText(r.Card))
 	}
 	wantRetryButton(t, r.Card, llmQuestion)
-	if strings.Contains(cardText(r.Card), "500") {
+	if strings.Contains(feishufake.CardText(r.Card), "500") {
 		t.Error("the error card leaks the provider's error")
 	}
 }
@@ -69,8 +71,8 @@ func TestFaultLLMTimeout(t *testing.T) {
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.settledCard(m.MessageID)
-	if !strings.Contains(cardText(r.Card), "出错了") {
-		t.Errorf("want an error card:\n%s", cardText(r.Card))
+	if !strings.Contains(feishufake.CardText(r.Card), "出错了") {
+		t.Errorf("want an error card:\n%s", feishufake.CardText(r.Card))
 	}
 	wantRetryButton(t, r.Card, llmQuestion)
 	if n := llm.Requests(); n != 1 {
@@ -90,7 +92,7 @@ func TestFaultLLMStallsMidAnswer(t *testing.T) {
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.settledCard(m.MessageID)
-	text := cardText(r.Card)
+	text := feishufake.CardText(r.Card)
 	if r.CardID == "" || !strings.Contains(text, "检索增强生成先检索相关段落 [1]，然后") || !strings.Contains(text, "没有写完") {
 		t.Errorf("want the partial answer with a note in the streamed card (card_id %q):\n%s", r.CardID, text)
 	}
@@ -123,8 +125,8 @@ func TestFaultLLMRateLimitHonoursRetryAfter(t *testing.T) {
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.settledCard(m.MessageID)
-	if !strings.Contains(cardText(r.Card), "让模型依据资料写出回答") {
-		t.Errorf("want the answer after the rate limit:\n%s", cardText(r.Card))
+	if !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") {
+		t.Errorf("want the answer after the rate limit:\n%s", feishufake.CardText(r.Card))
 	}
 	if got := waits.longest(); got < 4*time.Second {
 		t.Errorf("waited %v before retrying, want at least the 4s Retry-After (waits %v)", got, waits.waits)
@@ -141,8 +143,8 @@ func TestFaultFeishuServerErrorsRetried(t *testing.T) {
 		m := h.dm("会重试的问题")
 		h.mustPost(h.signer.MessageEvent(m))
 		r := h.settledCard(m.MessageID)
-		if !strings.Contains(cardText(r.Card), "答案在这里") || h.fake.Calls(feishufake.OpReply) != 3 {
-			t.Errorf("%d reply calls; card:\n%s", h.fake.Calls(feishufake.OpReply), cardText(r.Card))
+		if !strings.Contains(feishufake.CardText(r.Card), "答案在这里") || h.fake.Calls(feishufake.OpReply) != 3 {
+			t.Errorf("%d reply calls; card:\n%s", h.fake.Calls(feishufake.OpReply), feishufake.CardText(r.Card))
 		}
 	})
 	t.Run("streaming", func(t *testing.T) {
@@ -154,8 +156,8 @@ func TestFaultFeishuServerErrorsRetried(t *testing.T) {
 		m := h.dm(llmQuestion)
 		h.mustPost(h.signer.MessageEvent(m))
 		r := h.settledCard(m.MessageID)
-		if r.CardID == "" || !strings.Contains(cardText(r.Card), "让模型依据资料写出回答") {
-			t.Errorf("want the streamed answer (card_id %q):\n%s", r.CardID, cardText(r.Card))
+		if r.CardID == "" || !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") {
+			t.Errorf("want the streamed answer (card_id %q):\n%s", r.CardID, feishufake.CardText(r.Card))
 		}
 		for _, op := range h.fake.CardOps(r.CardID) {
 			if op.Code == feishufake.CodeSequence || op.Code == feishufake.CodeUUIDConflict {
@@ -171,7 +173,7 @@ func TestFaultFeishuServerErrorsRetried(t *testing.T) {
 func TestFaultFeishuRateLimitHonoursRetryAfter(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	waits := &sleepLog{}
-	h.bot.feish.sleep = waits.sleep
+	h.bot.feish.Retry.Sleep = waits.sleep
 	h.fake.Fail(feishufake.Fault{Op: feishufake.OpReply, Times: 1, Status: http.StatusTooManyRequests, RetryAfter: "3"})
 	m := h.dm("限流的问题")
 	h.mustPost(h.signer.MessageEvent(m))
@@ -190,11 +192,11 @@ func TestFaultCardKitCreateFailsFallsBackToOneCard(t *testing.T) {
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.settledCard(m.MessageID)
-	text := cardText(r.Card)
+	text := feishufake.CardText(r.Card)
 	if r.CardID != "" || !strings.Contains(text, "让模型依据资料写出回答") || !strings.Contains(text, "参考资料") {
 		t.Errorf("want one complete answer card (card_id %q):\n%s", r.CardID, text)
 	}
-	if r.UUID != idemUUID("answer", m.MessageID) {
+	if r.UUID != openapi.UUID("answer", m.MessageID) {
 		t.Errorf("fallback uuid %q, want the answer's", r.UUID)
 	}
 	for _, op := range []string{feishufake.OpCardContent, feishufake.OpCardUpdate, feishufake.OpCardSettings} {
@@ -211,8 +213,8 @@ func TestFaultFinalUpdateFailsFallsBackToPatch(t *testing.T) {
 	h.mustPost(h.signer.MessageEvent(m))
 	waitFor(t, "the patched card", func() bool { return h.fake.Calls(feishufake.OpPatch) > 0 })
 	r := h.replyTo(m.MessageID)
-	if !strings.Contains(cardText(r.Card), "让模型依据资料写出回答") || !strings.Contains(cardText(r.Card), "参考资料") {
-		t.Errorf("the message was not patched to the answer:\n%s", cardText(r.Card))
+	if !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") || !strings.Contains(feishufake.CardText(r.Card), "参考资料") {
+		t.Errorf("the message was not patched to the answer:\n%s", feishufake.CardText(r.Card))
 	}
 	if n := h.fake.Calls(feishufake.OpReply); n != 1 {
 		t.Errorf("%d replies, want 1 (the streamed card, patched)", n)

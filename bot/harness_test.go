@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/bot/openapi"
 	"kbbot/rag"
 	"kbbot/store"
 	"kbbot/store/index"
@@ -234,7 +235,7 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 	if o.newQueue != nil {
 		cfg.Queue = o.newQueue(t, log, h.st)
 	}
-	b, err := New(cfg, NewLarkClient(o.appID, "secret", h.fake.URL, log), h.ans, h.st, log)
+	b, err := New(cfg, openapi.NewLarkClient(o.appID, "secret", h.fake.URL, log), h.ans, h.st, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,41 +361,6 @@ func (h *harness) logged(parts ...string) bool {
 		}
 	}
 	return false
-}
-
-// cardText is every string in a card, joined, for content assertions.
-func cardText(card map[string]any) string {
-	var sb strings.Builder
-	feishufake.WalkCard(card, func(v any) {
-		if s, ok := v.(string); ok {
-			sb.WriteString(s)
-			sb.WriteString("\n")
-		}
-	})
-	return sb.String()
-}
-
-// buttons returns the callback values of every button in a card.
-func buttons(card map[string]any) []map[string]any {
-	var out []map[string]any
-	feishufake.WalkCard(card, func(v any) {
-		if x, ok := v.(map[string]any); ok && x["tag"] == "button" {
-			for _, b := range x["behaviors"].([]any) {
-				out = append(out, b.(map[string]any)["value"].(map[string]any))
-			}
-		}
-	})
-	return out
-}
-
-func buttonsWith(card map[string]any, action string) []map[string]any {
-	var out []map[string]any
-	for _, b := range buttons(card) {
-		if b["action"] == action {
-			out = append(out, b)
-		}
-	}
-	return out
 }
 
 // redisReplica is one bot process's connection to the test Redis and the

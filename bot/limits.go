@@ -2,12 +2,12 @@ package bot
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"math"
 	"strings"
 	"time"
 
+	"kbbot/bot/cards"
 	"kbbot/store/ratelimit"
 )
 
@@ -16,7 +16,7 @@ import (
 // Limiter, so every replica sees the same counts. The text is capped where
 // it is used: the engine cuts a question at 2000 runes (rag maxQuestionLen)
 // and the history it sends the LLM at 6000 (rag maxHistoryRunes); cards
-// show at most maxQuestion runes of it.
+// show at most cards.MaxQuestion runes of it.
 
 // Rate is a limit on questions: at most N per Per. The zero Rate is no
 // limit.
@@ -85,52 +85,9 @@ func (b *Bot) checkRate(ctx context.Context, log *slog.Logger, user, chat string
 
 func (b *Bot) sendLimited(ctx context.Context, log *slog.Logger, m incoming, n limitNote) {
 	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
-	b.deliver(ctx, log, q, "limited", limitCard(n, m.Text, q.Conv))
+	b.deliver(ctx, log, q, "limited", cards.Limit(n.view(), m.Text, q.Conv))
 }
 
-// limitCard tells the asker a limit was reached and when to ask again, with
-// a retry button for then. It is sent once per window; later questions in
-// the window get no answer, so the card says so.
-func limitCard(n limitNote, question, conv string) []byte {
-	who := "你提问有点快"
-	if n.Scope == "chat" {
-		who = "这个会话里的提问有点多"
-	}
-	return render(newCard("请稍后再问", "orange", "提问太频繁了",
-		md(fmt.Sprintf("%s：%s最多回答 %d 个问题。请 %s后再问，或到时点击重试。", who, perText(n.PerSeconds), n.Max, waitText(n.RetryAfterSec))),
-		plainDiv("问题："+truncate(question, maxQuestion)),
-		note("在此之前的其他提问不会再单独回复。"),
-		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
-	))
-}
-
-// limitToast is the answer to a limited click.
-func limitToast(n *limitNote) string {
-	return fmt.Sprintf("提问太频繁了，请 %s后再试", waitText(n.RetryAfterSec))
-}
-
-func perText(seconds int) string {
-	switch seconds {
-	case 1:
-		return "每秒"
-	case 60:
-		return "每分钟"
-	case 3600:
-		return "每小时"
-	case 86400:
-		return "每天"
-	}
-	return "每 " + waitText(seconds)
-}
-
-func waitText(seconds int) string {
-	switch {
-	case seconds < 1:
-		return "片刻"
-	case seconds < 120:
-		return fmt.Sprintf("%d 秒", seconds)
-	case seconds < 7200:
-		return fmt.Sprintf("%d 分钟", (seconds+59)/60)
-	}
-	return fmt.Sprintf("%d 小时", (seconds+3599)/3600)
+func (n limitNote) view() cards.LimitView {
+	return cards.LimitView{Chat: n.Scope == "chat", Max: n.Max, PerSeconds: n.PerSeconds, RetryAfterSec: n.RetryAfterSec}
 }

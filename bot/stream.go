@@ -2,7 +2,6 @@ package bot
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"kbbot/bot/cards"
+	"kbbot/bot/openapi"
 )
 
 // Streaming answers. With an LLM, the user sees a card within a second and
@@ -58,7 +60,7 @@ type streamCard struct {
 	log    *slog.Logger
 	q      question
 	runID  string // tells this run's operations from an earlier run's
-	view   answerView
+	view   cards.AnswerView
 	gap    time.Duration
 	budget int
 
@@ -89,8 +91,8 @@ func (b *Bot) openStream(ctx context.Context, log *slog.Logger, q question) *str
 	if gap <= 0 {
 		gap = defaultStreamInterval
 	}
-	v := answerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
-	s := &streamCard{b: b, log: log, q: q, runID: strconv.FormatUint(rand.Uint64(), 36), view: v, gap: gap, budget: streamBudget(v),
+	v := cards.AnswerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
+	s := &streamCard{b: b, log: log, q: q, runID: strconv.FormatUint(rand.Uint64(), 36), view: v, gap: gap, budget: cards.StreamBudget(v),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	go s.run(ctx)
 	return s
@@ -108,7 +110,7 @@ func (s *streamCard) update(textSoFar string) {
 func (s *streamCard) text() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fitText(s.latest, s.budget)
+	return cards.FitText(s.latest, s.budget)
 }
 
 func (s *streamCard) run(ctx context.Context) {
@@ -140,19 +142,19 @@ func (s *streamCard) run(ctx context.Context) {
 		if len(text) <= len(s.shown) || !strings.HasPrefix(text, s.shown) || s.fails >= maxTextFailures {
 			continue
 		}
-		if !s.b.feish.textUpdates.allow() {
+		if !s.b.feish.AllowTextUpdate() {
 			s.poke() // try again after the next gap
 			last = time.Now()
 			continue
 		}
 		err := s.op(func(seq int, uuid string) error {
-			return s.b.feish.setCardText(ctx, s.log, s.cardID, answerElement, text, seq, uuid)
+			return s.b.feish.SetCardText(ctx, s.log, s.cardID, cards.AnswerElement, text, seq, uuid)
 		})
 		last = time.Now()
 		if err != nil {
 			s.fails++
 			s.log.Warn("streaming text update failed; the final card will carry the text", "card_id", s.cardID, "sequence", s.seq, "error", err)
-			if ae, ok := errors.AsType[*apiError](err); ok && ae.RetryAfter > 0 && !s.pause(ctx, ae.RetryAfter) {
+			if ae, ok := errors.AsType[*openapi.Error](err); ok && ae.RetryAfter > 0 && !s.pause(ctx, ae.RetryAfter) {
 				return
 			}
 			continue
@@ -200,7 +202,7 @@ func (s *streamCard) show(ctx context.Context) bool {
 		case <-cctx.Done():
 		}
 	}()
-	id, err := s.b.feish.createCard(cctx, s.log, render(thinkingCard(s.view)))
+	id, err := s.b.feish.CreateCard(cctx, s.log, cards.Thinking(s.view))
 	cancel()
 	select {
 	case <-s.stop:
@@ -216,7 +218,7 @@ func (s *streamCard) show(ctx context.Context) bool {
 	}
 	s.cardID = id
 	s.maybeShown = true
-	msgID, err := s.b.send(ctx, s.log, s.q, cardRef(id), idemUUID("answer", s.q.Seed))
+	msgID, err := s.b.send(ctx, s.log, s.q, cards.Ref(id), openapi.UUID("answer", s.q.Seed))
 	if err != nil {
 		s.log.Warn("sending the streaming card failed; the answer will be sent as one card", "card_id", id, "error", err)
 		return false
@@ -243,7 +245,7 @@ func (s *streamCard) runAgain(ctx context.Context) bool {
 // adopt makes the stream write into the card the reply message shows,
 // which is an earlier run's when Feishu de-duplicated the reply.
 func (s *streamCard) adopt(ctx context.Context) {
-	shown, err := s.b.feish.cardOf(ctx, s.log, s.msgID)
+	shown, err := s.b.feish.CardOf(ctx, s.log, s.msgID)
 	switch {
 	case err != nil:
 		s.log.Warn("cannot tell which card the reply shows; streaming into this run's", "card_id", s.cardID, "error", err)
@@ -260,8 +262,8 @@ func (s *streamCard) op(call func(seq int, uuid string) error) error {
 	for jumps := 0; ; jumps++ {
 		s.seq++
 		err := call(s.seq, s.uuid())
-		ae, ok := errors.AsType[*apiError](err)
-		if !ok || ae.Code != codeSequence || jumps == 4 {
+		ae, ok := errors.AsType[*openapi.Error](err)
+		if !ok || ae.Code != openapi.CodeSequence || jumps == 4 {
 			return err
 		}
 		s.seq = max(s.seq*4, 1024) // a run makes about 600 operations at most
@@ -273,7 +275,7 @@ func (s *streamCard) op(call func(seq int, uuid string) error) error {
 // run is part of it: a later run of the answer reuses sequences on the same
 // card, and must not pass for a repeat of the earlier run's operations.
 func (s *streamCard) uuid() string {
-	return idemUUID(fmt.Sprintf("c%d", s.seq), s.cardID+"\x00"+s.runID)
+	return openapi.UUID(fmt.Sprintf("c%d", s.seq), s.cardID+"\x00"+s.runID)
 }
 
 // finish puts card (an answer, partial answer or error card of kind) in
@@ -291,11 +293,11 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 		log = s.log.With("card_id", s.cardID)
 	}
 	err := s.op(func(seq int, uuid string) error {
-		return s.b.feish.updateCard(ctx, log, s.cardID, card, seq, uuid)
+		return s.b.feish.UpdateCard(ctx, log, s.cardID, card, seq, uuid)
 	})
 	if err == nil {
 		err := s.op(func(seq int, uuid string) error {
-			return s.b.feish.cardSettings(ctx, log, s.cardID, streamingOff, seq, uuid)
+			return s.b.feish.CardSettings(ctx, log, s.cardID, cards.StreamingOff, seq, uuid)
 		})
 		if err != nil {
 			// The card shows the final answer; only the typing state lingers
@@ -306,7 +308,7 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 		return true
 	}
 	log.Warn("CardKit refused the final card; patching the message instead", "kind", kind, "error", err)
-	if err = s.b.feish.patch(ctx, log, s.msgID, card); err == nil {
+	if err = s.b.feish.Patch(ctx, log, s.msgID, card); err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "by", "patch")
 		return true
 	}
@@ -322,8 +324,8 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 // sending the card. adoptSent reports whether it did, and makes the stream
 // finish that card.
 func (s *streamCard) adoptSent(ctx context.Context, log *slog.Logger, msgID string) bool {
-	shown, err := s.b.feish.cardOf(ctx, log, msgID)
-	if ae, ok := errors.AsType[*apiError](err); ok && ae.Code == codeCardNotFound {
+	shown, err := s.b.feish.CardOf(ctx, log, msgID)
+	if ae, ok := errors.AsType[*openapi.Error](err); ok && ae.Code == openapi.CodeCardNotFound {
 		return false // a plain card: the one just sent
 	}
 	if err != nil {
@@ -335,51 +337,5 @@ func (s *streamCard) adoptSent(ctx context.Context, log *slog.Logger, msgID stri
 	}
 	log.Info("the reply is a streaming card already shown; finishing it", "shown_card_id", shown, "sent_message_id", msgID)
 	s.cardID, s.msgID = shown, msgID
-	return true
-}
-
-// codeCardNotFound is CardKit's answer for a message that shows no card
-// entity.
-const codeCardNotFound = 200740
-
-// streamingOff is the settings that end a card's streaming.
-var streamingOff = func() string {
-	type config struct {
-		StreamingMode bool `json:"streaming_mode"`
-	}
-	b, _ := json.Marshal(struct {
-		Config config `json:"config"`
-	}{})
-	return string(b)
-}()
-
-// limiter is a token bucket of rate tokens a second, up to burst. The zero
-// value holds CardKit text updates to 40/s with bursts of 10: Feishu allows
-// 50/s per API per app, and many answers may stream at once. Over the limit
-// an update is skipped and the next one carries its text.
-type limiter struct {
-	mu          sync.Mutex
-	rate, burst float64
-	tokens      float64
-	last        time.Time
-}
-
-func (l *limiter) allow() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.rate == 0 {
-		l.rate, l.burst = 40, 10
-	}
-	now := time.Now()
-	if l.last.IsZero() {
-		l.tokens = l.burst
-	} else {
-		l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
-	}
-	l.last = now
-	if l.tokens < 1 {
-		return false
-	}
-	l.tokens--
 	return true
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 )
 
@@ -21,17 +22,17 @@ func TestThinkingCardSentButLostFallbackFinishesIt(t *testing.T) {
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.settledCard(m.MessageID)
 	if r.CardID == "" {
-		t.Fatalf("want the thinking card's message, got a plain card:\n%s", cardText(r.Card))
+		t.Fatalf("want the thinking card's message, got a plain card:\n%s", feishufake.CardText(r.Card))
 	}
 	card, streaming, ok := fake.Card(r.CardID)
 	if !ok || streaming {
 		t.Fatalf("card %s: found %v, streaming %v", r.CardID, ok, streaming)
 	}
-	text := cardText(card)
-	if !strings.Contains(text, "让模型依据资料写出回答") || !strings.Contains(text, "参考资料") || strings.Contains(text, thinkingText) {
+	text := feishufake.CardText(card)
+	if !strings.Contains(text, "让模型依据资料写出回答") || !strings.Contains(text, "参考资料") || strings.Contains(text, cards.ThinkingText) {
 		t.Errorf("the message does not show the answer:\n%s", text)
 	}
-	if len(buttonsWith(card, actionFeedback)) != 2 || len(buttonsWith(card, actionAsk)) == 0 {
+	if len(feishufake.ButtonsWith(card, cards.ActionFeedback)) != 2 || len(feishufake.ButtonsWith(card, cards.ActionAsk)) == 0 {
 		t.Errorf("the answer lacks follow-ups or feedback buttons:\n%s", text)
 	}
 	if n := fake.Replies(m.MessageID); n != 1 {

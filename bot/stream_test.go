@@ -15,7 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/bot/openapi"
 	"kbbot/rag"
 	"kbbot/rag/llmfake"
 	"kbbot/store/index"
@@ -207,10 +209,10 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 	if cfg := ops[0].Card["config"].(map[string]any); cfg["streaming_mode"] != true {
 		t.Errorf("created without streaming_mode: %v", cfg)
 	}
-	if !strings.Contains(cardText(ops[0].Card), thinkingText) {
+	if !strings.Contains(feishufake.CardText(ops[0].Card), cards.ThinkingText) {
 		t.Error("the thinking card lacks its placeholder")
 	}
-	if ops[1].UUID != idemUUID("answer", m.MessageID) {
+	if ops[1].UUID != openapi.UUID("answer", m.MessageID) {
 		t.Errorf("streaming reply uuid %q, want the answer's", ops[1].UUID)
 	}
 
@@ -228,7 +230,7 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 		if op.Op != feishufake.OpCardContent {
 			continue
 		}
-		if op.ElementID != answerElement || !strings.HasPrefix(op.Content, prev) || len(op.Content) <= len(prev) {
+		if op.ElementID != cards.AnswerElement || !strings.HasPrefix(op.Content, prev) || len(op.Content) <= len(prev) {
 			t.Errorf("text update to %q does not extend %q with %q", op.ElementID, prev, op.Content)
 		}
 		prev = op.Content
@@ -241,8 +243,8 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 	}
 
 	final := ops[len(ops)-2].Card
-	text := cardText(final)
-	if !strings.Contains(text, "参考资料") || len(buttonsWith(final, actionAsk)) == 0 || len(buttonsWith(final, actionFeedback)) != 2 {
+	text := feishufake.CardText(final)
+	if !strings.Contains(text, "参考资料") || len(feishufake.ButtonsWith(final, cards.ActionAsk)) == 0 || len(feishufake.ButtonsWith(final, cards.ActionFeedback)) != 2 {
 		t.Errorf("final card lacks references, follow-ups or feedback:\n%s", text)
 	}
 	if !strings.Contains(text, "让模型依据资料写出回答") {
@@ -255,7 +257,7 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 	if _, streaming, _ := fake.Card(r.CardID); streaming {
 		t.Error("the card is still streaming")
 	}
-	if shown := cardText(r.Card); !strings.Contains(shown, "让模型依据资料写出回答") || strings.Contains(shown, thinkingText) {
+	if shown := feishufake.CardText(r.Card); !strings.Contains(shown, "让模型依据资料写出回答") || strings.Contains(shown, cards.ThinkingText) {
 		t.Errorf("the reply does not show the final card:\n%s", shown)
 	}
 	h.waitTurns("chat:"+m.ChatID, 1)
@@ -266,8 +268,8 @@ func TestExtractiveAnswerIsOneCard(t *testing.T) {
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
 	r := h.replyTo(m.MessageID)
-	if r.CardID != "" || !strings.Contains(cardText(r.Card), "参考资料") {
-		t.Errorf("extractive answer: card_id %q, card:\n%s", r.CardID, cardText(r.Card))
+	if r.CardID != "" || !strings.Contains(feishufake.CardText(r.Card), "参考资料") {
+		t.Errorf("extractive answer: card_id %q, card:\n%s", r.CardID, feishufake.CardText(r.Card))
 	}
 	for _, op := range []string{feishufake.OpCardCreate, feishufake.OpCardContent, feishufake.OpCardUpdate, feishufake.OpCardSettings} {
 		if n := h.fake.Calls(op); n != 0 {
@@ -276,71 +278,6 @@ func TestExtractiveAnswerIsOneCard(t *testing.T) {
 	}
 	if n := h.fake.Calls(feishufake.OpReply); n != 1 {
 		t.Errorf("%d replies, want 1", n)
-	}
-}
-
-// TestCardKitSequenceRules checks the fake enforces what Feishu does, and
-// that the bot's CardKit calls survive a lost answer.
-func TestCardKitSequenceRules(t *testing.T) {
-	fake := feishufake.New(testBotID)
-	t.Cleanup(fake.Close)
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	f := &feishu{client: NewLarkClient(uniqueAppID(), "secret", fake.URL, log), log: log, attempts: 3, base: time.Millisecond}
-	ctx := context.Background()
-	id, err := f.createCard(ctx, log, render(thinkingCard(answerView{Question: "q"})))
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := func(err error) int {
-		t.Helper()
-		if err == nil {
-			return 0
-		}
-		ae, ok := err.(*apiError)
-		if !ok {
-			t.Fatalf("not an API error: %v", err)
-		}
-		return ae.Code
-	}
-	for _, step := range []struct {
-		text string
-		seq  int
-		uuid string
-		want int
-	}{
-		{"a", 2, "u2", 0},
-		{"ab", 2, "u3", feishufake.CodeSequence},
-		{"ab", 1, "u4", feishufake.CodeSequence},
-		{"a", 2, "u2", 0}, // a replay of an applied update
-		{"abc", 3, "u2", feishufake.CodeUUIDConflict},
-		{"abc", 3, "u5", 0},
-	} {
-		if got := code(f.setCardText(ctx, log, id, answerElement, step.text, step.seq, step.uuid)); got != step.want {
-			t.Errorf("text %q seq %d uuid %s: code %d, want %d", step.text, step.seq, step.uuid, got, step.want)
-		}
-	}
-	card, _, _ := fake.Card(id)
-	if !strings.Contains(cardText(card), "abc") {
-		t.Errorf("the element was not updated:\n%s", cardText(card))
-	}
-
-	// The first attempt lands but its answer is lost; the retry repeats
-	// sequence and uuid and is answered as a replay.
-	fake.Fail(feishufake.Fault{Op: feishufake.OpCardUpdate, Times: 1, Status: 502, Applied: true})
-	if err := f.updateCard(ctx, log, id, render(thinkingCard(answerView{Question: "q2"})), 6, "u6"); err != nil {
-		t.Fatalf("update after a lost answer: %v", err)
-	}
-	// Without a uuid Feishu cannot tell; the sequence refusal says the
-	// first attempt landed.
-	fake.Fail(feishufake.Fault{Op: feishufake.OpCardSettings, Times: 1, Status: 502, Applied: true})
-	if err := f.cardSettings(ctx, log, id, streamingOff, 7, ""); err != nil {
-		t.Fatalf("settings after a lost answer: %v", err)
-	}
-	if _, streaming, _ := fake.Card(id); streaming {
-		t.Error("streaming still on")
-	}
-	if got := code(f.setCardText(ctx, log, id, answerElement, "abcd", 8, "u8")); got != feishufake.CodeStreamingOff {
-		t.Errorf("text update after streaming ended: code %d, want %d", got, feishufake.CodeStreamingOff)
 	}
 }
 
@@ -407,7 +344,7 @@ func benchStream(b *testing.B, ttft time.Duration, conc int) {
 	})
 	log := slog.New(slog.DiscardHandler)
 	bt, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, Workers: 2 * conc},
-		NewLarkClient(uniqueAppID(), "secret", fake.URL, log), llmEngine(b, llm.URL, llmOpts{}), state.NewMemory(), log)
+		openapi.NewLarkClient(uniqueAppID(), "secret", fake.URL, log), llmEngine(b, llm.URL, llmOpts{}), state.NewMemory(), log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -497,27 +434,6 @@ func benchStream(b *testing.B, ttft time.Duration, conc int) {
 	}
 }
 
-func TestStreamCardsGolden(t *testing.T) {
-	v := answerView{Question: "知识库助手是什么？", Asker: "ou_alice", Conv: "chat:oc_1", QID: "q1", BaseURL: testPublic,
-		Answer: rag.Answer{Text: "知识库助手根据资料回答问题 [1]，并且", Mode: rag.ModeLLM, Covered: true,
-			References: []rag.Reference{{DocID: "doc-1", Title: "入门指南"}}}}
-	thinking := render(thinkingCard(v))
-	if c := checkCard(t, thinking); c["config"].(map[string]any)["streaming_mode"] != true {
-		t.Error("the thinking card does not stream")
-	}
-	golden(t, "thinking.json", thinking)
-	golden(t, "partial.json", checkedCard(t, partialCard(v, true)))
-	if ref := string(cardRef("7355372766134157313")); ref != `{"type":"card","data":{"card_id":"7355372766134157313"}}` {
-		t.Errorf("card reference %s", ref)
-	}
-}
-
-func checkedCard(t *testing.T, raw []byte) []byte {
-	t.Helper()
-	checkCard(t, raw)
-	return raw
-}
-
 // TestAnswerRunAgainFinishesTheFirstCard: a worker dies mid-answer, leaving
 // its card streaming; the queue runs the answer again elsewhere. The reply
 // uuid makes Feishu show no second message, so the second run must find
@@ -553,8 +469,8 @@ func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 
 	h.bot.answer(context.Background(), h.bot.log, q)
 	r := h.settledCard("om_rerun")
-	if r.CardID != first || !strings.Contains(cardText(r.Card), "让模型依据资料写出回答") {
-		t.Errorf("reply shows card %s (first run's %s):\n%s", r.CardID, first, cardText(r.Card))
+	if r.CardID != first || !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") {
+		t.Errorf("reply shows card %s (first run's %s):\n%s", r.CardID, first, feishufake.CardText(r.Card))
 	}
 	if n := fake.Calls(feishufake.OpCardCreate); n != 2 {
 		t.Errorf("%d cards created, want 2 (the second never shown)", n)

@@ -66,9 +66,7 @@ func (h *webhook) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// format the whole body for a debug log on every request). Our handlers
 	// run synchronously; they only record work, and must finish before
 	// Feishu gives up on the 200.
-	ctx, cancel := context.WithTimeout(r.Context(), ackTimeout)
-	defer cancel()
-	resp, err := h.disp.Do(ctx, plain)
+	resp, err := h.disp.Do(context.WithValue(r.Context(), webhookKey{}, true), plain)
 	var unhandled *dispatcher.NotFoundEventHandlerErr
 	switch {
 	case errors.As(err, &unhandled):

@@ -15,6 +15,7 @@ import (
 	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
 
 	"kbbot/bot/feishufake"
+	"kbbot/bot/openapi"
 	"kbbot/store/state"
 )
 
@@ -68,7 +69,7 @@ func FuzzWebhookDecode(f *testing.F) {
 	// unreachable.
 	var panics atomic.Int64
 	log := slog.New(panicCounter{&panics})
-	client := NewLarkClient(uniqueAppID(), "secret", "http://127.0.0.1:1", log)
+	client := openapi.NewLarkClient(uniqueAppID(), "secret", "http://127.0.0.1:1", log)
 	newHandler := func(t testing.TB) http.Handler {
 		b, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, BotOpenID: testBotID, Workers: 1},
 			client, &fakeAnswerer{}, state.NewMemory(), log)

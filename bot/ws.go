@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher"
+	"kbbot/bot/openapi"
+
 	larkws "github.com/larksuite/oapi-sdk-go/v3/ws"
 )
 
@@ -34,10 +35,10 @@ func (b *Bot) RunLongConnection(ctx context.Context, appID, appSecret, domain st
 		fatal     error
 	)
 	cli := larkws.NewClient(appID, appSecret,
-		larkws.WithEventHandler(b.longConnectionDispatcher()),
+		larkws.WithEventHandler(b.disp),
 		larkws.WithDomain(domain),
 		larkws.WithAutoReconnect(true),
-		larkws.WithLogger(sdkLogger{log: log}),
+		larkws.WithLogger(openapi.SDKLogger{Log: log}),
 		// The SDK logs these at Info, which sdkLogger demotes to Debug.
 		larkws.WithOnReady(func() {
 			mu.Lock()
@@ -73,27 +74,29 @@ func (b *Bot) RunLongConnection(ctx context.Context, appID, appSecret, domain st
 	return fmt.Errorf("Feishu long connection: %w", err)
 }
 
-// longConnectionDispatcher routes long-connection frames to the webhook's
-// handlers. Frames arrive in plain text over a connection authenticated by
-// the app secret; what the webhook adapter adds per request is added here
-// per frame: Feishu's ack deadline and a panic guard (the SDK would log a
-// panic without the stack and send no answer at all).
-func (b *Bot) longConnectionDispatcher() *dispatcher.EventDispatcher {
-	return b.newDispatcher(b.acked)
-}
-
-// acked runs one handler as the webhook does: within ackTimeout, timed as
-// the ack stage, a panic turned into an error (the frame is answered 500).
-func (b *Bot) acked(ctx context.Context, kind string, h func(context.Context) error) (err error) {
+// guard runs one handler of the dispatcher within Feishu's ack deadline,
+// with a panic turned into an error (the frame or request is answered 500;
+// the SDK would log a long-connection panic without the stack and send no
+// answer at all). On the long connection it also times the handler as the
+// ack stage; the webhook times its whole request itself (webhook.go), so
+// it marks its context and is not timed twice.
+func (b *Bot) guard(ctx context.Context, kind string, h func(context.Context) error) (err error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(ctx, ackTimeout)
 	defer func() {
 		cancel()
 		if v := recover(); v != nil {
-			b.log.Error("panic in long-connection handler", "type", kind, "panic", v, "stack", stack())
+			b.log.Error("panic in an event handler", "type", kind, "panic", v, "stack", stack())
 			err = fmt.Errorf("panic handling %s: %v", kind, v)
 		}
-		b.cfg.Metrics.observe(stageAck, time.Since(start))
+		if !viaWebhook(ctx) {
+			b.cfg.Metrics.observe(stageAck, time.Since(start))
+		}
 	}()
 	return h(ctx)
 }
+
+type webhookKey struct{}
+
+// viaWebhook reports whether ctx is a webhook request's.
+func viaWebhook(ctx context.Context) bool { return ctx.Value(webhookKey{}) != nil }

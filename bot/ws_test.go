@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	larkws "github.com/larksuite/oapi-sdk-go/v3/ws"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 	"kbbot/store/state"
 )
@@ -308,7 +309,7 @@ func TestWSDirectMessageAnsweredOnce(t *testing.T) {
 			t.Errorf("event answered with data %s, want none", a.Data)
 		}
 		reply := h.replyTo(m.MessageID)
-		if text := cardText(reply.Card); !strings.Contains(text, "关于「长连接的问题」") {
+		if text := feishufake.CardText(reply.Card); !strings.Contains(text, "关于「长连接的问题」") {
 			t.Errorf("reply card does not answer the question:\n%s", text)
 		}
 
@@ -345,7 +346,7 @@ func TestWSCardActionToastThenAnswer(t *testing.T) {
 	g.mustDeliver(h.signer.MessageEvent(m))
 	card := h.replyTo(m.MessageID)
 	h.waitTurns("chat:"+m.ChatID, 1)
-	fu := buttonsWith(card.Card, actionAsk)
+	fu := feishufake.ButtonsWith(card.Card, cards.ActionAsk)
 	if len(fu) == 0 {
 		t.Fatalf("answer card has no follow-up buttons: %v", card.Card)
 	}
@@ -366,7 +367,7 @@ func TestWSCardActionToastThenAnswer(t *testing.T) {
 			created = r
 		}
 	}
-	if text := cardText(created.Card); !strings.Contains(text, "<at id=ou_alice></at>") || !strings.Contains(text, "关于「如何开始？」") {
+	if text := feishufake.CardText(created.Card); !strings.Contains(text, "<at id=ou_alice></at>") || !strings.Contains(text, "关于「如何开始？」") {
 		t.Errorf("follow-up card does not name the asker or answer the question:\n%s", text)
 	}
 

@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"kbbot/store/retry"
 
 	openai "github.com/sashabaranov/go-openai"
 )
@@ -68,37 +69,33 @@ const (
 func (l *LLM) Complete(ctx context.Context, msgs []openai.ChatCompletionMessage, onDelta func(string)) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	var err error
-	for attempt := 1; ; attempt++ {
+	var text string
+	p := retry.Policy{Attempts: llmAttempts, Base: 500 * time.Millisecond, Max: l.maxRetryAfter(), Sleep: l.Sleep}
+	err := p.Do(ctx, func(ctx context.Context, _ int) error {
 		hint := &retryHint{}
-		var text string
-		var started bool
-		text, started, err = l.stream(context.WithValue(ctx, retryHintKey{}, hint), msgs, onDelta)
-		if err == nil {
-			return text, nil
+		t, started, err := l.stream(context.WithValue(ctx, retryHintKey{}, hint), msgs, onDelta)
+		switch {
+		case err == nil:
+			text = t
+			return nil
+		case started:
+			// The caller has shown part of the answer already: no retry,
+			// but what was said comes back with the error.
+			text = t
+			return retry.Permanent(err)
+		case !retryable(err):
+			return retry.Permanent(err)
 		}
-		if started {
-			return text, fmt.Errorf("llm %s: %w", l.model, err)
+		ra := hint.get()
+		if ra > l.maxRetryAfter() {
+			return retry.Permanent(fmt.Errorf("%w (the provider asks to retry after %v, over the %v kbbot waits)", err, ra, l.maxRetryAfter()))
 		}
-		if attempt == llmAttempts || !retryable(err) {
-			break
-		}
-		wait := backoff(attempt)
-		if ra := hint.get(); ra > 0 {
-			if ra > l.maxRetryAfter() {
-				err = fmt.Errorf("%w (the provider asks to retry after %v, over the %v kbbot waits)", err, ra, l.maxRetryAfter())
-				break
-			}
-			wait = ra
-		}
-		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
-			break // the answer's time runs out before the retry could start
-		}
-		if serr := l.Sleep(ctx, wait); serr != nil {
-			break
-		}
+		return retry.WithWait(err, ra)
+	})
+	if err != nil {
+		return text, fmt.Errorf("llm %s: %w", l.model, err)
 	}
-	return "", fmt.Errorf("llm %s: %w", l.model, err)
+	return text, nil
 }
 
 func (l *LLM) idle() time.Duration {
@@ -187,12 +184,6 @@ func retryable(err error) bool {
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
-// backoff is exponential with jitter: 0.5s, 1s, 2s… ±50%.
-func backoff(attempt int) time.Duration {
-	base := time.Duration(250<<attempt) * time.Millisecond
-	return base/2 + time.Duration(rand.Int64N(int64(base)))
-}
-
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -236,33 +227,9 @@ func (d hintDoer) Do(req *http.Request) (*http.Response, error) {
 		return resp, err
 	}
 	if h, ok := req.Context().Value(retryHintKey{}).(*retryHint); ok {
-		h.set(parseRetryAfter(resp.Header, time.Now()))
+		h.set(retry.After(resp.Header, time.Now()))
 	}
 	return resp, nil
-}
-
-// parseRetryAfter reads Retry-After (seconds or an HTTP date) or the
-// retry-after-ms some providers send; 0 when there is neither.
-func parseRetryAfter(h http.Header, now time.Time) time.Duration {
-	if v := h.Get("Retry-After-Ms"); v != "" {
-		if ms, err := strconv.ParseFloat(v, 64); err == nil && ms > 0 {
-			return time.Duration(ms * float64(time.Millisecond))
-		}
-	}
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0
-	}
-	if s, err := strconv.ParseFloat(v, 64); err == nil {
-		if s <= 0 {
-			return 0
-		}
-		return time.Duration(s * float64(time.Second))
-	}
-	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
-	}
-	return 0
 }
 
 const systemPromptZH = `你是一个知识库问答助手。只根据用户消息中编号的参考资料回答问题：

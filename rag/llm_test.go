@@ -277,30 +277,6 @@ func TestLLMHonoursRetryAfter(t *testing.T) {
 	})
 }
 
-func TestParseRetryAfter(t *testing.T) {
-	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
-	for _, tt := range []struct {
-		header map[string]string
-		want   time.Duration
-	}{
-		{map[string]string{"Retry-After": "5"}, 5 * time.Second},
-		{map[string]string{"Retry-After": "0.5"}, 500 * time.Millisecond},
-		{map[string]string{"Retry-After": now.Add(90 * time.Second).Format(http.TimeFormat)}, 90 * time.Second},
-		{map[string]string{"Retry-After": now.Add(-time.Minute).Format(http.TimeFormat)}, 0},
-		{map[string]string{"Retry-After-Ms": "1500", "Retry-After": "9"}, 1500 * time.Millisecond},
-		{map[string]string{"Retry-After": "soon"}, 0},
-		{nil, 0},
-	} {
-		h := http.Header{}
-		for k, v := range tt.header {
-			h.Set(k, v)
-		}
-		if got := parseRetryAfter(h, now); got != tt.want {
-			t.Errorf("%v: got %v, want %v", tt.header, got, tt.want)
-		}
-	}
-}
-
 func TestEngineReturnsPartialAnswerWhenTheModelStalls(t *testing.T) {
 	s := newScriptedLLM(t, llmStep{chunks: []string{"RAG 先检索 [2]，", "再生成"}, hang: true})
 	eng := seededEngine(t, Options{LLM: s.llm(&sleepRecorder{}, 100*time.Millisecond)})

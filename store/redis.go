@@ -7,7 +7,9 @@
 //     (in process, or in Redis);
 //   - queue: the work queue between the webhook and the answer workers
 //     (in process, or Redis Streams with leases);
-//   - ratelimit: the per-user and per-chat question limits.
+//   - ratelimit: the per-user and per-chat question limits;
+//   - retry: how a call to an outside service is tried again (used by
+//     store's own parts and by the Feishu, LLM and Qdrant clients).
 //
 // This package opens the Redis that state, queue and ratelimit share:
 // OpenRedis parses REDIS_URL, sets the client options and pings once, and

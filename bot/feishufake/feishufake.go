@@ -846,3 +846,63 @@ func mergeConfig(raw string, settings map[string]any) string {
 	}
 	return string(b)
 }
+
+// CardText is every string in a decoded card, one per line, for content
+// assertions.
+func CardText(card map[string]any) string {
+	var sb strings.Builder
+	WalkCard(card, func(v any) {
+		if s, ok := v.(string); ok {
+			sb.WriteString(s)
+			sb.WriteString("\n")
+		}
+	})
+	return sb.String()
+}
+
+// Buttons is the callback value of every button in a decoded card, in the
+// card's order.
+func Buttons(card map[string]any) []map[string]any {
+	var out []map[string]any
+	visitButtons(card, func(v map[string]any) { out = append(out, v) })
+	return out
+}
+
+// ButtonsWith is the callback values of the buttons whose action is action.
+func ButtonsWith(card map[string]any, action string) []map[string]any {
+	var out []map[string]any
+	for _, b := range Buttons(card) {
+		if b["action"] == action {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// visitButtons walks the card in order (WalkCard visits a map's entries in
+// Go's random map order, which would shuffle the buttons).
+func visitButtons(v any, visit func(map[string]any)) {
+	switch x := v.(type) {
+	case map[string]any:
+		if x["tag"] == "button" {
+			bs, _ := x["behaviors"].([]any)
+			for _, b := range bs {
+				if bm, ok := b.(map[string]any); ok {
+					if val, ok := bm["value"].(map[string]any); ok {
+						visit(val)
+					}
+				}
+			}
+			return
+		}
+		for _, k := range []string{"header", "body", "elements", "columns"} {
+			if e, ok := x[k]; ok {
+				visitButtons(e, visit)
+			}
+		}
+	case []any:
+		for _, e := range x {
+			visitButtons(e, visit)
+		}
+	}
+}

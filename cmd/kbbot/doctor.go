@@ -17,7 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"kbbot/bot"
+	"kbbot/bot/openapi"
 	"kbbot/rag"
 	"kbbot/store"
 	"kbbot/store/index"
@@ -191,7 +191,7 @@ func (d *doctorRun) feishuApp(ctx context.Context) []finding {
 			"serve needs both to reply; copy them from the app's Credentials page on the Feishu Open Platform")}
 	}
 	baseFix := fmt.Sprintf("check FEISHU_BASE_URL (%s; https://open.larksuite.com for Lark) and that this host can reach it", c.FeishuBaseURL)
-	client := bot.NewLarkClient(c.FeishuAppID, c.FeishuAppSecret, c.FeishuBaseURL, d.a.log)
+	client := openapi.NewLarkClient(c.FeishuAppID, c.FeishuAppSecret, c.FeishuBaseURL, d.a.log)
 	// Ask for the token directly: the SDK's process-wide token cache would
 	// otherwise hide a secret that stopped working.
 	resp, err := client.GetTenantAccessTokenBySelfBuiltApp(ctx, &larkcore.SelfBuiltTenantAccessTokenReq{
@@ -208,7 +208,7 @@ func (d *doctorRun) feishuApp(ctx context.Context) []finding {
 	case resp.TenantAccessToken == "":
 		return []finding{failed(fmt.Sprintf("tenant token: HTTP %d answer without a token", resp.StatusCode), baseFix)}
 	}
-	openID, err := bot.CheckApp(ctx, client)
+	openID, err := openapi.CheckApp(ctx, client)
 	if err != nil {
 		return []finding{failed("tenant token fetched, but bot info failed: "+err.Error(),
 			"enable the Bot capability (Features > Bot) for the app and publish a new version of it")}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kbbot/bot"
+	"kbbot/bot/openapi"
 	"kbbot/store"
 	"kbbot/store/queue"
 	"kbbot/store/ratelimit"
@@ -98,7 +99,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	// in one process.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	client := bot.NewLarkClient(a.cfg.FeishuAppID, a.cfg.FeishuAppSecret, a.cfg.FeishuBaseURL, a.log)
+	client := openapi.NewLarkClient(a.cfg.FeishuAppID, a.cfg.FeishuAppSecret, a.cfg.FeishuBaseURL, a.log)
 	b, err := bot.New(bot.Config{
 		Metrics:           bot.NewMetrics(reg),
 		VerificationToken: a.cfg.FeishuVerificationToken,

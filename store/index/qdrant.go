@@ -6,12 +6,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"math/rand/v2"
 	"net"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"kbbot/store/retry"
 
 	"github.com/google/uuid"
 	"github.com/qdrant/go-client/qdrant"
@@ -205,29 +206,32 @@ func parseQdrantURL(raw string) (host string, port int, useTLS bool, err error) 
 // call runs one Qdrant request with a per-attempt timeout, retrying the
 // failures that are worth retrying: the server was unreachable, slow, busy or
 // aborted the operation. Every write kbbot makes is idempotent (deterministic
-// point ids), so a retry after a lost answer does no harm.
+// point ids), so a retry after a lost answer does no harm. A rate limit's
+// Retry-After is honoured up to the per-call timeout.
 func (q *Qdrant) call(ctx context.Context, op string, fn func(ctx context.Context) error) error {
-	var err error
-	for attempt := 1; ; attempt++ {
+	p := retry.Policy{Attempts: qdrantAttempts, Base: q.retryBase, Max: q.timeout,
+		OnRetry: func(attempt int, wait time.Duration, err error) {
+			q.log.WarnContext(ctx, "qdrant call failed, retrying", "op", op, "attempt", attempt, "wait", wait, slog.Any("error", err))
+		}}
+	err := p.Do(ctx, func(ctx context.Context, _ int) error {
 		actx, cancel := context.WithTimeout(ctx, q.timeout)
-		err = fn(actx)
-		cancel()
-		if err == nil {
+		defer cancel()
+		err := fn(actx)
+		switch {
+		case err == nil:
 			return nil
+		case !qdrantTransient(err):
+			return retry.Permanent(err)
 		}
-		if attempt == qdrantAttempts || ctx.Err() != nil || !qdrantTransient(err) {
-			return fmt.Errorf("qdrant %s: %w", op, err)
+		if busy, ok := errors.AsType[*qdrant.QdrantResourceExhaustedError](err); ok {
+			return retry.WithWait(err, time.Duration(busy.RetryAfterS)*time.Second)
 		}
-		wait := q.backoff(attempt, err)
-		q.log.WarnContext(ctx, "qdrant call failed, retrying", "op", op, "attempt", attempt, "wait", wait, slog.Any("error", err))
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("qdrant %s: %w (gave up: %w)", op, err, ctx.Err())
-		case <-t.C:
-		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("qdrant %s: %w", op, err)
 	}
+	return nil
 }
 
 func qdrantTransient(err error) bool {
@@ -240,19 +244,6 @@ func qdrantTransient(err error) bool {
 		return true
 	}
 	return false
-}
-
-// backoff doubles the wait per attempt with jitter, so that several kbbot
-// processes do not hammer a recovering server in lockstep. A rate limit's
-// Retry-After is honoured up to the per-call timeout.
-func (q *Qdrant) backoff(attempt int, err error) time.Duration {
-	d := q.retryBase << (attempt - 1)
-	d = d/2 + rand.N(d/2+1)
-	var busy *qdrant.QdrantResourceExhaustedError
-	if errors.As(err, &busy) {
-		d = max(d, min(time.Duration(busy.RetryAfterS)*time.Second, q.timeout))
-	}
-	return d
 }
 
 func (q *Qdrant) open(ctx context.Context, recreate bool) error {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"kbbot/store/retry"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -257,28 +259,26 @@ func (q *Redis) pause(l *lease, d time.Duration) bool {
 // carry an idempotency key).
 func (q *Redis) ack(l *lease, id string) bool {
 	stream := q.streamKey(l.shard)
-	wait := 50 * time.Millisecond
-	for try := 1; ; try++ {
+	p := retry.Policy{Attempts: maxAckTries, Base: 50 * time.Millisecond, Max: 2 * time.Second,
+		OnRetry: func(_ int, _ time.Duration, err error) {
+			l.log.Warn("acknowledging a job failed; retrying", "job", id, "error", err)
+		}}
+	// Each try gets a timeout of its own, not the lease's context: a lease
+	// lost mid-try ends the waits between tries, not a try in flight.
+	err := p.Do(l.ctx, func(context.Context, int) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
 		_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
 			p.XAck(ctx, stream, queueGroup, id)
 			p.XDel(ctx, stream, id)
 			return nil
 		})
-		cancel()
-		if err == nil {
-			return true
-		}
-		if try >= maxAckTries {
-			l.log.Error("acknowledging a job keeps failing; leaving it pending to run again", "job", id, "error", err)
-			return false
-		}
-		l.log.Warn("acknowledging a job failed; retrying", "job", id, "error", err)
-		if !sleepCtx(l.ctx, wait) {
-			return false
-		}
-		wait = min(2*wait, 2*time.Second)
+		return err
+	})
+	if err != nil && l.ctx.Err() == nil {
+		l.log.Error("acknowledging a job keeps failing; leaving it pending to run again", "job", id, "error", err)
 	}
+	return err == nil
 }
 
 // bury moves a job to the dead-letter stream and tells Handlers.Dead; true

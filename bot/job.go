@@ -2,10 +2,13 @@ package bot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"log/slog"
 	"strings"
 
+	"kbbot/bot/cards"
 	"kbbot/store/queue"
 )
 
@@ -186,5 +189,12 @@ func (b *Bot) deadJob(ctx context.Context, j queue.Job) {
 	}
 	b.cfg.Metrics.event(q.kind(), outcomeFailed)
 	log.Error("gave up on a work item; sending an error card", "kind", it.Kind)
-	b.deliver(ctx, log, q, "error", errorCard(q.Text, q.Conv))
+	b.deliver(ctx, log, q, "error", cards.Error(q.Text, q.Conv))
+}
+
+// shortHash names things derived from long strings (questions in claim keys,
+// turn ids).
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:8])
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
 	"kbbot/store/queue"
@@ -145,7 +146,7 @@ func TestDeadLetterSendsErrorCard(t *testing.T) {
 		h.mustPost(h.signer.MessageEvent(bad))
 		h.mustPost(h.signer.MessageEvent(next))
 		r := h.replyTo(bad.MessageID)
-		if text := cardText(r.Card); !strings.Contains(text, "出错了") || len(buttonsWith(r.Card, actionRetry)) != 1 {
+		if text := feishufake.CardText(r.Card); !strings.Contains(text, "出错了") || len(feishufake.ButtonsWith(r.Card, cards.ActionRetry)) != 1 {
 			t.Errorf("the poisoned question got %s, want an error card with a retry button", text)
 		}
 		h.replyTo(next.MessageID)
@@ -202,15 +203,15 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 		ms = append(ms, m)
 	}
 	for _, m := range ms[:10] {
-		if text := cardText(hs[0].replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
+		if text := feishufake.CardText(hs[0].replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
 			t.Errorf("question %q within the limit got %s", m.Text, text)
 		}
 	}
 	card := hs[0].replyTo(ms[10].MessageID).Card
-	if text := cardText(card); !strings.Contains(text, "请稍后再问") || !strings.Contains(text, "每分钟最多回答 10 个问题") || !strings.Contains(text, "55 秒") {
+	if text := feishufake.CardText(card); !strings.Contains(text, "请稍后再问") || !strings.Contains(text, "每分钟最多回答 10 个问题") || !strings.Contains(text, "55 秒") {
 		t.Errorf("the 11th question got %s, want the limit card", text)
 	}
-	if len(buttonsWith(card, actionRetry)) != 1 {
+	if len(feishufake.ButtonsWith(card, cards.ActionRetry)) != 1 {
 		t.Error("the limit card has no retry button")
 	}
 	// The 12th was refused before its 200, without a card.
@@ -225,7 +226,7 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 	}
 	// A click is a question too.
 	_, body := hs[0].post(hs[0].signer.CardActionEvent(feishufake.CardAction{EventID: hs[0].id("ev"), Operator: "ou_eager",
-		MessageID: "om_card", ChatID: "oc_limited", Value: map[string]any{"action": actionAsk, "q": "再问一个", "conv": "chat:oc_limited"}}))
+		MessageID: "om_card", ChatID: "oc_limited", Value: map[string]any{"action": cards.ActionAsk, "q": "再问一个", "conv": "chat:oc_limited"}}))
 	if !strings.Contains(body, "提问太频繁了") {
 		t.Errorf("a limited click answered %s", body)
 	}
@@ -297,19 +298,11 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 		st2 := r.open(t)
 		h2 := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: st2.st, fake: fake},
 			newQueue: redisQueueOn(st2, queue.Options{Visibility: time.Minute})})
-		if text := cardText(h2.replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
+		if text := feishufake.CardText(h2.replyTo(m.MessageID).Card); !strings.Contains(text, "答案在这里") {
 			t.Errorf("the taken-over question got %s", text)
 		}
 		if n := fake.Replies(m.MessageID); n != 1 {
 			t.Errorf("%d replies, want 1", n)
 		}
 	})
-}
-
-func TestLimitCardGolden(t *testing.T) {
-	golden(t, "limited.json", limitCard(limitNote{Scope: "user", Max: 10, PerSeconds: 60, RetryAfterSec: 42}, "知识库助手是什么？", "chat:oc_1"))
-	chat := cardText(decodeJSON(t, string(limitCard(limitNote{Scope: "chat", Max: 30, PerSeconds: 3600, RetryAfterSec: 1800}, "q", "chat:oc_1"))))
-	if !strings.Contains(chat, "这个会话里的提问有点多：每小时最多回答 30 个问题。请 30 分钟后再问") {
-		t.Errorf("chat limit card says %s", chat)
-	}
 }

@@ -1,4 +1,10 @@
-package bot
+// Package cards renders every card kbbot sends, as Feishu card JSON 2.0
+// built from small typed structs: answers (with citations, references,
+// follow-up and feedback buttons), the streaming "thinking" card, partial
+// answers, errors, busy and rate-limit notices, help, welcome and reset.
+// Every function here is pure: the same input gives the same bytes, which
+// the golden files in testdata/ pin down.
+package cards
 
 import (
 	"bytes"
@@ -11,8 +17,8 @@ import (
 	"kbbot/rag"
 )
 
-// Card JSON 2.0, as small typed structs. Feishu rejects unknown properties
-// in 2.0, so each struct carries only what kbbot uses.
+// Feishu rejects unknown properties in card JSON 2.0, so each struct
+// carries only what kbbot uses.
 
 type card struct {
 	Schema string      `json:"schema"`
@@ -80,8 +86,8 @@ type buttonEl struct {
 }
 
 type behavior struct {
-	Type  string      `json:"type"` // callback
-	Value actionValue `json:"value"`
+	Type  string `json:"type"` // callback
+	Value Value  `json:"value"`
 }
 
 type columnSetEl struct {
@@ -97,9 +103,9 @@ type columnEl struct {
 	Elements []any  `json:"elements"`
 }
 
-// actionValue is every button's callback value. It must be an object: the
-// SDK decodes it into a map and a plain string makes the callback fail.
-type actionValue struct {
+// Value is every button's callback value. It must be an object: the SDK
+// decodes it into a map and a plain string makes the callback fail.
+type Value struct {
 	Action string `json:"action"`         // ask | retry | feedback | reset
 	Q      string `json:"q,omitempty"`    // ask, retry: the question
 	Vote   string `json:"vote,omitempty"` // feedback: up | down
@@ -107,25 +113,32 @@ type actionValue struct {
 	Conv   string `json:"conv,omitempty"` // the conversation the card belongs to
 }
 
+// Button actions, the Action of a Value.
 const (
-	actionAsk      = "ask"
-	actionRetry    = "retry"
-	actionFeedback = "feedback"
-	actionReset    = "reset"
+	ActionAsk      = "ask"
+	ActionRetry    = "retry"
+	ActionFeedback = "feedback"
+	ActionReset    = "reset"
+)
 
-	aiNotice = "内容由 AI 大模型生成，请仔细甄别"
+// AINotice is the notice under every answer.
+const AINotice = "内容由 AI 大模型生成，请仔细甄别"
 
-	// Feishu refuses cards over 30 KB. The budget is measured on the card as
-	// it travels (a JSON string inside the request), with room to spare.
-	maxCardBytes = 30 * 1024
-	cardBudget   = maxCardBytes - 1024
+const (
+	// MaxCardBytes is Feishu's limit on a card. The budget is measured on
+	// the card as it travels (a JSON string inside the request), with room
+	// to spare.
+	MaxCardBytes = 30 * 1024
+	cardBudget   = MaxCardBytes - 1024
 
 	maxRefs        = 8
 	maxTitleRunes  = 80
 	maxURLBytes    = 1000
 	maxFollowUps   = 5
 	maxButtonRunes = 60 // Feishu shows at most 100 characters on a button
-	maxQuestion    = 300
+	// MaxQuestion is the most of a question a card shows or a button
+	// carries.
+	MaxQuestion = 300
 )
 
 func md(content string) markdownEl { return markdownEl{Tag: "markdown", Content: content} }
@@ -134,7 +147,7 @@ func note(content string) markdownEl {
 	return markdownEl{Tag: "markdown", TextSize: "notation", Content: "<font color='grey'>" + content + "</font>"}
 }
 
-func button(label, typ string, v actionValue) buttonEl {
+func button(label, typ string, v Value) buttonEl {
 	return buttonEl{Tag: "button", Text: plainText{Tag: "plain_text", Content: label}, Type: typ, Size: "small",
 		Behaviors: []behavior{{Type: "callback", Value: v}}}
 }
@@ -171,8 +184,8 @@ func render(c card) []byte {
 	return bytes.TrimRight(buf.Bytes(), "\n")
 }
 
-// answerView is what an answer card shows.
-type answerView struct {
+// AnswerView is what an answer card shows.
+type AnswerView struct {
 	Question string
 	Asker    string // open_id of who clicked, named on cards answering a click
 	Answer   rag.Answer
@@ -181,61 +194,61 @@ type answerView struct {
 	BaseURL  string // KBBOT_PUBLIC_URL, for sources without a URL
 }
 
-// answerCard renders an answer, trimming the answer text so the card stays
+// Answer renders an answer, trimming the answer text so the card stays
 // under Feishu's size limit.
-func answerCard(v answerView) []byte {
+func Answer(v AnswerView) []byte {
 	skeleton := render(buildAnswerCard(v, ""))
-	text := fitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
+	text := FitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
 	return render(buildAnswerCard(v, text))
 }
 
-func buildAnswerCard(v answerView, text string) card {
-	q := truncate(v.Question, maxQuestion)
+func buildAnswerCard(v AnswerView, text string) card {
+	q := Truncate(v.Question, MaxQuestion)
 	els := askerLine(v)
 	if strings.TrimSpace(text) == "" {
 		text = "（没有找到可以回答的内容）"
 	}
-	els = append(els, answerText(text), note(aiNotice))
+	els = append(els, answerText(text), note(AINotice))
 	els = append(els, referenceList(v)...)
 	if fus := v.Answer.FollowUps; len(fus) > 0 {
 		els = append(els, md("**其他人在问**"))
 		for _, f := range fus[:min(len(fus), maxFollowUps)] {
-			b := button(truncate(f, maxButtonRunes), "default", actionValue{Action: actionAsk, Q: truncate(f, maxQuestion), Conv: v.Conv})
+			b := button(Truncate(f, maxButtonRunes), "default", Value{Action: ActionAsk, Q: Truncate(f, MaxQuestion), Conv: v.Conv})
 			b.Width = "fill"
 			els = append(els, b)
 		}
 	}
 	els = append(els, hrEl{Tag: "hr"}, buttonRow(
-		button("👍 有帮助", "default", actionValue{Action: actionFeedback, Vote: "up", QID: v.QID, Conv: v.Conv}),
-		button("👎 没帮助", "default", actionValue{Action: actionFeedback, Vote: "down", QID: v.QID, Conv: v.Conv}),
-		button("🆕 新话题", "primary", actionValue{Action: actionReset, Conv: v.Conv}),
+		button("👍 有帮助", "default", Value{Action: ActionFeedback, Vote: "up", QID: v.QID, Conv: v.Conv}),
+		button("👎 没帮助", "default", Value{Action: ActionFeedback, Vote: "down", QID: v.QID, Conv: v.Conv}),
+		button("🆕 新话题", "primary", Value{Action: ActionReset, Conv: v.Conv}),
 	))
 	template := "blue"
 	if !v.Answer.Covered {
 		template = "grey"
 	}
-	return newCard(truncate(q, 40), template, truncate(v.Question, 40), els...)
+	return newCard(Truncate(q, 40), template, Truncate(v.Question, 40), els...)
 }
 
-// answerElement is the element_id of an answer's text: streaming updates
+// AnswerElement is the element_id of an answer's text: streaming updates
 // write into it.
-const answerElement = "answer"
+const AnswerElement = "answer"
 
 func answerText(text string) markdownEl {
 	m := md(text)
-	m.ElementID = answerElement
+	m.ElementID = AnswerElement
 	return m
 }
 
 // askerLine names who asked, on cards answering a click.
-func askerLine(v answerView) []any {
+func askerLine(v AnswerView) []any {
 	if v.Asker == "" {
 		return nil
 	}
-	return []any{md(fmt.Sprintf("<at id=%s></at> 问：", v.Asker)), plainDiv(truncate(v.Question, maxQuestion))}
+	return []any{md(fmt.Sprintf("<at id=%s></at> 问：", v.Asker)), plainDiv(Truncate(v.Question, MaxQuestion))}
 }
 
-func referenceList(v answerView) []any {
+func referenceList(v AnswerView) []any {
 	refs := v.Answer.References
 	if len(refs) == 0 {
 		return nil
@@ -248,26 +261,30 @@ func referenceList(v answerView) []any {
 	return []any{hrEl{Tag: "hr"}, md(sb.String())}
 }
 
-const thinkingText = "正在查找资料并组织回答…"
+// ThinkingText is the placeholder a streaming card shows until the answer
+// starts.
+const ThinkingText = "正在查找资料并组织回答…"
 
-// thinkingCard is the CardKit card an LLM answer streams into: the
-// question, a placeholder where the answer will type itself out, and the AI
-// notice. v.Answer is not used.
-func thinkingCard(v answerView) card {
-	els := append(askerLine(v), answerText(thinkingText), note(aiNotice))
-	c := newCard(truncate(truncate(v.Question, maxQuestion), 40), "blue", "正在生成回答…", els...)
+// Thinking is the CardKit card an LLM answer streams into: the question, a
+// placeholder where the answer will type itself out, and the AI notice.
+// v.Answer is not used.
+func Thinking(v AnswerView) []byte { return render(thinkingCard(v)) }
+
+func thinkingCard(v AnswerView) card {
+	els := append(askerLine(v), answerText(ThinkingText), note(AINotice))
+	c := newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), "blue", "正在生成回答…", els...)
 	c.Config.StreamingMode = true
 	return c
 }
 
-// streamBudget is how many bytes the streamed text may take in v's
+// StreamBudget is how many bytes the streamed text may take in v's
 // thinking card.
-func streamBudget(v answerView) int {
+func StreamBudget(v AnswerView) int {
 	return cardBudget - quotedLen(string(render(thinkingCard(v))))
 }
 
-// cardRef is the content of a message that sends a CardKit card entity.
-func cardRef(cardID string) []byte {
+// Ref is the content of a message that sends a CardKit card entity.
+func Ref(cardID string) []byte {
 	type data struct {
 		CardID string `json:"card_id"`
 	}
@@ -278,27 +295,27 @@ func cardRef(cardID string) []byte {
 	return b
 }
 
-// partialCard shows an answer the model stopped writing: what it said, a
-// note that it is unfinished, its sources, and a retry button.
-func partialCard(v answerView, stalled bool) []byte {
+// Partial shows an answer the model stopped writing: what it said, a note
+// that it is unfinished, its sources, and a retry button.
+func Partial(v AnswerView, stalled bool) []byte {
 	skeleton := render(buildPartialCard(v, "", stalled))
-	text := fitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
+	text := FitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
 	return render(buildPartialCard(v, text, stalled))
 }
 
-func buildPartialCard(v answerView, text string, stalled bool) card {
+func buildPartialCard(v AnswerView, text string, stalled bool) card {
 	why := "回答中途出错，没有写完。"
 	if stalled {
 		why = "模型长时间没有响应，回答没有写完。"
 	}
 	els := askerLine(v)
-	els = append(els, answerText(text), note("⚠️ "+why+"可以点击「重试」重新回答。"), note(aiNotice))
+	els = append(els, answerText(text), note("⚠️ "+why+"可以点击「重试」重新回答。"), note(AINotice))
 	els = append(els, referenceList(v)...)
 	els = append(els, hrEl{Tag: "hr"}, buttonRow(
-		button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(v.Question, maxQuestion), Conv: v.Conv}),
-		button("🆕 新话题", "default", actionValue{Action: actionReset, Conv: v.Conv}),
+		button("🔄 重试", "primary", Value{Action: ActionRetry, Q: Truncate(v.Question, MaxQuestion), Conv: v.Conv}),
+		button("🆕 新话题", "default", Value{Action: ActionReset, Conv: v.Conv}),
 	))
-	return newCard(truncate(truncate(v.Question, maxQuestion), 40), "orange", "回答未完成", els...)
+	return newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), "orange", "回答未完成", els...)
 }
 
 // linkText is a source title safe inside [...] of a markdown link.
@@ -308,7 +325,7 @@ func linkText(r rag.Reference) string {
 		t = r.DocID
 	}
 	t = strings.NewReplacer("[", "【", "]", "】", "\n", " ").Replace(t)
-	return truncate(t, maxTitleRunes)
+	return Truncate(t, maxTitleRunes)
 }
 
 // sourceURL links a source: its own http(s) URL, or kbbot's page for it.
@@ -320,21 +337,21 @@ func sourceURL(base string, r rag.Reference) string {
 	return base + "/kb/" + url.PathEscape(r.DocID)
 }
 
-// errorCard tells the user answering failed, with a button to try again.
-func errorCard(question, conv string) []byte {
+// Error tells the user answering failed, with a button to try again.
+func Error(question, conv string) []byte {
 	return render(newCard("出错了", "red", "回答失败",
 		md("抱歉，回答这个问题时出了问题，请稍后重试。"),
-		plainDiv("问题："+truncate(question, maxQuestion)),
-		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
+		plainDiv("问题："+Truncate(question, MaxQuestion)),
+		buttonRow(button("🔄 重试", "primary", Value{Action: ActionRetry, Q: Truncate(question, MaxQuestion), Conv: conv})),
 	))
 }
 
-// busyCard is sent when every worker is busy and the queue is full.
-func busyCard(question, conv string) []byte {
+// Busy is sent when every worker is busy and the queue is full.
+func Busy(question, conv string) []byte {
 	return render(newCard("现在有点忙", "orange", "请稍后重试",
 		md("提问的人太多了，暂时没能回答你的问题，请稍后点击重试。"),
-		plainDiv("问题："+truncate(question, maxQuestion)),
-		buttonRow(button("🔄 重试", "primary", actionValue{Action: actionRetry, Q: truncate(question, maxQuestion), Conv: conv})),
+		plainDiv("问题："+Truncate(question, MaxQuestion)),
+		buttonRow(button("🔄 重试", "primary", Value{Action: ActionRetry, Q: Truncate(question, MaxQuestion), Conv: conv})),
 	))
 }
 
@@ -349,32 +366,35 @@ const helpText = `我会根据知识库回答问题，并附上参考资料。
 - ` + "`/help`" + ` 或 ` + "`帮助`" + `：显示这条说明
 - ` + "`/reset`" + ` 或 ` + "`新话题`" + `：清空本会话的上下文，开始新话题`
 
-func helpCard(conv string) []byte {
+// Help explains how to ask and the commands.
+func Help(conv string) []byte {
 	return render(newCard("使用说明", "blue", "使用说明",
 		md(helpText),
-		buttonRow(button("🆕 新话题", "default", actionValue{Action: actionReset, Conv: conv})),
+		buttonRow(button("🆕 新话题", "default", Value{Action: ActionReset, Conv: conv})),
 	))
 }
 
-func unsupportedCard(msgType string) []byte {
+// Unsupported answers a message of a type kbbot cannot read.
+func Unsupported(msgType string) []byte {
 	return render(newCard("暂不支持这种消息", "grey", "暂不支持这种消息",
 		md(fmt.Sprintf("我目前只能理解**文字**和**富文本**消息（收到的是 `%s`）。请用文字描述你的问题，或发送 `/help` 查看用法。", msgType)),
 	))
 }
 
-func resetCard() []byte {
+// Reset confirms a new topic.
+func Reset() []byte {
 	return render(newCard("已开始新话题", "green", "已开始新话题",
 		md("之前的对话不会再作为上下文，请提出新的问题。"),
 	))
 }
 
-// welcomeCard greets a user opening a direct chat, with starter questions.
-func welcomeCard(starters []string, conv string) []byte {
+// Welcome greets a user opening a direct chat, with starter questions.
+func Welcome(starters []string, conv string) []byte {
 	els := []any{md("你好！我是知识库助手，可以回答知识库里的问题，并给出参考资料和链接。\n\n直接发送问题即可；发送 `/help` 查看用法。")}
 	if len(starters) > 0 {
 		els = append(els, md("**可以试试这样问**"))
 		for _, s := range starters[:min(len(starters), maxFollowUps)] {
-			b := button(truncate(s, maxButtonRunes), "default", actionValue{Action: actionAsk, Q: truncate(s, maxQuestion), Conv: conv})
+			b := button(Truncate(s, maxButtonRunes), "default", Value{Action: ActionAsk, Q: Truncate(s, MaxQuestion), Conv: conv})
 			b.Width = "fill"
 			els = append(els, b)
 		}
@@ -382,8 +402,8 @@ func welcomeCard(starters []string, conv string) []byte {
 	return render(newCard("欢迎使用知识库助手", "blue", "欢迎使用知识库助手", els...))
 }
 
-// truncate cuts s to at most n runes, marking the cut with an ellipsis.
-func truncate(s string, n int) string {
+// Truncate cuts s to at most n runes, marking the cut with an ellipsis.
+func Truncate(s string, n int) string {
 	s = strings.TrimSpace(s)
 	if utf8.RuneCountInString(s) <= n {
 		return s
@@ -394,10 +414,10 @@ func truncate(s string, n int) string {
 
 const trimNote = "…\n\n<font color='grey'>（回答过长，已截断）</font>"
 
-// fitText cuts markdown text so that it costs at most budget bytes once the
+// FitText cuts markdown text so that it costs at most budget bytes once the
 // card is a JSON string inside the request, preferring a paragraph or
 // sentence break near the end.
-func fitText(s string, budget int) string {
+func FitText(s string, budget int) string {
 	if quotedCost(s) <= budget {
 		return s
 	}
@@ -466,3 +486,6 @@ func escCost(r rune) int {
 	}
 	return utf8.RuneLen(r)
 }
+
+// StreamingOff is the settings that end a card entity's streaming.
+const StreamingOff = `{"config":{"streaming_mode":false}}`

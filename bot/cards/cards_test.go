@@ -1,8 +1,7 @@
-package bot
+package cards
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"os"
@@ -14,6 +13,9 @@ import (
 	"kbbot/bot/feishufake"
 	"kbbot/rag"
 )
+
+// testPublic is KBBOT_PUBLIC_URL in these tests.
+const testPublic = "https://kb.example.com"
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
@@ -34,7 +36,7 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	want, err := os.ReadFile(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./bot -run %s -update to create it)", err, t.Name())
+		t.Fatalf("%v (run go test ./bot/cards -run %s -update to create it)", err, t.Name())
 	}
 	if !bytes.Equal(pretty.Bytes(), want) {
 		t.Errorf("%s differs from the golden file; run with -update if the change is intended.\ngot:\n%s", path, pretty.Bytes())
@@ -55,14 +57,14 @@ func TestCardsGolden(t *testing.T) {
 	}
 	conv := "chat:oc_1"
 	for name, card := range map[string][]byte{
-		"answer.json":       answerCard(answerView{Question: "知识库助手是什么？", Answer: ans, QID: "q1", Conv: conv, BaseURL: testPublic}),
-		"answer_click.json": answerCard(answerView{Question: "如何开始？", Asker: "ou_alice", Answer: rag.Answer{Text: "没有相关资料。"}, QID: "q2", Conv: conv, BaseURL: testPublic}),
-		"error.json":        errorCard("知识库助手是什么？", conv),
-		"busy.json":         busyCard("知识库助手是什么？", conv),
-		"help.json":         helpCard(conv),
-		"unsupported.json":  unsupportedCard("image"),
-		"reset.json":        resetCard(),
-		"welcome.json":      welcomeCard([]string{"什么是知识库？", "怎么提问？"}, conv),
+		"answer.json":       Answer(AnswerView{Question: "知识库助手是什么？", Answer: ans, QID: "q1", Conv: conv, BaseURL: testPublic}),
+		"answer_click.json": Answer(AnswerView{Question: "如何开始？", Asker: "ou_alice", Answer: rag.Answer{Text: "没有相关资料。"}, QID: "q2", Conv: conv, BaseURL: testPublic}),
+		"error.json":        Error("知识库助手是什么？", conv),
+		"busy.json":         Busy("知识库助手是什么？", conv),
+		"help.json":         Help(conv),
+		"unsupported.json":  Unsupported("image"),
+		"reset.json":        Reset(),
+		"welcome.json":      Welcome([]string{"什么是知识库？", "怎么提问？"}, conv),
 	} {
 		t.Run(name, func(t *testing.T) {
 			checkCard(t, card)
@@ -84,7 +86,7 @@ func checkCard(t *testing.T, raw []byte) map[string]any {
 	if cfg, _ := c["config"].(map[string]any); cfg["update_multi"] != true {
 		t.Error("update_multi is not true")
 	}
-	for _, b := range buttons(c) {
+	for _, b := range feishufake.Buttons(c) {
 		if b["action"] == nil {
 			t.Errorf("button value without an action: %v", b)
 		}
@@ -100,7 +102,7 @@ func TestHugeAnswerFitsInACard(t *testing.T) {
 	for i := 0; sb.Len() < 300_000; i++ {
 		sb.WriteString("这是一段很长的回答，包含 \"引号\"、反斜杠 \\ 和 <标签> [1]。\n")
 	}
-	ans := cannedAnswer("q")
+	ans := rag.Answer{References: []rag.Reference{{DocID: "doc-1", Title: "文档一"}}, Covered: true}
 	ans.Text = sb.String()
 	long := strings.Repeat("很长的标题", 100)
 	ans.References = append(ans.References, rag.Reference{DocID: "d3", Title: long, URL: "https://example.com/" + strings.Repeat("x", 5000)})
@@ -108,46 +110,67 @@ func TestHugeAnswerFitsInACard(t *testing.T) {
 	for range 20 {
 		ans.FollowUps = append(ans.FollowUps, strings.Repeat("追问", 200))
 	}
-	raw := answerCard(answerView{Question: strings.Repeat("问题", 1000), Answer: ans, QID: "q", Conv: "chat:oc_1", BaseURL: testPublic})
-	if len(raw) >= maxCardBytes {
+	raw := Answer(AnswerView{Question: strings.Repeat("问题", 1000), Answer: ans, QID: "q", Conv: "chat:oc_1", BaseURL: testPublic})
+	if len(raw) >= MaxCardBytes {
 		t.Fatalf("card is %d bytes, want under 30 KB", len(raw))
 	}
 	c := checkCard(t, raw)
-	text := cardText(c)
+	text := feishufake.CardText(c)
 	if !strings.Contains(text, "已截断") || !strings.Contains(text, "这是一段很长的回答") {
 		t.Error("the answer was not trimmed gracefully")
 	}
-	if n := len(buttonsWith(c, actionAsk)); n != maxFollowUps {
+	if n := len(feishufake.ButtonsWith(c, ActionAsk)); n != maxFollowUps {
 		t.Errorf("%d follow-up buttons, want %d", n, maxFollowUps)
 	}
-	for _, b := range buttonsWith(c, actionAsk) {
-		if q := b["q"].(string); utf8.RuneCountInString(q) > maxQuestion || !strings.HasSuffix(q, "…") {
+	for _, b := range feishufake.ButtonsWith(c, ActionAsk) {
+		if q := b["q"].(string); utf8.RuneCountInString(q) > MaxQuestion || !strings.HasSuffix(q, "…") {
 			t.Errorf("follow-up question not trimmed with an ellipsis: %d runes", utf8.RuneCountInString(q))
 		}
 	}
 	if !strings.Contains(text, testPublic+"/kb/d3") {
 		t.Error("an over-long URL should fall back to the /kb page")
 	}
-	// A card this size still goes through the fake's 30 KB check.
-	h := newHarness(t, harnessOpts{ans: &fakeAnswerer{AskFn: func(_ context.Context, q string, _ []rag.Turn) (rag.Answer, error) { return ans, nil }}})
-	m := h.dm("huge")
-	h.mustPost(h.signer.MessageEvent(m))
-	r := h.replyTo(m.MessageID)
-	if len(r.Content) >= maxCardBytes {
-		t.Errorf("sent card is %d bytes", len(r.Content))
-	}
 }
 
 func TestFitTextKeepsShortTextAndBreaksNaturally(t *testing.T) {
-	if got := fitText("短回答", 100); got != "短回答" {
+	if got := FitText("短回答", 100); got != "短回答" {
 		t.Errorf("short text changed: %q", got)
 	}
 	text := strings.Repeat("第一段。", 50) + "\n\n" + strings.Repeat("第二段。", 50)
-	got := fitText(text, quotedCost(text)-20)
+	got := FitText(text, quotedCost(text)-20)
 	if !strings.HasSuffix(got, "。"+trimNote) {
 		t.Errorf("not cut at a break: %q", got)
 	}
 	if !utf8.ValidString(got) {
 		t.Error("cut inside a rune")
+	}
+}
+
+func TestStreamCardsGolden(t *testing.T) {
+	v := AnswerView{Question: "知识库助手是什么？", Asker: "ou_alice", Conv: "chat:oc_1", QID: "q1", BaseURL: testPublic,
+		Answer: rag.Answer{Text: "知识库助手根据资料回答问题 [1]，并且", Mode: rag.ModeLLM, Covered: true,
+			References: []rag.Reference{{DocID: "doc-1", Title: "入门指南"}}}}
+	thinking := Thinking(v)
+	if c := checkCard(t, thinking); c["config"].(map[string]any)["streaming_mode"] != true {
+		t.Error("the thinking card does not stream")
+	}
+	golden(t, "thinking.json", thinking)
+	golden(t, "partial.json", checkedCard(t, Partial(v, true)))
+	if ref := string(Ref("7355372766134157313")); ref != `{"type":"card","data":{"card_id":"7355372766134157313"}}` {
+		t.Errorf("card reference %s", ref)
+	}
+}
+
+func checkedCard(t *testing.T, raw []byte) []byte {
+	t.Helper()
+	checkCard(t, raw)
+	return raw
+}
+
+func TestLimitCardGolden(t *testing.T) {
+	golden(t, "limited.json", Limit(LimitView{Max: 10, PerSeconds: 60, RetryAfterSec: 42}, "知识库助手是什么？", "chat:oc_1"))
+	chat := feishufake.CardText(checkCard(t, Limit(LimitView{Chat: true, Max: 30, PerSeconds: 3600, RetryAfterSec: 1800}, "q", "chat:oc_1")))
+	if !strings.Contains(chat, "这个会话里的提问有点多：每小时最多回答 30 个问题。请 30 分钟后再问") {
+		t.Errorf("chat limit card says %s", chat)
 	}
 }
