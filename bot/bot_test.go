@@ -3,6 +3,7 @@ package bot
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 	"kbbot/rag"
 	"kbbot/store/index"
 	"kbbot/store/redistest"
@@ -384,8 +387,11 @@ func TestWelcomeOnce(t *testing.T) {
 	waitFor(t, "the welcome card", func() bool { return h.fake.Creates("oc_new") > 0 })
 	h.mustPost(h.signer.ChatEnteredEvent(h.id("ev"), "oc_new", "ou_dave"))
 	h.sentinel()
-	if n := h.fake.Creates("oc_new"); n != 1 {
-		t.Errorf("%d welcome cards, want 1", n)
+	// Requests, not delivered messages: Feishu would drop a second welcome
+	// by its uuid within the hour, but only "once per chat" keeps the bot
+	// from sending one at all (and a day later).
+	if n := createRequests(h.fake, "oc_new"); n != 1 {
+		t.Errorf("%d welcome cards sent, want 1", n)
 	}
 	for _, r := range h.fake.Sent() {
 		if r.ReceiveID == "oc_new" {
@@ -492,16 +498,18 @@ func TestPersistentSendFailure(t *testing.T) {
 	h.fake.Fail(feishufake.Fault{Op: feishufake.OpReply, Times: 10, Status: 503})
 	m := h.dm("发不出去的问题")
 	h.mustPost(h.signer.MessageEvent(m))
-	waitFor(t, "the error card attempt", func() bool {
-		return h.logged(`msg="sending card failed"`, "kind=error")
-	})
-	var errorAttempts int
-	for _, r := range h.fake.Requests() {
-		if r.Op == feishufake.OpReply && strings.HasPrefix(r.UUID, "error-") {
-			errorAttempts++
+	errorAttempts := func() int {
+		n := 0
+		for _, r := range h.fake.Requests() {
+			if r.Op == feishufake.OpReply && strings.HasPrefix(r.UUID, "error-") {
+				n++
+			}
 		}
+		return n
 	}
-	if errorAttempts != 5 {
+	waitFor(t, "the error card attempts", func() bool { return errorAttempts() >= 5 })
+	waitFor(t, "the answer counted as failed", func() bool { return h.events(evMessage, outcomeFailed) == 1 })
+	if errorAttempts := errorAttempts(); errorAttempts != 5 {
 		t.Errorf("%d error card attempts, want 5", errorAttempts)
 	}
 	h.sentinel() // still serving
@@ -562,10 +570,38 @@ func TestClickInThreadAnswersInThread(t *testing.T) {
 	if calls := h.ans.Calls(); len(calls) != 2 || len(calls[1].History) != 1 {
 		t.Errorf("thread follow-up history = %+v", calls)
 	}
-	// A value naming another chat's conversation is not trusted.
-	fu["conv"] = "chat:oc_elsewhere"
+	// A value naming another chat's conversation is not trusted: the answer
+	// uses this chat's own history, not the other chat's, and its turn is
+	// stored here, not there.
+	elsewhere := "chat:oc_elsewhere"
+	secret, _ := json.Marshal(storedTurn{Turn: rag.Turn{Question: "别的群的问题", Answer: "别的群的回答"}, ID: "x"})
+	if err := h.st.AppendTurn(t.Context(), elsewhere, secret, 4, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	fu["conv"] = elsewhere
 	h.mustPost(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_carol", MessageID: card.SentID, ChatID: m.ChatID, Value: fu}))
 	waitFor(t, "the second follow-up", func() bool { return h.fake.Creates(m.ChatID) == 1 })
+	own := "chat:" + m.ChatID
+	count := func(conv string) int {
+		turns, err := h.st.Turns(t.Context(), conv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(turns)
+	}
+	waitFor(t, "the follow-up's turn stored", func() bool { return count(own) == 1 || count(elsewhere) == 2 })
+	if n := count(own); n != 1 {
+		t.Errorf("this chat has %d turns, want the follow-up's 1", n)
+	}
+	calls := h.ans.Calls()
+	for _, turn := range calls[len(calls)-1].History {
+		if turn.Question == "别的群的问题" {
+			t.Errorf("the answer used the other chat's history: %+v", calls[len(calls)-1].History)
+		}
+	}
+	if n := count(elsewhere); n != 1 {
+		t.Errorf("the other chat has %d turns, want its 1: nothing may be written there", n)
+	}
 }
 
 func TestBusyCardWhenQueueFull(t *testing.T) {
@@ -575,14 +611,17 @@ func TestBusyCardWhenQueueFull(t *testing.T) {
 	ans.AskFn = func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
 		if q == "slow" {
 			started <- struct{}{}
-			<-unblock
+			select {
+			case <-unblock:
+			case <-ctx.Done():
+			}
 		}
 		return cannedAnswer(q), nil
 	}
 	h := newHarness(t, harnessOpts{workers: 1, queue: 1, ans: ans})
 	slow, queued, over := h.dm("slow"), h.dm("queued"), h.dm("over")
 	h.mustPost(h.signer.MessageEvent(slow))
-	<-started
+	testkit.Receive(t, "the slow answer to start", started, 20*time.Second)
 	h.mustPost(h.signer.MessageEvent(queued))
 	h.mustPost(h.signer.MessageEvent(over))
 	r := h.replyTo(over.MessageID)

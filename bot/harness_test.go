@@ -17,6 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"kbbot/bot/feishufake"
 	"kbbot/bot/openapi"
 	"kbbot/rag"
@@ -231,6 +234,7 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
 		RetryBase: time.Millisecond, SendAttempts: 5,
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
+		Metrics: NewMetrics(prometheus.NewRegistry()),
 	}
 	if o.newQueue != nil {
 		cfg.Queue = o.newQueue(t, log, h.st)
@@ -349,18 +353,21 @@ func (h *harness) waitTurns(conv string, n int) {
 	})
 }
 
-// logged reports whether one log line holds every part.
-func (h *harness) logged(parts ...string) bool {
-	for _, line := range strings.Split(h.logs.String(), "\n") {
-		all := true
-		for _, p := range parts {
-			all = all && strings.Contains(line, p)
-		}
-		if all {
-			return true
+// events is how many events of typ had outcome, by the bot's metrics.
+func (h *harness) events(typ, outcome string) int {
+	return int(testutil.ToFloat64(h.bot.cfg.Metrics.events.WithLabelValues(typ, outcome)))
+}
+
+// createRequests counts the new-message requests the bot made to chat,
+// whether or not Feishu delivered them (a repeated uuid is not delivered).
+func createRequests(fake *feishufake.Server, chat string) int {
+	n := 0
+	for _, r := range fake.Requests() {
+		if r.Op == feishufake.OpCreate && r.ReceiveID == chat {
+			n++
 		}
 	}
-	return false
+	return n
 }
 
 // redisReplica is one bot process's connection to the test Redis and the

@@ -13,6 +13,7 @@ import (
 
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 	"kbbot/rag"
 	"kbbot/store/queue"
 	"kbbot/store/ratelimit"
@@ -159,8 +160,8 @@ func TestDeadLetterSendsErrorCard(t *testing.T) {
 		if h.ans.Asked(bad.Text) {
 			t.Error("the answerer was asked the poisoned question")
 		}
-		if !h.logged("gave up on a work item", "message_id="+bad.MessageID) {
-			t.Error("giving up is not logged with the message id")
+		if n := h.events(evMessage, outcomeFailed); n != 1 {
+			t.Errorf("%d messages counted as failed, want the poisoned one", n)
 		}
 	}
 	t.Run("memory", func(t *testing.T) {
@@ -215,8 +216,8 @@ func TestRateLimitSharedAcrossReplicas(t *testing.T) {
 		t.Error("the limit card has no retry button")
 	}
 	// The 12th was refused before its 200, without a card.
-	if !hs[1].logged("already told this window", "message_id="+ms[11].MessageID) {
-		t.Error("the 12th question was not refused silently")
+	if n := hs[1].events(evMessage, outcomeLimited); n != 1 {
+		t.Errorf("%d questions limited on the replica the 12th reached, want it", n)
 	}
 	if n := fake.Replies(ms[11].MessageID); n != 0 {
 		t.Errorf("the 12th question got %d replies", n)
@@ -244,14 +245,17 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 			started, release := make(chan struct{}, 1), make(chan struct{})
 			ans := &fakeAnswerer{AskFn: func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
 				started <- struct{}{}
-				<-release
+				select {
+				case <-release:
+				case <-ctx.Done():
+				}
 				return cannedAnswer(q), nil
 			}}
 			o.ans = ans
 			h := newQueueHarness(t, o)
 			m := h.dm("关机前的问题")
 			h.mustPost(h.signer.MessageEvent(m))
-			<-started
+			testkit.Receive(t, "the answer to start", started, 20*time.Second)
 			h.srv.Close()
 			stopped := make(chan error, 1)
 			go func() {
@@ -260,7 +264,7 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 				stopped <- h.bot.Shutdown(ctx)
 			}()
 			close(release)
-			if err := <-stopped; err != nil {
+			if err := testkit.Receive(t, "Shutdown to return", stopped, 30*time.Second); err != nil {
 				t.Fatalf("shutdown: %v", err)
 			}
 			if n := h.fake.Replies(m.MessageID); n != 1 {
@@ -283,7 +287,7 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 			newQueue: redisQueueOn(st1, queue.Options{Visibility: time.Minute})})
 		m := h1.dm("关机时正在回答的问题")
 		h1.mustPost(h1.signer.MessageEvent(m))
-		<-started
+		testkit.Receive(t, "the answer to start", started, 20*time.Second)
 		h1.srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 		defer cancel()

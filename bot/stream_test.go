@@ -18,6 +18,7 @@ import (
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 	"kbbot/bot/openapi"
+	"kbbot/deploy/testkit"
 	"kbbot/rag"
 	"kbbot/rag/llmfake"
 	"kbbot/store/index"
@@ -456,7 +457,7 @@ func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 	go func() { defer close(done); h.bot.answer(ctx, h.bot.log, q) }()
 	waitFor(t, "the first run's text", func() bool { return fake.Calls(feishufake.OpCardContent) > 0 })
 	die() // nothing it does from here reaches Feishu
-	<-done
+	testkit.Receive(t, "the first run to end", done, 20*time.Second)
 	var first string
 	for _, r := range fake.Requests() {
 		if r.Op == feishufake.OpReply && r.Delivered {
