@@ -1,10 +1,12 @@
-// Package feishufake is a fake Feishu Open API for tests and the load tool:
-// an HTTP server on 127.0.0.1 that issues tenant tokens, answers bot/v3/info,
-// accepts message reply, create and patch, and keeps CardKit card entities
-// (create, streaming text updates, full updates, settings) with Feishu's
-// sequence rules. It records every request with its decoded card and can
-// fail the next N calls with 5xx or 429. Signer (signer.go) makes webhook
-// requests the way Feishu signs and encrypts them.
+// Package feishufake stands in for Feishu in tests and the load tool: a
+// fake Open API on 127.0.0.1 (feishufake.go) that issues tenant tokens,
+// answers bot/v3/info, accepts message reply, create and patch, and keeps
+// CardKit card entities with Feishu's sequence rules, recording every
+// request with its decoded card and failing the next N calls on demand; a
+// fake long-connection gateway (gateway.go) that speaks the SDK's
+// WebSocket frames; and Signer (signer.go, events.go), which makes webhook
+// requests signed and encrypted the way Feishu sends them. Only tests and
+// cmd/kbbot-loadtest import it.
 package feishufake
 
 import (
