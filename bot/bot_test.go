@@ -243,7 +243,7 @@ func TestFollowUpClick(t *testing.T) {
 		h.mustPost(h.signer.CardActionEvent(dbl))
 		h.mustPost(h.signer.CardActionEvent(click))
 
-		waitFor(t, "the follow-up answer", func() bool { return h.fake.Creates(m.ChatID) > 0 })
+		testkit.Eventually(t, "the follow-up answer", func() bool { return h.fake.Creates(m.ChatID) > 0 })
 		var created feishufake.Request
 		for _, r := range h.fake.Sent() {
 			if r.Op == feishufake.OpCreate {
@@ -384,7 +384,7 @@ func TestCommandsAndUnsupported(t *testing.T) {
 func TestWelcomeOnce(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
 	h.mustPost(h.signer.ChatEnteredEvent(h.id("ev"), "oc_new", "ou_dave"))
-	waitFor(t, "the welcome card", func() bool { return h.fake.Creates("oc_new") > 0 })
+	testkit.Eventually(t, "the welcome card", func() bool { return h.fake.Creates("oc_new") > 0 })
 	h.mustPost(h.signer.ChatEnteredEvent(h.id("ev"), "oc_new", "ou_dave"))
 	h.sentinel()
 	// Requests, not delivered messages: Feishu would drop a second welcome
@@ -507,8 +507,8 @@ func TestPersistentSendFailure(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, "the error card attempts", func() bool { return errorAttempts() >= 5 })
-	waitFor(t, "the answer counted as failed", func() bool { return h.events(evMessage, outcomeFailed) == 1 })
+	testkit.Eventually(t, "the error card attempts", func() bool { return errorAttempts() >= 5 })
+	testkit.Eventually(t, "the answer counted as failed", func() bool { return h.events(evMessage, outcomeFailed) == 1 })
 	if errorAttempts := errorAttempts(); errorAttempts != 5 {
 		t.Errorf("%d error card attempts, want 5", errorAttempts)
 	}
@@ -543,7 +543,7 @@ func TestAnswerFailureSendsErrorCard(t *testing.T) {
 	if !strings.Contains(body, "正在回答") {
 		t.Errorf("retry click answered %s", body)
 	}
-	waitFor(t, "the retried answer", func() bool { return h.fake.Creates(m.ChatID) == 1 })
+	testkit.Eventually(t, "the retried answer", func() bool { return h.fake.Creates(m.ChatID) == 1 })
 	if calls := h.ans.Calls(); calls[len(calls)-1].Question != "重试的问题" {
 		t.Errorf("retry asked %q", calls[len(calls)-1].Question)
 	}
@@ -580,7 +580,7 @@ func TestClickInThreadAnswersInThread(t *testing.T) {
 	}
 	fu["conv"] = elsewhere
 	h.mustPost(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_carol", MessageID: card.SentID, ChatID: m.ChatID, Value: fu}))
-	waitFor(t, "the second follow-up", func() bool { return h.fake.Creates(m.ChatID) == 1 })
+	testkit.Eventually(t, "the second follow-up", func() bool { return h.fake.Creates(m.ChatID) == 1 })
 	own := "chat:" + m.ChatID
 	count := func(conv string) int {
 		turns, err := h.st.Turns(t.Context(), conv)
@@ -589,7 +589,7 @@ func TestClickInThreadAnswersInThread(t *testing.T) {
 		}
 		return len(turns)
 	}
-	waitFor(t, "the follow-up's turn stored", func() bool { return count(own) == 1 || count(elsewhere) == 2 })
+	testkit.Eventually(t, "the follow-up's turn stored", func() bool { return count(own) == 1 || count(elsewhere) == 2 })
 	if n := count(own); n != 1 {
 		t.Errorf("this chat has %d turns, want the follow-up's 1", n)
 	}

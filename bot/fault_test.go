@@ -9,6 +9,7 @@ import (
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 	"kbbot/bot/openapi"
+	"kbbot/deploy/testkit"
 	"kbbot/rag/llmfake"
 )
 
@@ -43,7 +44,7 @@ func wantRetryButton(t *testing.T, card map[string]any, q string) {
 
 func TestFaultLLMServerErrorsEndInErrorCard(t *testing.T) {
 	llm := newFakeLLM(t, func(_ int, w http.ResponseWriter, _ *http.Request) { llmfake.Error(w, 500, nil) })
-	waits := &sleepLog{}
+	waits := &testkit.Sleeps{}
 	h := newHarness(t, harnessOpts{ans: llmEngine(t, llm.URL, llmOpts{sleep: waits})})
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
@@ -51,8 +52,8 @@ func TestFaultLLMServerErrorsEndInErrorCard(t *testing.T) {
 	if n := llm.Requests(); n != 3 {
 		t.Errorf("%d LLM requests, want 3 (retried twice)", n)
 	}
-	if len(waits.waits) != 2 {
-		t.Errorf("LLM backoffs %v, want 2", waits.waits)
+	if len(waits.Waits()) != 2 {
+		t.Errorf("LLM backoffs %v, want 2", waits.Waits())
 	}
 	// The thinking card turns into the error card, or, when the error came
 	// before the card could be shown, the error card is the reply.
@@ -120,7 +121,7 @@ func TestFaultLLMRateLimitHonoursRetryAfter(t *testing.T) {
 		}
 		sse(w, r, tokens(llmText), 0, true)
 	})
-	waits := &sleepLog{}
+	waits := &testkit.Sleeps{}
 	h := newHarness(t, harnessOpts{ans: llmEngine(t, llm.URL, llmOpts{sleep: waits})})
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
@@ -128,8 +129,8 @@ func TestFaultLLMRateLimitHonoursRetryAfter(t *testing.T) {
 	if !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") {
 		t.Errorf("want the answer after the rate limit:\n%s", feishufake.CardText(r.Card))
 	}
-	if got := waits.longest(); got < 4*time.Second {
-		t.Errorf("waited %v before retrying, want at least the 4s Retry-After (waits %v)", got, waits.waits)
+	if got := waits.Longest(); got < 4*time.Second {
+		t.Errorf("waited %v before retrying, want at least the 4s Retry-After (waits %v)", got, waits.Waits())
 	}
 	if n := llm.Requests(); n != 2 {
 		t.Errorf("%d LLM requests, want 2", n)
@@ -172,14 +173,14 @@ func TestFaultFeishuServerErrorsRetried(t *testing.T) {
 
 func TestFaultFeishuRateLimitHonoursRetryAfter(t *testing.T) {
 	h := newHarness(t, harnessOpts{})
-	waits := &sleepLog{}
-	h.bot.feish.Retry.Sleep = waits.sleep
+	waits := &testkit.Sleeps{}
+	h.bot.feish.Retry.Sleep = waits.Sleep
 	h.fake.Fail(feishufake.Fault{Op: feishufake.OpReply, Times: 1, Status: http.StatusTooManyRequests, RetryAfter: "3"})
 	m := h.dm("限流的问题")
 	h.mustPost(h.signer.MessageEvent(m))
 	h.settledCard(m.MessageID)
-	if got := waits.longest(); got < 3*time.Second {
-		t.Errorf("waited %v before resending, want at least the 3s Retry-After (waits %v)", got, waits.waits)
+	if got := waits.Longest(); got < 3*time.Second {
+		t.Errorf("waited %v before resending, want at least the 3s Retry-After (waits %v)", got, waits.Waits())
 	}
 }
 
@@ -211,7 +212,7 @@ func TestFaultFinalUpdateFailsFallsBackToPatch(t *testing.T) {
 	h.fake.Fail(feishufake.Fault{Op: feishufake.OpCardUpdate, Times: 100, Status: 500})
 	m := h.dm(llmQuestion)
 	h.mustPost(h.signer.MessageEvent(m))
-	waitFor(t, "the patched card", func() bool { return h.fake.Calls(feishufake.OpPatch) > 0 })
+	testkit.Eventually(t, "the patched card", func() bool { return h.fake.Calls(feishufake.OpPatch) > 0 })
 	r := h.replyTo(m.MessageID)
 	if !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") || !strings.Contains(feishufake.CardText(r.Card), "参考资料") {
 		t.Errorf("the message was not patched to the answer:\n%s", feishufake.CardText(r.Card))

@@ -1,13 +1,11 @@
 package bot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -22,6 +20,7 @@ import (
 
 	"kbbot/bot/feishufake"
 	"kbbot/bot/openapi"
+	"kbbot/deploy/testkit"
 	"kbbot/rag"
 	"kbbot/store"
 	"kbbot/store/index"
@@ -146,24 +145,6 @@ func cannedAnswer(q string) rag.Answer {
 	}
 }
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type harness struct {
 	t      *testing.T
 	fake   *feishufake.Server
@@ -172,7 +153,6 @@ type harness struct {
 	st     State
 	bot    *Bot
 	srv    *httptest.Server
-	logs   *syncBuffer
 }
 
 // idSeq keeps ids unique across harnesses, so two bots sharing a store
@@ -203,7 +183,7 @@ func newHarness(t *testing.T, o harnessOpts) *harness {
 // accepts a shutdown that ran out of time (tests whose answers never end).
 func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 	t.Helper()
-	h := &harness{t: t, logs: &syncBuffer{}}
+	h := &harness{t: t}
 	key := testEncrypt
 	if o.encryptKey != nil {
 		key = *o.encryptKey
@@ -228,7 +208,7 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 	if o.appID == "" {
 		o.appID = uniqueAppID()
 	}
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testWriter{t}), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := testkit.Logger(t)
 	cfg := Config{
 		VerificationToken: testToken, EncryptKey: key, PublicURL: testPublic,
 		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
@@ -259,15 +239,6 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		}
 	})
 	return h
-}
-
-// testWriter sends logs to t.Log so a failing test shows them.
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
 
 func (h *harness) id(prefix string) string {
@@ -308,22 +279,10 @@ func (h *harness) mustPost(event []byte) {
 	}
 }
 
-// waitFor polls cond until it holds or a generous deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // replyTo waits for the one delivered reply to messageID and returns it.
 func (h *harness) replyTo(messageID string) feishufake.Request {
 	h.t.Helper()
-	waitFor(h.t, "a reply to "+messageID, func() bool { return h.fake.Replies(messageID) > 0 })
+	testkit.Eventually(h.t, "a reply to "+messageID, func() bool { return h.fake.Replies(messageID) > 0 })
 	for _, r := range h.fake.Sent() {
 		if r.Op == feishufake.OpReply && r.MessageID == messageID {
 			return r
@@ -347,7 +306,7 @@ func (h *harness) sentinel() {
 // just after sending its card.
 func (h *harness) waitTurns(conv string, n int) {
 	h.t.Helper()
-	waitFor(h.t, fmt.Sprintf("%d turns in %s", n, conv), func() bool {
+	testkit.Eventually(h.t, fmt.Sprintf("%d turns in %s", n, conv), func() bool {
 		turns, err := h.st.Turns(context.Background(), conv)
 		return err == nil && len(turns) == n
 	})

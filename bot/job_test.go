@@ -108,7 +108,7 @@ func TestChatOrderAcrossReplicas(t *testing.T) {
 			h.mustPost(h.signer.MessageEvent(other))
 		}
 		fake := hs[0].fake
-		waitFor(t, "every ordered question answered", func() bool { return len(replyOrder(fake, ids)) == n })
+		testkit.Eventually(t, "every ordered question answered", func() bool { return len(replyOrder(fake, ids)) == n })
 		if got := replyOrder(fake, ids); !slices.Equal(got, ids) {
 			t.Errorf("replies in order %v,\nwant %v", got, ids)
 		}

@@ -84,35 +84,11 @@ func sse(w http.ResponseWriter, r *http.Request, tokens []string, every time.Dur
 	<-r.Context().Done()
 }
 
-// sleepLog stands in for a retry sleep: it returns at once and remembers
-// each wait asked for, so tests check backoffs without taking them.
-type sleepLog struct {
-	mu    sync.Mutex
-	waits []time.Duration
-}
-
-func (s *sleepLog) sleep(ctx context.Context, d time.Duration) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.waits = append(s.waits, d)
-	return ctx.Err()
-}
-
-func (s *sleepLog) longest() time.Duration {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var m time.Duration
-	for _, w := range s.waits {
-		m = max(m, w)
-	}
-	return m
-}
-
 type llmOpts struct {
-	timeout time.Duration // whole answer; default 10s
-	idle    time.Duration // per token; default 5s
-	sleep   *sleepLog     // LLM retry waits; default: recorded and skipped
-	noLLM   bool          // an extractive engine
+	timeout time.Duration   // whole answer; default 10s
+	idle    time.Duration   // per token; default 5s
+	sleep   *testkit.Sleeps // LLM retry waits; default: recorded and skipped
+	noLLM   bool            // an extractive engine
 }
 
 // llmEngine is a real engine over the seed knowledge base whose LLM is
@@ -132,10 +108,10 @@ func llmEngine(t testing.TB, url string, o llmOpts) *fakeAnswerer {
 			o.idle = 5 * time.Second
 		}
 		if o.sleep == nil {
-			o.sleep = &sleepLog{}
+			o.sleep = &testkit.Sleeps{}
 		}
 		l := rag.NewLLM(rag.NewOpenAIClient("test-key", url+"/v1"), "fake-model", o.timeout)
-		l.Idle, l.Sleep = o.idle, o.sleep.sleep
+		l.Idle, l.Sleep = o.idle, o.sleep.Sleep
 		opts.LLM = l
 	}
 	eng, err := rag.New(opts)
@@ -455,7 +431,7 @@ func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 	ctx, die := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); h.bot.answer(ctx, h.bot.log, q) }()
-	waitFor(t, "the first run's text", func() bool { return fake.Calls(feishufake.OpCardContent) > 0 })
+	testkit.Eventually(t, "the first run's text", func() bool { return fake.Calls(feishufake.OpCardContent) > 0 })
 	die() // nothing it does from here reaches Feishu
 	testkit.Receive(t, "the first run to end", done, 20*time.Second)
 	var first string

@@ -13,6 +13,7 @@ import (
 
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 	"kbbot/store/state"
 )
 
@@ -113,7 +114,7 @@ func TestWSCardActionToastThenAnswer(t *testing.T) {
 		t.Errorf("click answered %s, want an info toast 正在回答…", a.Data)
 	}
 
-	waitFor(t, "the follow-up answer", func() bool { return h.fake.Creates(m.ChatID) > 0 })
+	testkit.Eventually(t, "the follow-up answer", func() bool { return h.fake.Creates(m.ChatID) > 0 })
 	var created feishufake.Request
 	for _, r := range h.fake.Sent() {
 		if r.Op == feishufake.OpCreate {
@@ -141,7 +142,7 @@ func TestWSWelcome(t *testing.T) {
 	g.MustDeliver(h.signer.ChatEnteredEvent(h.id("ev"), chat, "ou_alice"))
 	// The second event was acknowledged after SeenChat said "seen", so
 	// it queued nothing: one card now means one card for good.
-	waitFor(t, "the welcome card", func() bool { return h.fake.Creates(chat) > 0 })
+	testkit.Eventually(t, "the welcome card", func() bool { return h.fake.Creates(chat) > 0 })
 	wsSentinel(h, g)
 	if n := createRequests(h.fake, chat); n != 1 {
 		t.Errorf("%d welcome cards sent, want 1", n)

@@ -17,7 +17,7 @@ import (
 func TestCardKitSequenceRules(t *testing.T) {
 	fake := feishufake.New("ou_kbbot")
 	t.Cleanup(fake.Close)
-	log, _ := testkit.NewLogger(t)
+	log := testkit.Logger(t)
 	f := New(NewLarkClient("cli_sequence_rules", "secret", fake.URL, log), log, retry.Policy{Attempts: 3, Base: time.Millisecond})
 	ctx := context.Background()
 	id, err := f.CreateCard(ctx, log, cards.Thinking(cards.AnswerView{Question: "q"}))

@@ -85,6 +85,12 @@ func NewLogger(tb testing.TB) (*slog.Logger, *Logs) {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug})), l
 }
 
+// Logger is NewLogger's logger alone.
+func Logger(tb testing.TB) *slog.Logger {
+	l, _ := NewLogger(tb)
+	return l
+}
+
 // Quiet is a logger that drops everything, for tests and benchmarks whose
 // logs would only be noise.
 func Quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
@@ -130,6 +136,15 @@ func (s *Sleeps) Waits() []time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]time.Duration(nil), s.waits...)
+}
+
+// Longest is the longest wait recorded, 0 for none.
+func (s *Sleeps) Longest() time.Duration {
+	var m time.Duration
+	for _, w := range s.Waits() {
+		m = max(m, w)
+	}
+	return m
 }
 
 // FreePort asks the kernel for a free port on 127.0.0.1. Another process

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -40,22 +38,9 @@ type queueEnv struct {
 	open     func(t *testing.T, opt Options) workQueue
 }
 
-func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
-
-func testLog(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}
-
 func memoryQueueEnv() queueEnv {
 	return queueEnv{replicas: 1, open: func(t *testing.T, opt Options) workQueue {
-		opt.Log = testLog(t)
+		opt.Log = testkit.Logger(t)
 		return NewMemory(state.NewMemory(), opt)
 	}}
 }
@@ -66,7 +51,7 @@ func redisQueueEnv(t *testing.T) queueEnv {
 		if opt.Shards == 0 {
 			opt.Shards = 8
 		}
-		opt.Log = testLog(t)
+		opt.Log = testkit.Logger(t)
 		return openRedisQueue(t, url, prefix, opt)
 	}}
 }
@@ -91,16 +76,6 @@ func enqueue(t *testing.T, q workQueue, key, payload string) {
 	t.Helper()
 	if err := q.Enqueue(t.Context(), key, []byte(payload)); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// eventually polls cond until it holds or a generous deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
 
@@ -193,7 +168,7 @@ func testQueueOrder(t *testing.T, env queueEnv) {
 		want[i] = strconv.Itoa(i)
 	}
 	for _, key := range keys {
-		eventually(t, "every job of "+key, func() bool { return len(j.get(key)) >= n })
+		testkit.Eventually(t, "every job of "+key, func() bool { return len(j.get(key)) >= n })
 	}
 	for _, key := range keys {
 		if got := j.get(key); !slices.Equal(got, want) {
@@ -233,11 +208,11 @@ func testQueueGiveUp(t *testing.T, env queueEnv) {
 	enqueue(t, q, "oc_k", "poison")
 	enqueue(t, q, "oc_k", "b")
 	enqueue(t, q, "oc_other", "x")
-	eventually(t, "the job after the poison", func() bool { return len(j.get("oc_k")) >= 6 })
+	testkit.Eventually(t, "the job after the poison", func() bool { return len(j.get("oc_k")) >= 6 })
 	if got, want := j.get("oc_k"), []string{"a", "poison#1", "poison#2", "poison#3", "dead", "b"}; !slices.Equal(got, want) {
 		t.Errorf("oc_k: %v, want %v", got, want)
 	}
-	eventually(t, "the other key's job", func() bool { return len(j.get("oc_other")) == 1 })
+	testkit.Eventually(t, "the other key's job", func() bool { return len(j.get("oc_other")) == 1 })
 	mu.Lock()
 	defer mu.Unlock()
 	if len(dead) != 1 || string(dead[0].Payload) != "poison" || dead[0].Attempt != 3 || dead[0].Key != "oc_k" {
@@ -256,7 +231,7 @@ func testQueuePanicRetried(t *testing.T, env queueEnv) {
 		return nil
 	}})
 	enqueue(t, q, "oc_p", "x")
-	eventually(t, "the retry", func() bool { return len(j.get("oc_p")) == 1 })
+	testkit.Eventually(t, "the retry", func() bool { return len(j.get("oc_p")) == 1 })
 	if got := j.get("oc_p"); got[0] != "x#2" {
 		t.Errorf("got %v, want x#2", got)
 	}
@@ -301,7 +276,7 @@ func testQueueStopFinishes(t *testing.T, env queueEnv) {
 }
 
 func TestMemoryFull(t *testing.T) {
-	q := NewMemory(state.NewMemory(), Options{Workers: 1, Capacity: 2, Log: quietLog()})
+	q := NewMemory(state.NewMemory(), Options{Workers: 1, Capacity: 2, Log: testkit.Quiet()})
 	started, release := make(chan struct{}, 1), make(chan struct{})
 	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
 		select {
@@ -328,7 +303,7 @@ func TestMemoryFull(t *testing.T) {
 // would), and at its deadline cancels the running job.
 func TestMemoryStopDrainsThenCancels(t *testing.T) {
 	j := newJournal()
-	q := NewMemory(state.NewMemory(), Options{Workers: 1, Log: quietLog()})
+	q := NewMemory(state.NewMemory(), Options{Workers: 1, Log: testkit.Quiet()})
 	if err := q.Start(t.Context(), Handlers{Handle: func(ctx context.Context, job Job) error {
 		if string(job.Payload) == "stuck" {
 			<-ctx.Done()
@@ -371,7 +346,7 @@ func redisQueue(t *testing.T, url, prefix string, opt Options) *Redis {
 		opt.Shards = 4
 	}
 	if opt.Log == nil {
-		opt.Log = testLog(t)
+		opt.Log = testkit.Logger(t)
 	}
 	return openRedisQueue(t, url, prefix, opt)
 }
@@ -408,11 +383,11 @@ func TestRedisTakesOverCrashedReplica(t *testing.T) {
 		j.add(job.Key, fmt.Sprintf("%s#%d", job.Payload, job.Attempt))
 		return nil
 	}})
-	eventually(t, "both jobs", func() bool { return len(j.get("oc_crash")) == 2 })
+	testkit.Eventually(t, "both jobs", func() bool { return len(j.get("oc_crash")) == 2 })
 	if got := j.get("oc_crash"); !slices.Equal(got, []string{"first#2", "second#1"}) {
 		t.Errorf("got %v, want the taken-over job first, as its second attempt", got)
 	}
-	eventually(t, "an empty stream", func() bool { return q.rdb.XLen(ctx, q.streamKey(shard)).Val() == 0 })
+	testkit.Eventually(t, "an empty stream", func() bool { return q.rdb.XLen(ctx, q.streamKey(shard)).Val() == 0 })
 	cs, err := q.rdb.XInfoConsumers(ctx, q.streamKey(shard), queueGroup).Result()
 	if err != nil {
 		t.Fatal(err)
@@ -461,7 +436,7 @@ func TestRedisBuriesCrashLoop(t *testing.T) {
 			mu.Unlock()
 		},
 	})
-	eventually(t, "the burial", func() bool { mu.Lock(); defer mu.Unlock(); return len(dead) == 1 })
+	testkit.Eventually(t, "the burial", func() bool { mu.Lock(); defer mu.Unlock(); return len(dead) == 1 })
 	mu.Lock()
 	if len(ran) != 0 || dead[0].Attempt != 4 || string(dead[0].Payload) != "kills its replica" {
 		t.Errorf("ran %+v, dead %+v; want no run and one burial at delivery 4", ran, dead)
@@ -474,7 +449,7 @@ func TestRedisBuriesCrashLoop(t *testing.T) {
 	if v := msgs[0].Values; v["payload"] != "kills its replica" || v["key"] != "oc_loop" || v["attempts"] != "4" {
 		t.Errorf("dead-letter entry: %v", v)
 	}
-	eventually(t, "the job acknowledged", func() bool { return q.rdb.XLen(ctx, stream).Val() == 0 })
+	testkit.Eventually(t, "the job acknowledged", func() bool { return q.rdb.XLen(ctx, stream).Val() == 0 })
 }
 
 // At the shutdown deadline the running job is cancelled and stays pending;
@@ -514,7 +489,7 @@ func TestRedisStopLeavesJobPending(t *testing.T) {
 		j.add(job.Key, fmt.Sprintf("%s#%d", job.Payload, job.Attempt))
 		return nil
 	}})
-	eventually(t, "the job taken over", func() bool { return len(j.get("oc_stop")) == 1 })
+	testkit.Eventually(t, "the job taken over", func() bool { return len(j.get("oc_stop")) == 1 })
 	if got := j.get("oc_stop"); got[0] != "long answer#2" {
 		t.Errorf("got %v", got)
 	}
@@ -548,14 +523,14 @@ func TestRedisLostLeaseCancelsJob(t *testing.T) {
 	if err := q.rdb.Set(ctx, q.leaseKey(shard), "thief", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the job cancelled", func() bool { return len(j.get("oc_lost")) == 1 })
+	testkit.Eventually(t, "the job cancelled", func() bool { return len(j.get("oc_lost")) == 1 })
 	if n := q.rdb.XLen(ctx, q.streamKey(shard)).Val(); n != 1 {
 		t.Fatalf("stream holds %d jobs, want the cancelled one", n)
 	}
 	if err := q.rdb.Del(ctx, q.leaseKey(shard)).Err(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the job run again", func() bool { return len(j.get("oc_lost")) == 2 })
+	testkit.Eventually(t, "the job run again", func() bool { return len(j.get("oc_lost")) == 2 })
 	if got := j.get("oc_lost"); got[1] != "done#2" {
 		t.Errorf("got %v", got)
 	}
@@ -623,7 +598,7 @@ func TestRedisSurvivesRedisRestart(t *testing.T) {
 	restart() // mid-run
 	for k := range 2 {
 		key := "oc_r" + strconv.Itoa(k)
-		eventually(t, "every job of "+key, func() bool {
+		testkit.Eventually(t, "every job of "+key, func() bool {
 			seen := map[string]bool{}
 			for _, e := range j.get(key) {
 				seen[e] = true
@@ -723,12 +698,12 @@ func TestRedisRecreatesLostGroup(t *testing.T) {
 		return nil
 	}})
 	enqueue(t, q, "oc_gone", "one")
-	eventually(t, "the first job", func() bool { return len(j.get("oc_gone")) == 1 })
+	testkit.Eventually(t, "the first job", func() bool { return len(j.get("oc_gone")) == 1 })
 	if err := q.rdb.Del(ctx, q.streamKey(q.shardOf("oc_gone"))).Err(); err != nil {
 		t.Fatal(err)
 	}
 	enqueue(t, q, "oc_gone", "two") // XADD makes a stream with no group
-	eventually(t, "the job after the loss", func() bool { return len(j.get("oc_gone")) == 2 })
+	testkit.Eventually(t, "the job after the loss", func() bool { return len(j.get("oc_gone")) == 2 })
 }
 
 // commandCounter counts the commands a client sends one at a time (not
@@ -783,11 +758,11 @@ func TestRedisRoundTripsPerJob(t *testing.T) {
 	own := map[string]bool{"xadd": true, "evalsha": true, "eval": true}
 	const jobs = 10
 	for i := range jobs + 1 {
-		eventually(t, "an idle queue", idle)
+		testkit.Eventually(t, "an idle queue", idle)
 		counter.take()
 		enqueue(t, q, "oc_rt"+strconv.Itoa(i), "x")
 		testkit.Receive(t, "the job run", ran, 10*time.Second)
-		eventually(t, "an idle queue", idle)
+		testkit.Eventually(t, "an idle queue", idle)
 		got := slices.DeleteFunc(counter.take(), func(name string) bool { return !own[name] })
 		if i == 0 {
 			continue // the warm-up

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"kbbot/deploy/testkit"
 	"kbbot/store"
 )
 
@@ -131,7 +132,7 @@ func StartServer(tb testing.TB, args ...string) (url string, restart func()) {
 	if err != nil {
 		skip(tb, "redis-server not on PATH; install it (apt-get install redis-server)")
 	}
-	s := &server{bin: bin, dir: tb.TempDir(), port: freePort(tb), args: args}
+	s := &server{bin: bin, dir: tb.TempDir(), port: testkit.FreePort(tb), args: args}
 	s.start(tb)
 	tb.Cleanup(s.stop)
 	restart = func() {
@@ -140,19 +141,6 @@ func StartServer(tb testing.TB, args ...string) (url string, restart func()) {
 		s.start(tb)
 	}
 	return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port), restart
-}
-
-// freePort asks the kernel for a free port. Another process could take it
-// before redis-server binds it; that shows up as a start failure with the
-// server's log, not as a wrong test result.
-func freePort(tb testing.TB) int {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatalf("redistest: find a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func (s *server) start(tb testing.TB) {
