@@ -1,5 +1,5 @@
 // Package config reads kbbot's environment into one typed, validated struct.
-// Every option lives in the table in Load, with its default; main passes the
+// Every option lives in the table in Vars, with its default; main passes the
 // result down, nothing reads the environment anywhere else.
 package config
 
