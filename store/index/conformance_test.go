@@ -114,6 +114,43 @@ func runIndexConformance(t *testing.T, open func(t *testing.T) index) {
 		wantRefs(t, idx, a[0], a[1], b[0])
 	})
 
+	t.Run("RefsCarryTheVersion", func(t *testing.T) {
+		idx := open(t)
+		c := testDocChunks("wiki", 1)[0]
+		c.Version = "1764576000"
+		mustUpsert(t, idx, c)
+		wantRefs(t, idx, c)
+	})
+
+	// A search kept to some spaces finds only their chunks ("" stands for
+	// local files), on both sides of a hybrid search.
+	t.Run("SpacesFilter", func(t *testing.T) {
+		idx := open(t)
+		inSpace := func(c Chunk, space string) Chunk { c.SpaceID = space; return c }
+		a := inSpace(testWithDense(testChunk("s-a", "a", KindPassage, testTerms(1, 1)), 1, 0, 0, 0), "space_a")
+		b := inSpace(testWithDense(testChunk("s-b", "b", KindPassage, testTerms(1, 1)), 1, 0, 0, 0), "space_b")
+		f := testWithDense(testChunk("s-f", "f", KindPassage, testTerms(1, 1)), 1, 0, 0, 0)
+		mustUpsert(t, idx, a, b, f)
+		for _, tc := range []struct {
+			spaces []string
+			want   []string
+		}{
+			{nil, []string{"s-a", "s-b", "s-f"}},
+			{[]string{"space_a"}, []string{"s-a"}},
+			{[]string{"space_b", ""}, []string{"s-b", "s-f"}},
+			{[]string{"space_none"}, nil},
+		} {
+			for _, dense := range [][]float32{nil, {1, 0, 0, 0}} {
+				hits := mustSearch(t, idx, Query{Sparse: testTerms(1, 1), Dense: dense, Spaces: tc.spaces, Limit: 10})
+				got := hitIDs(hits)
+				sort.Strings(got)
+				if !reflect.DeepEqual(got, tc.want) && !(len(got) == 0 && len(tc.want) == 0) {
+					t.Errorf("spaces %q (dense %v): hits %v, want %v", tc.spaces, dense != nil, got, tc.want)
+				}
+			}
+		}
+	})
+
 	t.Run("DocChunksSortedByKey", func(t *testing.T) {
 		idx := open(t)
 		a := testDocChunks("a", 4)
@@ -148,6 +185,12 @@ func runIndexConformance(t *testing.T, open func(t *testing.T) index) {
 			Refs:   []string{"finance-handbook", "travel-policy"},
 			Sparse: SparseVector{Indices: []uint32{7, 3}, Values: []float32{1.2, 0.4}},
 			Dense:  []float32{0.1, 0.2, 0.3, 0.4},
+
+			SpaceID:    "7034502641455497244",
+			NodeToken:  "wikcnpJLIzbAptN4cMQrQoewaLc",
+			DocumentID: "doxcnAJ9VRRJqVMYZ1MyKnavXWe",
+			Anchor:     "doxcnXYZ",
+			Version:    "1764576000",
 		}
 		mustUpsert(t, idx, want)
 		got, err := idx.DocChunks(ctx, want.DocID)
@@ -393,7 +436,7 @@ func wantRefs(t *testing.T, idx index, chunks ...Chunk) {
 	}
 	want := []ChunkRef{}
 	for _, c := range chunks {
-		want = append(want, ChunkRef{ID: c.ID, Key: c.Key, Source: c.Source})
+		want = append(want, ChunkRef{ID: c.ID, Key: c.Key, Source: c.Source, Version: c.Version})
 	}
 	got = append([]ChunkRef{}, got...)
 	for _, refs := range [][]ChunkRef{got, want} {

@@ -264,7 +264,7 @@ func (e *Embedded) Refs(ctx context.Context) ([]ChunkRef, error) {
 	out := make([]ChunkRef, 0, e.live)
 	for _, c := range e.slots {
 		if c != nil {
-			out = append(out, ChunkRef{ID: c.ID, Key: c.Key, Source: c.Source})
+			out = append(out, ChunkRef{ID: c.ID, Key: c.Key, Source: c.Source, Version: c.Version})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
@@ -373,7 +373,7 @@ func (e *Embedded) searchSparse(q Query, limit int) []Hit {
 		s := acc.score[slot]
 		acc.score[slot] = 0
 		c := e.slots[slot]
-		if s <= 0 || (q.Kind != "" && c.Kind != q.Kind) {
+		if s <= 0 || !q.admits(c) {
 			continue
 		}
 		top.offer(scored{slot: slot, score: float64(s), id: c.ID}, limit)
@@ -387,7 +387,7 @@ func (e *Embedded) searchDense(q Query, limit int) []Hit {
 	qv := normalized(q.Dense)
 	top := make(hitHeap, 0, limit+1)
 	for slot, c := range e.slots {
-		if c == nil || len(c.Dense) != len(qv) || (q.Kind != "" && c.Kind != q.Kind) {
+		if c == nil || len(c.Dense) != len(qv) || !q.admits(c) {
 			continue
 		}
 		var dot float32

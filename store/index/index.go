@@ -6,7 +6,10 @@
 // interfaces that use them are declared by their consumers (rag, cmd).
 package index
 
-import "errors"
+import (
+	"errors"
+	"slices"
+)
 
 // ErrNotFound is returned when a requested record does not exist.
 var ErrNotFound = errors.New("not found")
@@ -42,14 +45,27 @@ type Chunk struct {
 	Refs   []string     `json:"refs"`   // doc ids this document cites (a Q&A page's 参考资料)
 	Sparse SparseVector `json:"sparse"`
 	Dense  []float32    `json:"dense,omitempty"`
+
+	// Where a chunk read from Feishu came from, so a citation links to the
+	// document (and its section) and a search can be kept to some spaces;
+	// empty for local files.
+	SpaceID    string `json:"space_id,omitempty"`    // wiki space
+	NodeToken  string `json:"node_token,omitempty"`  // wiki node; empty for a standalone docx
+	DocumentID string `json:"document_id,omitempty"` // docx document
+	Anchor     string `json:"anchor,omitempty"`      // block id of the heading that opens the chunk's section
+	// Version is the source's version the chunk was read at (a Feishu
+	// document's edit time): a source whose stored version is current
+	// need not be read again.
+	Version string `json:"version,omitempty"`
 }
 
 // ChunkRef is what ingestion needs to know about a stored chunk to decide
 // whether it is unchanged, updated or gone.
 type ChunkRef struct {
-	ID     string
-	Key    string
-	Source string
+	ID      string
+	Key     string
+	Source  string
+	Version string
 }
 
 // Query asks the index for the chunks nearest a question.
@@ -57,6 +73,9 @@ type Query struct {
 	Sparse SparseVector
 	Dense  []float32 // nil when no embedding model is configured
 	Kind   string    // optional filter on Chunk.Kind
+	// Spaces, when not empty, keeps the search to chunks whose SpaceID is
+	// one of these ("" stands for chunks from files).
+	Spaces []string
 	// DenseThreshold drops dense matches below this cosine similarity; it is
 	// the relevance floor of the dense side.
 	DenseThreshold float32
@@ -70,4 +89,10 @@ type Hit struct {
 	Score       float64
 	SparseScore float64
 	DenseScore  float64
+}
+
+// admits reports whether c passes q's filters (kind and spaces), as both
+// backends apply them.
+func (q Query) admits(c *Chunk) bool {
+	return (q.Kind == "" || c.Kind == q.Kind) && (len(q.Spaces) == 0 || slices.Contains(q.Spaces, c.SpaceID))
 }

@@ -316,7 +316,7 @@ func (q *Qdrant) drop(ctx context.Context) error {
 }
 
 // qdrantPayloadIndexes are the payload fields kbbot filters on.
-func qdrantPayloadIndexes() []string { return []string{"kind", "doc_id", "source"} }
+func qdrantPayloadIndexes() []string { return []string{"kind", "doc_id", "source", "space_id"} }
 
 // ensureIndexes adds missing payload indexes, so that a collection created by
 // an older kbbot gains them without a rebuild.
@@ -443,6 +443,13 @@ func (q *Qdrant) point(c *Chunk) (*qdrant.PointStruct, error) {
 		"text":     c.Text,
 		"answer":   c.Answer,
 		"refs":     qdrantList(c.Refs),
+		// Feishu origin; space_id is indexed, so a search kept to some
+		// spaces is a filtered HNSW/sparse search, not a scan.
+		"space_id":    c.SpaceID,
+		"node_token":  c.NodeToken,
+		"document_id": c.DocumentID,
+		"anchor":      c.Anchor,
+		"version":     c.Version,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("chunk %s: payload: %w", c.ID, err)
@@ -500,6 +507,12 @@ func qdrantChunk(p map[string]*qdrant.Value) Chunk {
 		Text:   str("text"),
 		Answer: str("answer"),
 		Refs:   list("refs"),
+
+		SpaceID:    str("space_id"),
+		NodeToken:  str("node_token"),
+		DocumentID: str("document_id"),
+		Anchor:     str("anchor"),
+		Version:    str("version"),
 	}
 }
 
@@ -562,16 +575,17 @@ func (q *Qdrant) scroll(ctx context.Context, op string, filter *qdrant.Filter, p
 func (q *Qdrant) Refs(ctx context.Context) ([]ChunkRef, error) {
 	var refs []ChunkRef
 	foreign := 0
-	err := q.scroll(ctx, "refs", nil, qdrant.NewWithPayloadInclude("chunk_id", "key", "source"), func(p *qdrant.RetrievedPoint) {
+	err := q.scroll(ctx, "refs", nil, qdrant.NewWithPayloadInclude("chunk_id", "key", "source", "version"), func(p *qdrant.RetrievedPoint) {
 		id := p.GetPayload()["chunk_id"].GetStringValue()
 		if id == "" {
 			foreign++
 			return
 		}
 		refs = append(refs, ChunkRef{
-			ID:     id,
-			Key:    p.GetPayload()["key"].GetStringValue(),
-			Source: p.GetPayload()["source"].GetStringValue(),
+			ID:      id,
+			Key:     p.GetPayload()["key"].GetStringValue(),
+			Source:  p.GetPayload()["source"].GetStringValue(),
+			Version: p.GetPayload()["version"].GetStringValue(),
 		})
 	})
 	if err != nil {
@@ -670,8 +684,14 @@ func (q *Qdrant) Search(ctx context.Context, sq Query) ([]Hit, error) {
 		return nil, nil
 	}
 	var filter *qdrant.Filter
-	if sq.Kind != "" {
-		filter = &qdrant.Filter{Must: []*qdrant.Condition{qdrant.NewMatchKeyword("kind", sq.Kind)}}
+	if sq.Kind != "" || len(sq.Spaces) > 0 {
+		filter = &qdrant.Filter{}
+		if sq.Kind != "" {
+			filter.Must = append(filter.Must, qdrant.NewMatchKeyword("kind", sq.Kind))
+		}
+		if len(sq.Spaces) > 0 {
+			filter.Must = append(filter.Must, qdrant.NewMatchKeywords("space_id", sq.Spaces...))
+		}
 	}
 	req := &qdrant.QueryPoints{
 		CollectionName: q.collection,
