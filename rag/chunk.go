@@ -147,6 +147,12 @@ func buildChunks(docs []SourceDoc, tok Tokenizer, salt string) []index.Chunk {
 				Source: d.Source,
 				Text:   text,
 				Refs:   refs,
+
+				SpaceID:    d.SpaceID,
+				NodeToken:  d.NodeToken,
+				DocumentID: d.DocumentID,
+				Anchor:     d.Anchor,
+				Version:    d.Version,
 			}
 			if d.Kind == index.KindQA {
 				c.Answer = d.Text
@@ -167,7 +173,14 @@ func indexText(c index.Chunk) string {
 
 func chunkID(c index.Chunk, salt string) string {
 	h := sha256.New()
-	for _, s := range []string{salt, c.Key, c.Kind, c.Title, c.URL, strings.Join(c.Path, "\x1f"), c.Date, c.Text, c.Answer, strings.Join(c.Refs, ",")} {
+	parts := []string{salt, c.Key, c.Kind, c.Title, c.URL, strings.Join(c.Path, "\x1f"), c.Date, c.Text, c.Answer, strings.Join(c.Refs, ",")}
+	// Only chunks from Feishu have an origin: leaving it out otherwise keeps
+	// the ids of file chunks what they were before it existed, so an
+	// upgrade does not re-index every file.
+	if origin := []string{c.SpaceID, c.NodeToken, c.DocumentID, c.Anchor, c.Version}; strings.Join(origin, "") != "" {
+		parts = append(parts, origin...)
+	}
+	for _, s := range parts {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -169,7 +169,15 @@ func listFiles(paths []string) (files, roots []string, err error) {
 	return files, roots, nil
 }
 
+// FeishuSourcePrefix starts the Source of every chunk read from Feishu
+// ("feishu:wiki/…", "feishu:docx/…"). File ingestion never counts such a
+// chunk as its own, so `kbbot ingest .` cannot delete what a sync wrote.
+const FeishuSourcePrefix = "feishu:"
+
 func inScope(source string, roots []string) bool {
+	if strings.HasPrefix(source, FeishuSourcePrefix) {
+		return false
+	}
 	for _, r := range roots {
 		if source == r || r == "." || strings.HasPrefix(source, r+"/") {
 			return true
@@ -202,4 +210,96 @@ func (e *Engine) EnsureSeeded(ctx context.Context, dir string) (bool, error) {
 		return false, fmt.Errorf("%w: %s holds no readable knowledge files", ErrEmptyIndex, dir)
 	}
 	return true, nil
+}
+
+// StoredSource is what the index holds of one source: the version it was
+// read at and its chunks' ids.
+type StoredSource struct {
+	Version string
+	Chunks  []string
+}
+
+// StoredSources lists the stored sources whose name starts with prefix,
+// for a sync to tell unchanged, changed and vanished sources apart without
+// reading any of them. A source whose chunks disagree on the version (a
+// write cut short) reports the empty version, so it is read again.
+func (e *Engine) StoredSources(ctx context.Context, prefix string) (map[string]StoredSource, error) {
+	refs, err := e.index.Refs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list stored chunks: %w", err)
+	}
+	out := map[string]StoredSource{}
+	for _, r := range refs {
+		if !strings.HasPrefix(r.Source, prefix) {
+			continue
+		}
+		s, seen := out[r.Source]
+		switch {
+		case !seen:
+			s.Version = r.Version
+		case s.Version != r.Version:
+			s.Version = ""
+		}
+		s.Chunks = append(s.Chunks, r.ID)
+		out[r.Source] = s
+	}
+	return out, nil
+}
+
+// ReplaceSource makes the index hold docs as source name's content: it
+// writes the chunks not stored yet, then deletes those of old (the
+// source's chunk ids before, from StoredSources) it no longer has. The
+// order matters: until the new text is written, the old stays searchable,
+// so an interrupted sync never leaves a document missing. Every doc's
+// Source must be name.
+func (e *Engine) ReplaceSource(ctx context.Context, name string, docs []SourceDoc, old []string) (Summary, error) {
+	sum := Summary{Documents: len(docs)}
+	for _, d := range docs {
+		if d.Source != name {
+			return sum, fmt.Errorf("replace source %q: a document of source %q", name, d.Source)
+		}
+	}
+	chunks := buildChunks(docs, e.tok, e.salt())
+	sum.Chunks = len(chunks)
+	had := make(map[string]bool, len(old))
+	for _, id := range old {
+		had[id] = true
+	}
+	keep := map[string]bool{}
+	var write []index.Chunk
+	for _, c := range chunks {
+		keep[c.ID] = true
+		if had[c.ID] {
+			sum.Unchanged++
+			continue
+		}
+		sum.Added++
+		write = append(write, c)
+	}
+	var stale []string
+	for _, id := range old {
+		if !keep[id] {
+			stale = append(stale, id)
+		}
+	}
+	sum.Removed = len(stale)
+	if err := e.embedChunks(ctx, write); err != nil {
+		return sum, fmt.Errorf("replace source %q: %w", name, err)
+	}
+	if err := e.index.Upsert(ctx, write); err != nil {
+		return sum, fmt.Errorf("replace source %q: store chunks: %w", name, err)
+	}
+	if err := e.index.Delete(ctx, stale); err != nil {
+		return sum, fmt.Errorf("replace source %q: remove old chunks: %w", name, err)
+	}
+	return sum, nil
+}
+
+// RemoveChunks deletes chunks by id: a vanished source's, from
+// StoredSources.
+func (e *Engine) RemoveChunks(ctx context.Context, ids []string) error {
+	if err := e.index.Delete(ctx, ids); err != nil {
+		return fmt.Errorf("remove chunks: %w", err)
+	}
+	return nil
 }

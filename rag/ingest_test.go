@@ -176,3 +176,77 @@ func TestSplitText(t *testing.T) {
 		t.Errorf("sentences = %q", got)
 	}
 }
+
+// A source replaced document by document: new chunks are written before
+// the old go, unchanged ones are not written again, StoredSources sees the
+// version, and file ingestion never deletes what it did not write.
+func TestReplaceSource(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	chdir(t, dir)
+	idx, err := index.OpenEmbedded(filepath.Join(dir, "data"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, err := New(Options{Index: idx})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const src = FeishuSourcePrefix + "wiki/space/node"
+	doc := func(version string, texts ...string) []SourceDoc {
+		var docs []SourceDoc
+		for i, text := range texts {
+			docs = append(docs, SourceDoc{Kind: index.KindPassage, Title: "入职指南", Path: []string{fmt.Sprint("第", i+1, "节")},
+				Text: text, Source: src, SpaceID: "space", NodeToken: "node", DocumentID: "doc", Anchor: fmt.Sprint("blk", i), Version: version})
+		}
+		return docs
+	}
+	stored := func() StoredSource {
+		t.Helper()
+		all, err := eng.StoredSources(ctx, FeishuSourcePrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return all[src]
+	}
+	sum, err := eng.ReplaceSource(ctx, src, doc("100", "第一天领电脑。", "第二天开会。"), nil)
+	if err != nil || sum.Added != 2 || sum.Removed != 0 {
+		t.Fatalf("first write: %+v, %v", sum, err)
+	}
+	first := stored()
+	if first.Version != "100" || len(first.Chunks) != 2 {
+		t.Fatalf("stored %+v, want version 100 and 2 chunks", first)
+	}
+	sum, err = eng.ReplaceSource(ctx, src, doc("100", "第一天领电脑。", "第二天开会。"), first.Chunks)
+	if err != nil || sum.Added != 0 || sum.Unchanged != 2 || sum.Removed != 0 {
+		t.Fatalf("same content: %+v, %v; want nothing written", sum, err)
+	}
+	sum, err = eng.ReplaceSource(ctx, src, doc("200", "第一天领电脑和工牌。"), first.Chunks)
+	if err != nil || sum.Added != 1 || sum.Removed != 2 {
+		t.Fatalf("edited: %+v, %v", sum, err)
+	}
+	if got := stored(); got.Version != "200" || len(got.Chunks) != 1 {
+		t.Fatalf("after the edit: %+v", got)
+	}
+	hits, err := eng.RetrieveTitles(ctx, "工牌", 3)
+	if err != nil || len(hits) != 1 {
+		t.Fatalf("the edited text is not searchable: %v, %v", hits, err)
+	}
+
+	// Ingesting files from "." covers every file source, and only those.
+	if err := os.WriteFile("note.txt", []byte("Note\nA note about plums."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Ingest(ctx, []string{"."}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); len(got.Chunks) != 1 {
+		t.Errorf("file ingestion removed the Feishu source's chunks: %+v", got)
+	}
+	if err := eng.RemoveChunks(ctx, stored().Chunks); err != nil {
+		t.Fatal(err)
+	}
+	if got := stored(); len(got.Chunks) != 0 {
+		t.Errorf("removed source still stored: %+v", got)
+	}
+}

@@ -28,6 +28,12 @@ type SourceDoc struct {
 	Refs   []int    // indexes of the documents (in the same file) this one cites
 	Tags   []string
 	Source string
+
+	// Where in Feishu the document was read (index.Chunk has the same
+	// fields): empty for local files.
+	SpaceID, NodeToken, DocumentID string
+	Anchor                         string // block id of the section's heading
+	Version                        string // the source's version, e.g. its edit time
 }
 
 // ParseError names the file and line a knowledge file could not be read at.
