@@ -31,6 +31,13 @@ type Config struct {
 
 	RedisURL string // REDIS_URL: empty means in-process state
 
+	WikiSpaces   []string      // FEISHU_WIKI_SPACES: wiki space ids, or "all"
+	WikiRoots    []string      // FEISHU_WIKI_ROOTS: node tokens whose subtrees alone are synced
+	FeishuDocs   []string      // FEISHU_DOCS: single documents by URL or token
+	DocBaseURL   string        // FEISHU_DOC_BASE_URL: the tenant's document domain, for links
+	SyncInterval time.Duration // KBBOT_SYNC_INTERVAL: 0 turns the background sync off
+	Admins       []string      // KBBOT_ADMINS: open_ids allowed to run /sync
+
 	QdrantURL        string // QDRANT_URL: empty means the embedded index
 	QdrantAPIKey     string // QDRANT_API_KEY
 	QdrantCollection string // QDRANT_COLLECTION
@@ -98,6 +105,12 @@ func Vars() []Var {
 		{"FEISHU_ENCRYPT_KEY", "", true, "event encrypt key; signatures and decryption depend on it", str(func(c *Config) *string { return &c.FeishuEncryptKey })},
 		{"FEISHU_BASE_URL", "https://open.feishu.cn", false, "Open API base; https://open.larksuite.com for Lark", str(func(c *Config) *string { return &c.FeishuBaseURL })},
 		{"FEISHU_MODE", "webhook", false, "webhook (HTTP events) or ws (long connection)", str(func(c *Config) *string { return &c.FeishuMode })},
+		{"FEISHU_WIKI_SPACES", "", false, "wiki space ids to sync (comma-separated), or all for every space the app can read", listVar(func(c *Config) *[]string { return &c.WikiSpaces })},
+		{"FEISHU_WIKI_ROOTS", "", false, "node tokens whose subtrees alone are synced (comma-separated); empty: the whole spaces", listVar(func(c *Config) *[]string { return &c.WikiRoots })},
+		{"FEISHU_DOCS", "", false, "single documents to sync, by URL (…/docx/ID, …/wiki/TOKEN) or token (comma-separated)", listVar(func(c *Config) *[]string { return &c.FeishuDocs })},
+		{"FEISHU_DOC_BASE_URL", "", false, "the tenant's document domain, e.g. https://example.feishu.cn: the base of links to synced documents", str(func(c *Config) *string { return &c.DocBaseURL })},
+		{"KBBOT_SYNC_INTERVAL", "1h", false, "how often serve syncs the Feishu sources (at start, then every interval); 0 turns it off", durOrOffVar(func(c *Config) *time.Duration { return &c.SyncInterval })},
+		{"KBBOT_ADMINS", "", false, "open_ids (comma-separated) who may DM /sync to start a sync", listVar(func(c *Config) *[]string { return &c.Admins })},
 		{"REDIS_URL", "", true, "redis://[:pass@]host:6379/0, redis-sentinel://h1:26379,h2:26379/master[/db], redis-cluster://h1:6379,h2:6379; empty keeps state in process", str(func(c *Config) *string { return &c.RedisURL })},
 		{"QDRANT_URL", "", false, "Qdrant gRPC address, e.g. http://localhost:6334 (https for TLS); empty uses the embedded index", str(func(c *Config) *string { return &c.QdrantURL })},
 		{"QDRANT_API_KEY", "", true, "Qdrant API key", str(func(c *Config) *string { return &c.QdrantAPIKey })},
@@ -196,6 +209,20 @@ func (c Config) Validate() error {
 	if c.QueueShards < 1 || c.QueueShards > maxQueueShards {
 		bad("KBBOT_QUEUE_SHARDS", "must be between 1 and %d, got %d", maxQueueShards, c.QueueShards)
 	}
+	if c.DocBaseURL != "" {
+		if p, err := url.Parse(c.DocBaseURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || strings.Trim(p.Path, "/") != "" {
+			bad("FEISHU_DOC_BASE_URL", "must be the tenant's document domain such as https://example.feishu.cn, got %q", c.DocBaseURL)
+		}
+	}
+	if c.SyncEnabled() && c.DocBaseURL == "" {
+		bad("FEISHU_DOC_BASE_URL", "required with FEISHU_WIKI_SPACES, FEISHU_WIKI_ROOTS or FEISHU_DOCS: references link to the documents there; copy the domain from any document's address, e.g. https://example.feishu.cn")
+	}
+	for _, sp := range c.WikiSpaces {
+		if sp == "all" && len(c.WikiSpaces) > 1 {
+			bad("FEISHU_WIKI_SPACES", "all stands alone; got %q", strings.Join(c.WikiSpaces, ","))
+			break
+		}
+	}
 	if c.OpenAIEmbeddingDim < 0 {
 		bad("OPENAI_EMBEDDING_DIM", "must not be negative, got %d", c.OpenAIEmbeddingDim)
 	}
@@ -206,6 +233,24 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+// SyncEnabled reports whether Feishu sources are configured.
+func (c Config) SyncEnabled() bool {
+	return len(c.WikiSpaces)+len(c.WikiRoots)+len(c.FeishuDocs) > 0
+}
+
+// ValidateSync checks what `sync` needs on top of Validate: app
+// credentials and something to sync.
+func (c Config) ValidateSync() error {
+	var errs []error
+	if c.FeishuAppID == "" || c.FeishuAppSecret == "" {
+		errs = append(errs, errors.New("FEISHU_APP_ID and FEISHU_APP_SECRET: required to read the wiki; copy them from the app's Credentials page on the Feishu Open Platform"))
+	}
+	if !c.SyncEnabled() {
+		errs = append(errs, errors.New("FEISHU_WIKI_SPACES, FEISHU_WIKI_ROOTS or FEISHU_DOCS: set at least one; nothing is configured to sync"))
 	}
 	return errors.Join(errs...)
 }
@@ -279,6 +324,31 @@ func rateVar(dst func(*Config) *Rate) func(*Config, string) error {
 		}
 		*dst(c) = Rate{N: count, Per: d}
 		return nil
+	}
+}
+
+// listVar parses a comma-separated list; blanks are dropped.
+func listVar(dst func(*Config) *[]string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var out []string
+		for _, s := range strings.Split(v, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		*dst(c) = out
+		return nil
+	}
+}
+
+// durOrOffVar is durVar that also takes 0 or off for "never".
+func durOrOffVar(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		if v == "0" || strings.EqualFold(v, "off") {
+			*dst(c) = 0
+			return nil
+		}
+		return durVar(dst)(c, v)
 	}
 }
 

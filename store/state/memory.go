@@ -48,6 +48,7 @@ type Memory struct {
 	feedback   [][]byte
 	up, down   int64
 	sinceSweep int
+	leases     map[string]bool
 }
 
 type memoryTurns struct {

@@ -467,3 +467,51 @@ func TestRedisRecoversAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// One holder at a time, per name; released, it is free again.
+func TestLease(t *testing.T) {
+	for name, st := range map[string]interface {
+		TryLease(ctx context.Context, name string, ttl time.Duration) (*Lease, error)
+	}{"memory": NewMemory(), "redis": openRedis(t, redistest.URL(t), redistest.Prefix(t))} {
+		t.Run(name, func(t *testing.T) {
+			ctx := t.Context()
+			l, err := st.TryLease(ctx, "sync", 3*time.Second)
+			if err != nil || l == nil {
+				t.Fatalf("first TryLease: %v, %v", l, err)
+			}
+			if again, err := st.TryLease(ctx, "sync", 3*time.Second); err != nil || again != nil {
+				t.Fatalf("second TryLease while held: %v, %v; want nil, nil", again, err)
+			}
+			if other, err := st.TryLease(ctx, "other", 3*time.Second); err != nil || other == nil {
+				t.Fatalf("another name: %v, %v", other, err)
+			}
+			l.Release()
+			l.Release()
+			testkit.Receive(t, "Done after Release", l.Done(), time.Second)
+			next, err := st.TryLease(ctx, "sync", 3*time.Second)
+			if err != nil || next == nil {
+				t.Fatalf("TryLease after Release: %v, %v", next, err)
+			}
+			next.Release()
+		})
+	}
+}
+
+// A Redis lease taken over (it expired, say, while its holder hung) is
+// lost at the next renewal, and its holder is told.
+func TestRedisLeaseLost(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	r := openRedis(t, redistest.URL(t), prefix)
+	l, err := r.TryLease(t.Context(), "sync", 3*time.Second)
+	if err != nil || l == nil {
+		t.Fatal(l, err)
+	}
+	if err := r.rdb.Set(t.Context(), prefix+"lease:sync", "thief", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	testkit.Receive(t, "the lease lost", l.Done(), 5*time.Second)
+	l.Release()
+	if got := r.rdb.Get(t.Context(), prefix+"lease:sync").Val(); got != "thief" {
+		t.Errorf("the lost holder touched the new holder's lease: %q", got)
+	}
+}
