@@ -379,25 +379,3 @@ func TestServeHistoryReachesLLMAndSurvivesRestart(t *testing.T) {
 		t.Errorf("third question's history lacks earlier turns: %+v", msgs)
 	}
 }
-
-func TestLoadtestSelf(t *testing.T) {
-	var out lockedBuffer
-	a := &app{getenv: func(k string) string {
-		if k == "KBBOT_SEEDS_DIR" {
-			return "../../seeds"
-		}
-		return ""
-	}, stdout: &out, stderr: io.Discard}
-	err := runApp(context.Background(), a, []string{"loadtest", "-self", "-rate", "100", "-duration", "1s", "-dups", "0.2"})
-	if err != nil {
-		t.Fatalf("loadtest: %v\n%s", err, out.String())
-	}
-	for _, want := range []string{"ack latency: p50", "non-200: 0", "0 with no reply, 0 with more than one"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
-	if err := runApp(context.Background(), a, []string{"loadtest", "-url", "http://192.0.2.1:8080/feishu/events", "-duration", "1s"}); err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Errorf("loadtest against a remote address: %v, want a refusal", err)
-	}
-}
