@@ -2,62 +2,45 @@ package rag
 
 import (
 	"context"
-	"encoding/json"
-	"hash/fnv"
 	"net/http"
-	"net/http/httptest"
-	"sync/atomic"
+	"slices"
+	"strings"
 	"testing"
 
-	openai "github.com/sashabaranov/go-openai"
+	"kbbot/rag/llmfake"
 )
 
-// fakeEmbeddings serves /v1/embeddings with deterministic vectors: a bag of
-// hashed characters, so similar texts get similar vectors. It answers in
-// reverse order to check results are mapped by index.
-func fakeEmbeddings(t *testing.T, dim int, calls *atomic.Int64) *httptest.Server {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/embeddings" {
-			http.NotFound(w, r)
-			return
-		}
-		calls.Add(1)
-		var req struct {
-			Input []string `json:"input"`
-			Model string   `json:"model"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Model != "fake-embed" {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		if len(req.Input) > embedBatch {
-			http.Error(w, "batch too large", http.StatusBadRequest)
-			return
-		}
-		resp := openai.EmbeddingResponse{Object: "list", Model: "fake-embed"}
-		for i := len(req.Input) - 1; i >= 0; i-- {
-			v := make([]float32, dim)
-			for _, r := range req.Input[i] {
-				h := fnv.New32a()
-				h.Write([]byte(string(r)))
-				v[h.Sum32()%uint32(dim)]++
-			}
-			resp.Data = append(resp.Data, openai.Embedding{Object: "embedding", Index: i, Embedding: v})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(resp)
-	}))
-	t.Cleanup(srv.Close)
-	return srv
+// startEmbeddings is a provider of one embedding model, fake-embed, with
+// the smallest batch limit we allow for. Its vectors are bags of hashed
+// characters (64 dimensions by default), so similar texts get similar
+// vectors; it answers in reverse order, so results must be mapped by index.
+func startEmbeddings(t *testing.T) *llmfake.Server {
+	return llmfake.Start(t, llmfake.Key("test-key"), llmfake.Models("fake-embed"), llmfake.MaxBatch(embedBatch), llmfake.EmbedDim(64))
 }
 
 func TestDenseVectorsFuseWithLexical(t *testing.T) {
-	var calls atomic.Int64
-	srv := fakeEmbeddings(t, 64, &calls)
-	emb := NewEmbedder(NewOpenAIClient("k", srv.URL+"/v1"), "fake-embed", 0)
+	srv := startEmbeddings(t)
+	emb := NewEmbedder(NewOpenAIClient("test-key", srv.URL), "fake-embed", 0)
 	eng := seededEngine(t, Options{Embedder: emb})
-	if calls.Load() < 4 { // 34 chunks in batches of at most 10
-		t.Fatalf("embedding calls = %d", calls.Load())
+	if n := len(srv.Embeddings()); n < 4 { // 34 chunks in batches of at most 10
+		t.Fatalf("embedding calls = %d", n)
+	}
+	for _, r := range srv.Embeddings() {
+		if r.Status != http.StatusOK {
+			t.Fatalf("an embedding call was answered %d", r.Status)
+		}
+	}
+	// The provider answers in reverse order: each text must still get its
+	// own vector.
+	texts := []string{"扩散模型", "大语言模型的参数", "RAG"}
+	vecs, err := emb.Embed(context.Background(), texts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, text := range texts {
+		if !slices.Equal(vecs[i], llmfake.HashEmbed("fake-embed", text, 64)) {
+			t.Errorf("vector %d is not the vector of %q", i, text)
+		}
 	}
 	dim, err := emb.Dim(context.Background())
 	if err != nil || dim != 64 {
@@ -82,22 +65,17 @@ func TestDenseVectorsFuseWithLexical(t *testing.T) {
 	}
 	// Changing the embedding model changes every chunk id: a re-ingest
 	// re-embeds rather than mixing vectors from two models.
-	other := NewEmbedder(NewOpenAIClient("k", srv.URL+"/v1"), "fake-embed", 32)
+	other := NewEmbedder(NewOpenAIClient("test-key", srv.URL), "fake-embed", 32)
 	if other.Model() == emb.Model() {
 		t.Error("embedding salt ignores the dimension")
 	}
 }
 
 func TestEmbedderErrors(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusUnauthorized)
-		w.Write([]byte(`{"error":{"message":"bad key","type":"invalid_request_error"}}`))
-	}))
-	defer srv.Close()
-	emb := NewEmbedder(NewOpenAIClient("k", srv.URL+"/v1"), "fake-embed", 0)
-	if _, err := emb.Embed(context.Background(), []string{"x"}); err == nil {
-		t.Fatal("no error from a 401")
+	srv := startEmbeddings(t)
+	emb := NewEmbedder(NewOpenAIClient("wrong-key", srv.URL), "fake-embed", 0)
+	if _, err := emb.Embed(context.Background(), []string{"x"}); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("err = %v, want the provider's 401", err)
 	}
 	var nilEmb *Embedder
 	if v, err := nilEmb.Embed(context.Background(), []string{"x"}); v != nil || err != nil {

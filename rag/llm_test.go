@@ -2,11 +2,9 @@ package rag
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -18,53 +16,27 @@ import (
 	"kbbot/rag/llmfake"
 )
 
-// fakeLLM is an OpenAI-compatible chat server on 127.0.0.1 that streams a
-// scripted answer and records every request it gets.
-type fakeLLM struct {
-	*httptest.Server
-	mu       sync.Mutex
-	requests []openai.ChatCompletionRequest
-	reply    func(req openai.ChatCompletionRequest) (status int, chunks []string)
+// startLLM is a fake provider that knows the key test-key and answers
+// with steps, one per request in order, the last one repeating.
+func startLLM(t *testing.T, steps ...llmfake.Step) *llmfake.Server {
+	t.Helper()
+	return llmfake.Start(t, llmfake.Key("test-key"),
+		llmfake.Script(steps[:len(steps)-1]...), llmfake.Default(steps[len(steps)-1]))
 }
 
-func newFakeLLM(t *testing.T, reply func(openai.ChatCompletionRequest) (int, []string)) *fakeLLM {
-	f := &fakeLLM{reply: reply}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/chat/completions" || r.Header.Get("Authorization") != "Bearer test-key" {
-			http.Error(w, "bad path or key", http.StatusNotFound)
-			return
-		}
-		var req openai.ChatCompletionRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.requests = append(f.requests, req)
-		f.mu.Unlock()
-		status, chunks := f.reply(req)
-		if status != http.StatusOK {
-			llmfake.Error(w, status, nil)
-			return
-		}
-		llmfake.Stream(w, r, chunks, 0)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeLLM) newLLM() *LLM {
-	l := NewLLM(NewOpenAIClient("test-key", f.URL+"/v1"), "fake-model", 10*time.Second)
-	l.Sleep = func(context.Context, time.Duration) error { return nil }
+// newLLM is an LLM of model fake-model on s whose retry waits rec records
+// and skips; idle 0 keeps the default.
+func newLLM(s *llmfake.Server, rec *sleepRecorder, idle time.Duration) *LLM {
+	l := NewLLM(NewOpenAIClient("test-key", s.URL), "fake-model", 10*time.Second)
+	l.Sleep = rec.sleep
+	l.Idle = idle
 	return l
 }
 
 func TestLLMAnswerCitesPassagesAndUsesHistory(t *testing.T) {
-	f := newFakeLLM(t, func(req openai.ChatCompletionRequest) (int, []string) {
-		// Cite passage 3 first, then 1, and one that does not exist.
-		return http.StatusOK, []string{"RAG 先检索", "再生成 [3]。", "它还会标注来源 [1][9]。"}
-	})
-	eng := seededEngine(t, Options{LLM: f.newLLM()})
+	// Cite passage 3 first, then 1, and one that does not exist.
+	f := startLLM(t, llmfake.Reply("RAG 先检索", "再生成 [3]。", "它还会标注来源 [1][9]。"))
+	eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0)})
 	history := []Turn{{Question: "什么是 AIGC？", Answer: "AIGC 是生成式 AI 创作的内容。"}}
 	var deltas []string
 	ans, err := eng.AskStream(context.Background(), "检索增强生成的原理和实现步骤", func() []Turn { return history }, func(s string) { deltas = append(deltas, s) })
@@ -75,7 +47,7 @@ func TestLLMAnswerCitesPassagesAndUsesHistory(t *testing.T) {
 	if ans.Mode != ModeLLM || !slices.Equal(deltas, []string{"RAG 先检索", "RAG 先检索再生成 [1]。", "RAG 先检索再生成 [1]。它还会标注来源 [2]。"}) {
 		t.Errorf("mode %s, deltas %q", ans.Mode, deltas)
 	}
-	req := f.requests[0]
+	req := f.Chats()[0]
 	if !req.Stream || req.Model != "fake-model" {
 		t.Errorf("request stream=%v model=%q", req.Stream, req.Model)
 	}
@@ -122,14 +94,14 @@ func TestLLMProviderErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			f := newFakeLLM(t, func(openai.ChatCompletionRequest) (int, []string) { return tt.status, nil })
-			eng := seededEngine(t, Options{LLM: f.newLLM()})
+			f := startLLM(t, llmfake.Fail(tt.status))
+			eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0)})
 			_, err := eng.Ask(context.Background(), "RAG 的实现步骤", nil)
 			if err == nil || !strings.Contains(err.Error(), "llm fake-model") || !strings.Contains(err.Error(), fmt.Sprint(tt.status)) {
 				t.Fatalf("err = %v", err)
 			}
-			if len(f.requests) != tt.wantReqs {
-				t.Errorf("requests = %d, want %d", len(f.requests), tt.wantReqs)
+			if n := len(f.Chats()); n != tt.wantReqs {
+				t.Errorf("requests = %d, want %d", n, tt.wantReqs)
 			}
 		})
 	}
@@ -142,60 +114,13 @@ func TestLLMProviderErrors(t *testing.T) {
 		}
 	})
 	t.Run("faq needs no llm", func(t *testing.T) {
-		f := newFakeLLM(t, func(openai.ChatCompletionRequest) (int, []string) { return 500, nil })
-		eng := seededEngine(t, Options{LLM: f.newLLM()})
+		f := startLLM(t, llmfake.Fail(500))
+		eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0)})
 		ans, err := eng.Ask(context.Background(), "模型训练的底层原理", nil)
-		if err != nil || ans.Mode != ModeFAQ || len(f.requests) != 0 {
-			t.Errorf("mode %s err %v requests %d", ans.Mode, err, len(f.requests))
+		if err != nil || ans.Mode != ModeFAQ || len(f.Requests()) != 0 {
+			t.Errorf("mode %s err %v requests %d", ans.Mode, err, len(f.Requests()))
 		}
 	})
-}
-
-// scriptedLLM serves one scripted behaviour per request, in order (the last
-// repeats): a status with headers, or a stream of chunks that may stop
-// without finishing and then hang until the client gives up.
-type scriptedLLM struct {
-	*httptest.Server
-	mu    sync.Mutex
-	calls int
-}
-
-type llmStep struct {
-	status int               // 0: 200 and stream
-	header map[string]string // on a failure status
-	chunks []string
-	hang   bool // after the chunks, send nothing more until the client leaves
-}
-
-func newScriptedLLM(t *testing.T, steps ...llmStep) *scriptedLLM {
-	s := &scriptedLLM{}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		st := steps[min(s.calls, len(steps)-1)]
-		s.calls++
-		s.mu.Unlock()
-		if st.status != 0 {
-			llmfake.Error(w, st.status, st.header)
-			return
-		}
-		if !st.hang {
-			llmfake.Stream(w, r, st.chunks, 0)
-			return
-		}
-		llmfake.Begin(w)
-		for _, c := range st.chunks {
-			llmfake.Chunk(w, c, false)
-		}
-		<-r.Context().Done()
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *scriptedLLM) Calls() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.calls
 }
 
 // sleepRecorder stands in for LLM.Sleep: it returns at once and remembers
@@ -212,44 +137,37 @@ func (r *sleepRecorder) sleep(ctx context.Context, d time.Duration) error {
 	return ctx.Err()
 }
 
-func (s *scriptedLLM) llm(rec *sleepRecorder, idle time.Duration) *LLM {
-	l := NewLLM(NewOpenAIClient("k", s.URL+"/v1"), "scripted", 10*time.Second)
-	l.Sleep = rec.sleep
-	l.Idle = idle
-	return l
-}
-
 var testMsgs = []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleUser, Content: "q"}}
 
 func TestLLMStallMidAnswerReturnsPartialText(t *testing.T) {
-	s := newScriptedLLM(t, llmStep{chunks: []string{"第一句。", "第二句"}, hang: true})
+	s := startLLM(t, llmfake.Stall("第一句。", "第二句"))
 	rec := &sleepRecorder{}
 	var deltas []string
-	text, err := s.llm(rec, 100*time.Millisecond).Complete(context.Background(), testMsgs, func(t string) { deltas = append(deltas, t) })
+	text, err := newLLM(s, rec, 100*time.Millisecond).Complete(context.Background(), testMsgs, func(t string) { deltas = append(deltas, t) })
 	if !errors.Is(err, ErrStalled) {
 		t.Fatalf("err = %v, want ErrStalled", err)
 	}
 	if text != "第一句。第二句" || len(deltas) != 2 {
 		t.Errorf("partial text %q, deltas %q", text, deltas)
 	}
-	if s.Calls() != 1 || len(rec.waits) != 0 {
-		t.Errorf("a stall after text was retried: %d calls", s.Calls())
+	if n := len(s.Chats()); n != 1 || len(rec.waits) != 0 {
+		t.Errorf("a stall after text was retried: %d calls", n)
 	}
 }
 
 func TestLLMStallBeforeFirstTokenIsRetried(t *testing.T) {
-	s := newScriptedLLM(t, llmStep{hang: true}, llmStep{chunks: []string{"好的。"}})
-	text, err := s.llm(&sleepRecorder{}, 100*time.Millisecond).Complete(context.Background(), testMsgs, nil)
-	if err != nil || text != "好的。" || s.Calls() != 2 {
-		t.Fatalf("text %q err %v after %d calls", text, err, s.Calls())
+	s := startLLM(t, llmfake.Stall(), llmfake.Reply("好的。"))
+	text, err := newLLM(s, &sleepRecorder{}, 100*time.Millisecond).Complete(context.Background(), testMsgs, nil)
+	if n := len(s.Chats()); err != nil || text != "好的。" || n != 2 {
+		t.Fatalf("text %q err %v after %d calls", text, err, n)
 	}
 }
 
 func TestLLMHonoursRetryAfter(t *testing.T) {
 	t.Run("seconds", func(t *testing.T) {
-		s := newScriptedLLM(t, llmStep{status: 429, header: map[string]string{"Retry-After": "7"}}, llmStep{chunks: []string{"答案。"}})
+		s := startLLM(t, llmfake.Fail(429, "Retry-After", "7"), llmfake.Reply("答案。"))
 		rec := &sleepRecorder{}
-		text, err := s.llm(rec, time.Second).Complete(context.Background(), testMsgs, nil)
+		text, err := newLLM(s, rec, time.Second).Complete(context.Background(), testMsgs, nil)
 		if err != nil || text != "答案。" {
 			t.Fatalf("text %q err %v", text, err)
 		}
@@ -257,18 +175,28 @@ func TestLLMHonoursRetryAfter(t *testing.T) {
 			t.Errorf("waits %v, want one of at least 7s", rec.waits)
 		}
 	})
-	t.Run("over the cap fails at once", func(t *testing.T) {
-		s := newScriptedLLM(t, llmStep{status: 429, header: map[string]string{"Retry-After": "3600"}})
+	t.Run("milliseconds", func(t *testing.T) {
+		s := startLLM(t, llmfake.Fail(503, "Retry-After-Ms", "1500"), llmfake.Reply("答案。"))
 		rec := &sleepRecorder{}
-		_, err := s.llm(rec, time.Second).Complete(context.Background(), testMsgs, nil)
-		if err == nil || !strings.Contains(err.Error(), "429") || s.Calls() != 1 || len(rec.waits) != 0 {
-			t.Errorf("err %v after %d calls, waits %v", err, s.Calls(), rec.waits)
+		if _, err := newLLM(s, rec, time.Second).Complete(context.Background(), testMsgs, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(rec.waits) != 1 || rec.waits[0] != 1500*time.Millisecond {
+			t.Errorf("waits %v, want one of 1.5s", rec.waits)
+		}
+	})
+	t.Run("over the cap fails at once", func(t *testing.T) {
+		s := startLLM(t, llmfake.Fail(429, "Retry-After", "3600"))
+		rec := &sleepRecorder{}
+		_, err := newLLM(s, rec, time.Second).Complete(context.Background(), testMsgs, nil)
+		if n := len(s.Chats()); err == nil || !strings.Contains(err.Error(), "429") || n != 1 || len(rec.waits) != 0 {
+			t.Errorf("err %v after %d calls, waits %v", err, n, rec.waits)
 		}
 	})
 	t.Run("503 without a header backs off", func(t *testing.T) {
-		s := newScriptedLLM(t, llmStep{status: 503}, llmStep{chunks: []string{"答案。"}})
+		s := startLLM(t, llmfake.Fail(503), llmfake.Reply("答案。"))
 		rec := &sleepRecorder{}
-		if _, err := s.llm(rec, time.Second).Complete(context.Background(), testMsgs, nil); err != nil {
+		if _, err := newLLM(s, rec, time.Second).Complete(context.Background(), testMsgs, nil); err != nil {
 			t.Fatal(err)
 		}
 		if len(rec.waits) != 1 || rec.waits[0] <= 0 || rec.waits[0] > 2*time.Second {
@@ -278,8 +206,8 @@ func TestLLMHonoursRetryAfter(t *testing.T) {
 }
 
 func TestEngineReturnsPartialAnswerWhenTheModelStalls(t *testing.T) {
-	s := newScriptedLLM(t, llmStep{chunks: []string{"RAG 先检索 [2]，", "再生成"}, hang: true})
-	eng := seededEngine(t, Options{LLM: s.llm(&sleepRecorder{}, 100*time.Millisecond)})
+	s := startLLM(t, llmfake.Stall("RAG 先检索 [2]，", "再生成"))
+	eng := seededEngine(t, Options{LLM: newLLM(s, &sleepRecorder{}, 100*time.Millisecond)})
 	if !eng.HasLLM() {
 		t.Fatal("HasLLM is false with an LLM")
 	}

@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -45,69 +42,26 @@ func buildKbbot(t *testing.T) string {
 	return bin
 }
 
-// slowLLM is an OpenAI-compatible chat endpoint that streams its answer in
-// small sleeps (~300 ms in all). Each bot process gets its own base path
-// (/a/v1, /b/v1), so the fake knows who is asking.
-type slowLLM struct {
-	*httptest.Server
-	mu       sync.Mutex
-	inflight map[string]int
-	asked    map[string][]string // replica → last user message of each request
+// startSlowLLM is a provider that streams its answer in small sleeps
+// (~300 ms in all). Each replica gets its own, so the test knows who is
+// asking.
+func startSlowLLM(t *testing.T) *llmfake.Server {
+	return llmfake.Start(t, llmfake.Key("crash-key"), llmfake.Default(
+		llmfake.Reply("扩散模型", "先给图片加噪，", "再学习去噪", " [1]。").After(75*time.Millisecond).Every(75*time.Millisecond)))
 }
 
-func newSlowLLM(t *testing.T) *slowLLM {
-	f := &slowLLM{inflight: map[string]int{}, asked: map[string][]string{}}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		replica, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		if rest != "v1/chat/completions" {
-			http.NotFound(w, r)
-			return
-		}
-		var req struct {
-			Messages []chatMessage `json:"messages"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		last := ""
-		if n := len(req.Messages); n > 0 {
-			last = req.Messages[n-1].Content
-		}
-		f.mu.Lock()
-		f.inflight[replica]++
-		f.asked[replica] = append(f.asked[replica], last)
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			f.inflight[replica]--
-			f.mu.Unlock()
-		}()
-		// Stops early when the asking process dies.
-		llmfake.Stream(w, r, []string{"扩散模型", "先给图片加噪，", "再学习去噪", " [1]。"}, 75*time.Millisecond)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *slowLLM) inFlight(replica string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.inflight[replica]
-}
-
-func (f *slowLLM) total() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	n := 0
-	for _, v := range f.inflight {
-		n += v
+// questions is what each chat request to llm asked.
+func questions(llm *llmfake.Server) []string {
+	var qs []string
+	for _, r := range llm.Chats() {
+		qs = append(qs, r.Question())
 	}
-	return n
+	return qs
 }
 
 // process is one `kbbot serve` child.
 type process struct {
+	t      *testing.T
 	name   string
 	url    string
 	cmd    *exec.Cmd
@@ -124,7 +78,7 @@ func startProcess(t *testing.T, bin, name string, env map[string]string) *proces
 	}
 	addr := l.Addr().String()
 	l.Close() // the child binds it; another process taking it meanwhile fails loudly below
-	p := &process{name: name, url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &process{t: t, name: name, url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve")
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KBBOT_ADDR=" + addr}
 	for k, v := range env {
@@ -164,7 +118,11 @@ func startProcess(t *testing.T, bin, name string, env map[string]string) *proces
 
 func (p *process) kill() {
 	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
+	select {
+	case <-p.done:
+	case <-time.After(crashWait):
+		p.t.Errorf("%s (pid %d) still running %v after SIGKILL", p.name, p.cmd.Process.Pid, crashWait)
+	}
 }
 
 // stop ends the process as an orchestrator would: SIGTERM, then SIGKILL.
@@ -233,10 +191,10 @@ func crashQuestion(run string, i, chats int) feishufake.Message {
 	}
 }
 
-// waitAnswered waits until every question has a reply and nothing is left
-// in the queue (B's /metrics reports its depth), so a late duplicate would
-// have shown up.
-func waitAnswered(t *testing.T, fake *feishufake.Server, llm *slowLLM, metricsURL string, qs []sentQuestion) {
+// waitAnswered waits until every question has a reply, no LLM is answering
+// and nothing is left in the queue (B's /metrics reports its depth), so a
+// late duplicate would have shown up.
+func waitAnswered(t *testing.T, fake *feishufake.Server, llms []*llmfake.Server, metricsURL string, qs []sentQuestion) {
 	t.Helper()
 	deadline := time.Now().Add(crashWait)
 	for {
@@ -247,7 +205,11 @@ func waitAnswered(t *testing.T, fake *feishufake.Server, llm *slowLLM, metricsUR
 				missing = append(missing, q.msg.MessageID+" (sent to "+q.to+": "+whyUnanswered(fake, q.msg.MessageID)+")")
 			}
 		}
-		if len(missing) == 0 && llm.total() == 0 && queueDepth(metricsURL) == 0 {
+		busy := 0
+		for _, llm := range llms {
+			busy += llm.InFlight()
+		}
+		if len(missing) == 0 && busy == 0 && queueDepth(metricsURL) == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -337,10 +299,10 @@ func TestCrashedReplicaLosesNothing(t *testing.T) {
 	redisURL, _ := redistest.StartServer(t, "--appendfsync", "always")
 	fake := feishufake.New(e2eBotID)
 	defer fake.Close()
-	llm := newSlowLLM(t)
+	llmA, llmB := startSlowLLM(t), startSlowLLM(t)
 	env := crashEnv(t, fake, redisURL)
-	a := startProcess(t, bin, "replica A", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/a/v1"))
-	b := startProcess(t, bin, "replica B", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/b/v1"))
+	a := startProcess(t, bin, "replica A", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llmA.URL))
+	b := startProcess(t, bin, "replica B", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llmB.URL))
 	if a.cmd.Process.Pid == b.cmd.Process.Pid {
 		t.Fatal("the replicas share a process")
 	}
@@ -357,10 +319,8 @@ func TestCrashedReplicaLosesNothing(t *testing.T) {
 	killed := false
 	var askedAtKill []string
 	killA := func() {
-		llm.mu.Lock()
-		askedAtKill = slices.Clone(llm.asked["a"])
-		inflight := llm.inflight["a"]
-		llm.mu.Unlock()
+		askedAtKill = questions(llmA)
+		inflight := llmA.InFlight()
 		a.kill()
 		killed = true
 		t.Logf("killed replica A (pid %d) with %d LLM requests of its own in flight", a.cmd.Process.Pid, inflight)
@@ -378,13 +338,13 @@ func TestCrashedReplicaLosesNothing(t *testing.T) {
 		send(to, m)
 		qs = append(qs, sentQuestion{m, to.name})
 		time.Sleep(20 * time.Millisecond) // a steady trickle, like real traffic
-		if !killed && i >= 6 && llm.inFlight("a") >= 1 {
+		if !killed && i >= 6 && llmA.InFlight() >= 1 {
 			killA()
 		}
 	}
 	if !killed {
 		deadline := time.Now().Add(crashWait)
-		for llm.inFlight("a") < 1 {
+		for llmA.InFlight() < 1 {
 			if time.Now().After(deadline) {
 				t.Fatal("replica A never started answering")
 			}
@@ -399,13 +359,11 @@ func TestCrashedReplicaLosesNothing(t *testing.T) {
 		qs = append(qs, sentQuestion{m, b.name})
 	}
 
-	waitAnswered(t, fake, llm, b.url+"/metrics", qs)
+	waitAnswered(t, fake, []*llmfake.Server{llmA, llmB}, b.url+"/metrics", qs)
 	checkExactlyOnce(t, fake, qs)
 
 	// The questions A died answering were asked again by B.
-	llm.mu.Lock()
-	askedByB := slices.Clone(llm.asked["b"])
-	llm.mu.Unlock()
+	askedByB := questions(llmB)
 	retaken := 0
 	for _, q := range askedAtKill {
 		if slices.Contains(askedByB, q) {
@@ -426,11 +384,11 @@ func TestRedisRestartLosesNothingAcknowledged(t *testing.T) {
 	redisURL, restart := redistest.StartServer(t, "--appendfsync", "always")
 	fake := feishufake.New(e2eBotID)
 	defer fake.Close()
-	llm := newSlowLLM(t)
+	llmA, llmB := startSlowLLM(t), startSlowLLM(t)
 	// A long visibility timeout: the lease must outlive the restart.
 	env := withEnv(crashEnv(t, fake, redisURL), "KBBOT_QUEUE_VISIBILITY", "20s")
-	a := startProcess(t, bin, "replica A", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/a/v1"))
-	b := startProcess(t, bin, "replica B", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llm.URL+"/b/v1"))
+	a := startProcess(t, bin, "replica A", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llmA.URL))
+	b := startProcess(t, bin, "replica B", withEnv(env, "KBBOT_DATA_DIR", t.TempDir(), "OPENAI_BASE_URL", llmB.URL))
 	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
 
 	var acked, refused []sentQuestion
@@ -461,7 +419,7 @@ func TestRedisRestartLosesNothingAcknowledged(t *testing.T) {
 		if i == n/2 {
 			// Mid-traffic, with answers running: restart Redis while the
 			// next questions arrive.
-			for deadline := time.Now().Add(crashWait); llm.total() == 0; time.Sleep(time.Millisecond) {
+			for deadline := time.Now().Add(crashWait); llmA.InFlight()+llmB.InFlight() == 0; time.Sleep(time.Millisecond) {
 				if time.Now().After(deadline) {
 					t.Fatal("no answer started")
 				}
@@ -471,14 +429,18 @@ func TestRedisRestartLosesNothingAcknowledged(t *testing.T) {
 		post(i)
 		time.Sleep(15 * time.Millisecond)
 	}
-	<-restarted
+	select {
+	case <-restarted:
+	case <-time.After(crashWait):
+		t.Fatalf("Redis did not restart within %v", crashWait)
+	}
 	for i := n; i < n+6; i++ { // and after it is back
 		post(i)
 	}
 	if len(acked) == 0 {
 		t.Fatal("no question was acknowledged")
 	}
-	waitAnswered(t, fake, llm, b.url+"/metrics", acked)
+	waitAnswered(t, fake, []*llmfake.Server{llmA, llmB}, b.url+"/metrics", acked)
 	checkExactlyOnce(t, fake, acked)
 	counts := fake.ReplyCounts()
 	for _, q := range refused {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/rag/llmfake"
 	"kbbot/store/index/qdranttest"
 	"kbbot/store/redistest"
 )
@@ -26,82 +27,28 @@ const (
 	doctorOpenAIKey  = "sk-doctor-good"
 )
 
-// startFakeOpenAI answers /v1/chat/completions and /v1/embeddings like an
-// OpenAI-compatible provider that knows the key doctorOpenAIKey, the chat
-// model test-model, and the embedding models test-embed (honours the
-// requested dimensions, default 8) and fixed-embed (always 8).
-func startFakeOpenAI(t *testing.T) *httptest.Server {
+// startFakeOpenAI is an OpenAI-compatible provider that knows the key
+// doctorOpenAIKey, the chat model test-model, and the embedding models
+// test-embed (honours the requested dimensions, default 8) and fixed-embed
+// (always 8). Doctor must ask the chat model for one token only.
+func startFakeOpenAI(t *testing.T) *llmfake.Server {
 	t.Helper()
-	apiError := func(w http.ResponseWriter, status int, msg, code string) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(status)
-		json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{"message": msg, "type": "invalid_request_error", "code": code}})
-	}
-	authorized := func(w http.ResponseWriter, r *http.Request) bool {
-		if r.Header.Get("Authorization") != "Bearer "+doctorOpenAIKey {
-			apiError(w, http.StatusUnauthorized, "Incorrect API key provided", "invalid_api_key")
-			return false
-		}
-		return true
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
-		if !authorized(w, r) {
-			return
-		}
-		var req struct {
-			Model     string `json:"model"`
-			MaxTokens int    `json:"max_tokens"`
-		}
-		json.NewDecoder(r.Body).Decode(&req)
-		if req.Model != "test-model" {
-			apiError(w, http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist", req.Model), "model_not_found")
-			return
-		}
-		if req.MaxTokens != 1 {
-			t.Errorf("doctor asked for max_tokens %d, want 1", req.MaxTokens)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{
-			"id": "chatcmpl-1", "object": "chat.completion", "created": time.Now().Unix(), "model": req.Model,
-			"choices": []any{map[string]any{"index": 0, "message": map[string]any{"role": "assistant", "content": "OK"}, "finish_reason": "length"}},
-			"usage":   map[string]any{"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-		})
-	})
-	mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
-		if !authorized(w, r) {
-			return
-		}
-		var req struct {
-			Model      string   `json:"model"`
-			Input      []string `json:"input"`
-			Dimensions int      `json:"dimensions"`
-		}
-		json.NewDecoder(r.Body).Decode(&req)
-		dim := 8
-		switch req.Model {
-		case "test-embed":
-			if req.Dimensions > 0 {
-				dim = req.Dimensions
+	s := llmfake.Start(t, llmfake.Key(doctorOpenAIKey), llmfake.Models("test-model", "test-embed", "fixed-embed"),
+		llmfake.Default(llmfake.Reply("OK").Finish("length")), llmfake.EmbedDim(8),
+		llmfake.Embed(func(model, input string, dim int) []float32 {
+			if model == "fixed-embed" {
+				dim = 8
 			}
-		case "fixed-embed":
-		default:
-			apiError(w, http.StatusNotFound, fmt.Sprintf("The model `%s` does not exist", req.Model), "model_not_found")
-			return
+			return llmfake.HashEmbed(model, input, dim)
+		}))
+	t.Cleanup(func() {
+		for _, r := range s.Chats() {
+			if r.MaxTokens != 1 {
+				t.Errorf("doctor asked for max_tokens %d, want 1", r.MaxTokens)
+			}
 		}
-		var data []any
-		for i := range req.Input {
-			vec := make([]float32, dim)
-			vec[i%dim] = 1
-			data = append(data, map[string]any{"object": "embedding", "index": i, "embedding": vec})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"object": "list", "data": data, "model": req.Model,
-			"usage": map[string]any{"prompt_tokens": 2, "total_tokens": 2}})
 	})
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return srv
+	return s
 }
 
 // startFeishuFake starts the fake Open API for one test.
@@ -126,7 +73,7 @@ func doctorEnv(t *testing.T, feishuURL, openaiURL, qdrantURL string) map[string]
 		"QDRANT_URL":                qdrantURL,
 		"QDRANT_COLLECTION":         "doctor",
 		"OPENAI_API_KEY":            doctorOpenAIKey,
-		"OPENAI_BASE_URL":           openaiURL + "/v1",
+		"OPENAI_BASE_URL":           openaiURL,
 		"OPENAI_MODEL":              "test-model",
 		"OPENAI_EMBEDDING_MODEL":    "test-embed",
 		"OPENAI_EMBEDDING_DIM":      "8",

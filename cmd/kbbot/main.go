@@ -8,7 +8,6 @@
 //	kbbot eval FILE.jsonl
 //	kbbot serve [--ws]
 //	kbbot doctor
-//	kbbot loadtest [flags]
 package main
 
 import (
@@ -45,7 +44,6 @@ const usage = `kbbot: a Feishu knowledge-base bot
   kbbot eval FILE.jsonl           retrieval quality: recall@1, recall@3, MRR
   kbbot serve [--ws]              run the Feishu bot (webhook, or long connection with --ws)
   kbbot doctor                    check the configuration and every dependency
-  kbbot loadtest [flags]          send signed, encrypted events to a running bot
   kbbot healthcheck               GET /healthz on KBBOT_ADDR (for container health checks)
 
 Configuration is read from the environment; see README.md.
@@ -88,7 +86,6 @@ func runApp(ctx context.Context, a *app, args []string) error {
 		"eval":        a.eval,
 		"serve":       a.serve,
 		"doctor":      a.doctor,
-		"loadtest":    a.loadtest,
 		"healthcheck": a.healthcheck,
 	}
 	cmd, ok := cmds[args[0]]

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -308,62 +306,26 @@ func TestServeRefusesWithoutEncryptKey(t *testing.T) {
 	}
 }
 
-// fakeLLM is an OpenAI-compatible chat endpoint that streams a fixed answer
-// and records each request's messages.
-type fakeLLM struct {
-	*httptest.Server
-	mu   sync.Mutex
-	reqs [][]chatMessage
+// startLLM is a provider that answers every question with one cited
+// answer, streamed or whole as asked.
+func startLLM(t *testing.T) *llmfake.Server {
+	return llmfake.Start(t, llmfake.Key("e2e-key"), llmfake.Default(llmfake.Reply("扩散模型先给图片加噪，", "再学习去噪 [1]。")))
 }
 
-type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-}
-
-func newFakeLLM(t *testing.T) *fakeLLM {
-	f := &fakeLLM{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/v1/chat/completions" {
-			http.NotFound(w, r)
-			return
-		}
-		var req struct {
-			Messages []chatMessage `json:"messages"`
-			Stream   bool          `json:"stream"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		f.mu.Lock()
-		f.reqs = append(f.reqs, req.Messages)
-		f.mu.Unlock()
-		answer := "扩散模型先给图片加噪，再学习去噪 [1]。"
-		if !req.Stream {
-			llmfake.Completion(w, answer)
-			return
-		}
-		llmfake.Stream(w, r, []string{"扩散模型先给图片加噪，", "再学习去噪 [1]。"}, 0)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-// requestFor is the last chat request whose final message asks question.
-func (f *fakeLLM) requestFor(question string) []chatMessage {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for i := len(f.reqs) - 1; i >= 0; i-- {
-		if msgs := f.reqs[i]; len(msgs) > 0 && strings.Contains(msgs[len(msgs)-1].Content, question) {
-			return msgs
+// requestFor is the messages of the last chat request to llm whose final
+// message asks question.
+func requestFor(llm *llmfake.Server, question string) []llmfake.Message {
+	chats := llm.Chats()
+	for i := len(chats) - 1; i >= 0; i-- {
+		if strings.Contains(chats[i].Question(), question) {
+			return chats[i].Messages
 		}
 	}
 	return nil
 }
 
 // hasUserTurn reports whether msgs carry question as an earlier user turn.
-func hasUserTurn(msgs []chatMessage, question string) bool {
+func hasUserTurn(msgs []llmfake.Message, question string) bool {
 	for _, m := range msgs[:max(len(msgs)-1, 0)] {
 		if m.Role == "user" && m.Content == question {
 			return true
@@ -376,11 +338,11 @@ func TestServeHistoryReachesLLMAndSurvivesRestart(t *testing.T) {
 	redisURL, _ := redistest.StartServer(t)
 	fake := feishufake.New(e2eBotID)
 	defer fake.Close()
-	llm := newFakeLLM(t)
+	llm := startLLM(t)
 	env := e2eEnv(t, fake)
 	env["REDIS_URL"] = redisURL
 	env["OPENAI_API_KEY"] = "e2e-key"
-	env["OPENAI_BASE_URL"] = llm.URL + "/v1"
+	env["OPENAI_BASE_URL"] = llm.URL
 	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
 	ask := func(srv *runningServe, n int, q string) {
 		t.Helper()
@@ -401,7 +363,7 @@ func TestServeHistoryReachesLLMAndSurvivesRestart(t *testing.T) {
 	}
 	srv = startServe(t, env) // a restart: new process state, same Redis
 	ask(srv, 2, q2)
-	msgs := llm.requestFor(q2)
+	msgs := requestFor(llm, q2)
 	if msgs == nil {
 		t.Fatalf("the LLM was not asked %q", q2)
 	}
@@ -413,29 +375,7 @@ func TestServeHistoryReachesLLMAndSurvivesRestart(t *testing.T) {
 	}
 	srv = startServe(t, env)
 	ask(srv, 3, q3)
-	if msgs := llm.requestFor(q3); !hasUserTurn(msgs, q1) || !hasUserTurn(msgs, q2) {
+	if msgs := requestFor(llm, q3); !hasUserTurn(msgs, q1) || !hasUserTurn(msgs, q2) {
 		t.Errorf("third question's history lacks earlier turns: %+v", msgs)
-	}
-}
-
-func TestLoadtestSelf(t *testing.T) {
-	var out lockedBuffer
-	a := &app{getenv: func(k string) string {
-		if k == "KBBOT_SEEDS_DIR" {
-			return "../../seeds"
-		}
-		return ""
-	}, stdout: &out, stderr: io.Discard}
-	err := runApp(context.Background(), a, []string{"loadtest", "-self", "-rate", "100", "-duration", "1s", "-dups", "0.2"})
-	if err != nil {
-		t.Fatalf("loadtest: %v\n%s", err, out.String())
-	}
-	for _, want := range []string{"ack latency: p50", "non-200: 0", "0 with no reply, 0 with more than one"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
-	if err := runApp(context.Background(), a, []string{"loadtest", "-url", "http://192.0.2.1:8080/feishu/events", "-duration", "1s"}); err == nil || !strings.Contains(err.Error(), "loopback") {
-		t.Errorf("loadtest against a remote address: %v, want a refusal", err)
 	}
 }

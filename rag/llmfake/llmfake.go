@@ -1,7 +1,9 @@
-// Package llmfake writes what an OpenAI-compatible chat completions
-// endpoint sends: streamed chunks (server-sent events), whole completions
-// and provider errors. Fake providers in tests and the load tool are built
-// on it, so they all speak the format the real go-openai client parses.
+// Package llmfake is a fake OpenAI-compatible model provider for tests and
+// the load tool: a scriptable server on 127.0.0.1 (server.go) that answers
+// chat completions, streamed or whole, and embeddings, and records every
+// request; and the writers of what such a provider sends (streamed chunks,
+// whole completions, provider errors), so every fake speaks the format the
+// real go-openai client parses.
 package llmfake
 
 import (
@@ -22,6 +24,16 @@ func Begin(w http.ResponseWriter) {
 // Chunk sends one chunk carrying text; last marks it as the final one
 // (finish_reason "stop").
 func Chunk(w http.ResponseWriter, text string, last bool) {
+	finish := ""
+	if last {
+		finish = "stop"
+	}
+	chunk(w, text, finish)
+}
+
+// chunk sends one chunk carrying text, with finish as its finish_reason
+// (null when empty).
+func chunk(w http.ResponseWriter, text, finish string) {
 	type delta struct {
 		Content string `json:"content"`
 	}
@@ -31,9 +43,8 @@ func Chunk(w http.ResponseWriter, text string, last bool) {
 		FinishReason *string `json:"finish_reason"`
 	}
 	c := choice{Delta: delta{Content: text}}
-	if last {
-		stop := "stop"
-		c.FinishReason = &stop
+	if finish != "" {
+		c.FinishReason = &finish
 	}
 	b, _ := json.Marshal(map[string]any{"id": "x", "object": "chat.completion.chunk", "choices": []choice{c}})
 	fmt.Fprintf(w, "data: %s\n\n", b)
@@ -67,18 +78,42 @@ func Stream(w http.ResponseWriter, r *http.Request, parts []string, gap time.Dur
 
 // Completion sends text as one whole (non-streamed) completion.
 func Completion(w http.ResponseWriter, text string) {
-	b, _ := json.Marshal(text)
+	completion(w, text, "stop")
+}
+
+func completion(w http.ResponseWriter, text, finish string) {
+	type message struct {
+		Role    string `json:"role"`
+		Content string `json:"content"`
+	}
+	type choice struct {
+		Index        int     `json:"index"`
+		Message      message `json:"message"`
+		FinishReason string  `json:"finish_reason"`
+	}
+	b, _ := json.Marshal(map[string]any{"id": "x", "object": "chat.completion", "created": time.Now().Unix(),
+		"choices": []choice{{Message: message{Role: "assistant", Content: text}, FinishReason: finish}}})
 	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":%s},"finish_reason":"stop"}]}`, b)
+	w.Write(b)
 }
 
 // Error answers as a provider failing with status, with header (say
 // Retry-After) set on the response.
 func Error(w http.ResponseWriter, status int, header map[string]string) {
+	apiError(w, status, header, fmt.Sprintf("fake provider says %d", status), "server_error", "")
+}
+
+// apiError answers status with an OpenAI-style error body.
+func apiError(w http.ResponseWriter, status int, header map[string]string, msg, typ, code string) {
 	for k, v := range header {
 		w.Header().Set(k, v)
 	}
+	e := map[string]any{"message": msg, "type": typ, "param": nil, "code": nil}
+	if code != "" {
+		e["code"] = code
+	}
+	b, _ := json.Marshal(map[string]any{"error": e})
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	fmt.Fprintf(w, `{"error":{"message":"fake provider says %d","type":"server_error"}}`, status)
+	w.Write(b)
 }
