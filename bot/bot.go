@@ -80,6 +80,10 @@ type Config struct {
 	RetryBase    time.Duration
 	// AnswerTimeout bounds one answer, LLM included.
 	AnswerTimeout time.Duration
+	// MaxAge is the longest a question may wait in the queue: one older
+	// gets a "took too long, ask again" card instead of a stale answer.
+	// Default 10 minutes.
+	MaxAge time.Duration
 
 	// StreamInterval is the least time between two text updates of a
 	// streaming answer card (Feishu allows 10 operations/s per card);
@@ -169,6 +173,9 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 	if cfg.AnswerTimeout <= 0 {
 		cfg.AnswerTimeout = 3 * time.Minute
 	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 10 * time.Minute
+	}
 	if cfg.Queue == nil {
 		cfg.Queue = queue.NewMemory(st, queue.Options{Workers: cfg.Workers, Capacity: cfg.QueueSize, Log: log})
 	}
@@ -231,7 +238,7 @@ func (b *Bot) Start(ctx context.Context) error {
 	}
 	b.log.Info("bot started", "bot_open_id", b.botOpenID, "workers", b.cfg.Workers, "queue", b.cfg.QueueSize)
 	err := b.cfg.Queue.Start(ctx, queue.Handlers{Handle: b.runJob, Dead: b.deadJob,
-		Depth: func(n int) { b.cfg.Metrics.queueDepth("answers", n) }})
+		Depth: func(n int, oldest time.Duration) { b.cfg.Metrics.queueDepth("answers", n, oldest) }})
 	if err != nil {
 		return fmt.Errorf("starting the work queue: %w", err)
 	}

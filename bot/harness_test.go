@@ -167,6 +167,7 @@ type harnessOpts struct {
 	ans        *fakeAnswerer
 	fake       *feishufake.Server // share one fake between two bots (restart tests)
 	appID      string
+	now        func() time.Time // the bot's clock; default a fixed 2026-11-28 10:00 UTC
 }
 
 var appSeq atomic.Int64
@@ -224,6 +225,9 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		t.Fatal(err)
 	}
 	b.Now = func() time.Time { return time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC) }
+	if o.now != nil {
+		b.Now = o.now
+	}
 	b.jobHook = o.hook
 	if err := b.Start(context.Background()); err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"time"
 
 	"kbbot/bot/cards"
 	"kbbot/store/queue"
@@ -134,6 +135,14 @@ func (b *Bot) runJob(ctx context.Context, j queue.Job) error {
 	}
 	if b.jobHook != nil {
 		b.jobHook(it)
+	}
+	if q, ok := it.asked(); ok && (it.Kind == kindMessage || it.Kind == kindClick) && !j.Enqueued.IsZero() {
+		if waited := b.Now().Sub(j.Enqueued); waited > b.cfg.MaxAge {
+			log.Warn("question waited too long in the queue; telling the asker instead of answering", "waited", waited.Round(time.Second), "max_age", b.cfg.MaxAge)
+			b.cfg.Metrics.event(q.kind(), outcomeTooLate)
+			b.deliver(ctx, log, q, "too-late", cards.TooLate(q.Text, q.Conv))
+			return ctx.Err()
+		}
 	}
 	b.runItem(withAttempt(ctx, j.Attempt), log, it)
 	return ctx.Err()

@@ -3,10 +3,12 @@ package bot
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -309,4 +311,75 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 			t.Errorf("%d replies, want 1", n)
 		}
 	})
+}
+
+// Over KBBOT_QUEUE_MAX_PENDING (questions recorded but not yet answered,
+// across the deployment) a new question gets the busy card at once, and a
+// redelivery of it gets nothing more.
+func TestBusyCardOverMaxPending(t *testing.T) {
+	rr := newReplicas(t).open(t)
+	release := make(chan struct{})
+	ans := &fakeAnswerer{AskFn: func(ctx context.Context, q string, _ []rag.Turn) (rag.Answer, error) {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return cannedAnswer(q), nil
+	}}
+	h := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: rr.st, ans: ans},
+		newQueue: redisQueueOn(rr, queue.Options{MaxPending: 2})})
+	t.Cleanup(func() { close(release) }) // before the harness's shutdown: cleanups run last first
+	var ms []feishufake.Message
+	for i := range 3 {
+		m := h.dm(fmt.Sprint("排队的问题 ", i))
+		m.ChatID = fmt.Sprint("oc_pending_", i) // other chats: other shards, so nothing waits behind a chat
+		h.mustPost(h.signer.MessageEvent(m))
+		ms = append(ms, m)
+	}
+	r := h.replyTo(ms[2].MessageID)
+	if text := feishufake.CardText(r.Card); !strings.Contains(text, "现在有点忙") || len(feishufake.ButtonsWith(r.Card, cards.ActionRetry)) != 1 {
+		t.Errorf("the question over the cap got %s, want the busy card", text)
+	}
+	h.mustPost(h.signer.MessageEvent(ms[2])) // Feishu redelivers it
+	if n := h.fake.Replies(ms[2].MessageID); n != 1 {
+		t.Errorf("%d replies to the refused question, want the one busy card", n)
+	}
+	if h.ans.Asked(ms[2].Text) {
+		t.Error("the refused question was answered")
+	}
+}
+
+// A question that waited longer than MaxAge gets the "too long" card and
+// no answer; the next one is answered as usual.
+func TestTooLateCard(t *testing.T) {
+	now := time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC)
+	enqueued := now.Add(-11 * time.Minute)
+	var mu sync.Mutex
+	h := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{workers: 1, now: func() time.Time { return now }},
+		newQueue: func(t *testing.T, log *slog.Logger, st State) Queue {
+			q := queue.NewMemory(st, queue.Options{Workers: 1, Log: log})
+			q.Now = func() time.Time {
+				mu.Lock()
+				defer mu.Unlock()
+				return enqueued
+			}
+			return q
+		}})
+	old := h.dm("排了很久的问题")
+	h.mustPost(h.signer.MessageEvent(old))
+	r := h.replyTo(old.MessageID)
+	if text := feishufake.CardText(r.Card); !strings.Contains(text, "等待太久了") || len(feishufake.ButtonsWith(r.Card, cards.ActionRetry)) != 1 {
+		t.Errorf("the stale question got %s, want the too-long card", text)
+	}
+	if h.ans.Asked(old.Text) {
+		t.Error("the stale question was answered")
+	}
+	mu.Lock()
+	enqueued = now.Add(-time.Minute)
+	mu.Unlock()
+	fresh := h.dm("刚问的问题")
+	h.mustPost(h.signer.MessageEvent(fresh))
+	if text := feishufake.CardText(h.replyTo(fresh.MessageID).Card); !strings.Contains(text, "答案在这里") {
+		t.Errorf("a fresh question got %s", text)
+	}
 }

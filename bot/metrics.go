@@ -12,6 +12,7 @@ type Metrics struct {
 	events *prometheus.CounterVec
 	stages *prometheus.HistogramVec
 	queue  *prometheus.GaugeVec
+	oldest *prometheus.GaugeVec
 }
 
 // Event outcomes counted by kbbot_events_total.
@@ -22,6 +23,7 @@ const (
 	outcomeRejected  = "rejected"
 	outcomeAnswered  = "answered"
 	outcomeFailed    = "failed"
+	outcomeTooLate   = "too_late" // waited longer than Config.MaxAge in the queue
 )
 
 // Stages timed by kbbot_stage_seconds.
@@ -50,10 +52,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stage"}),
 		queue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kbbot_queue_depth",
-			Help: "Work items waiting for a worker, by queue.",
+			Help: "Work items not yet done, by queue (with Redis: across the deployment).",
+		}, []string{"queue"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kbbot_queue_oldest_seconds",
+			Help: "How long the oldest work item not yet done has waited, by queue.",
 		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.events, m.stages, m.queue)
+	reg.MustRegister(m.events, m.stages, m.queue, m.oldest)
 	return m
 }
 
@@ -69,8 +75,9 @@ func (m *Metrics) observe(stage string, d time.Duration) {
 	}
 }
 
-func (m *Metrics) queueDepth(name string, n int) {
+func (m *Metrics) queueDepth(name string, n int, oldest time.Duration) {
 	if m != nil {
 		m.queue.WithLabelValues(name).Set(float64(n))
+		m.oldest.WithLabelValues(name).Set(oldest.Seconds())
 	}
 }

@@ -56,6 +56,8 @@ type Config struct {
 	QueueVisibility time.Duration // KBBOT_QUEUE_VISIBILITY: lease on queued work (Redis)
 	QueueAttempts   int           // KBBOT_QUEUE_ATTEMPTS: tries before an item is given up
 	QueueShards     int           // KBBOT_QUEUE_SHARDS: streams chats hash into (Redis)
+	QueueMaxPending int           // KBBOT_QUEUE_MAX_PENDING: questions not yet answered, across the deployment, before busy cards
+	QueueMaxAge     time.Duration // KBBOT_QUEUE_MAX_AGE: longest a question may wait before a "too long" card
 	RateUser        Rate          // KBBOT_RATE_USER: questions per asker
 	RateChat        Rate          // KBBOT_RATE_CHAT: questions per chat
 
@@ -127,6 +129,8 @@ func Vars() []Var {
 		{"KBBOT_QUEUE_VISIBILITY", "30s", false, "with Redis: how long a crashed replica's queued questions wait before another replica takes them over (its lease, renewed while it works)", durVar(func(c *Config) *time.Duration { return &c.QueueVisibility })},
 		{"KBBOT_QUEUE_ATTEMPTS", "5", false, "tries (failures and crashes) before a queued question is given up, moved to the dead-letter stream and answered with an error card", intVar(func(c *Config) *int { return &c.QueueAttempts })},
 		{"KBBOT_QUEUE_SHARDS", "512", false, "with Redis: streams the chats hash into; one question per shard is answered at a time across all replicas, so this caps answers in progress and sets how often a chat waits behind another's; every replica must use the same value", intVar(func(c *Config) *int { return &c.QueueShards })},
+		{"KBBOT_QUEUE_MAX_PENDING", "10000", false, "questions recorded but not yet answered, across all replicas, beyond which new ones get a busy card (with Redis; the in-process queue holds 16 per worker)", intVar(func(c *Config) *int { return &c.QueueMaxPending })},
+		{"KBBOT_QUEUE_MAX_AGE", "10m", false, "longest a question may wait in the queue; an older one gets a \"took too long, please ask again\" card instead of a stale answer", durVar(func(c *Config) *time.Duration { return &c.QueueMaxAge })},
 		{"KBBOT_RATE_USER", "10/1m", false, "questions one person may ask, as N/duration; 0 or off: no limit", rateVar(func(c *Config) *Rate { return &c.RateUser })},
 		{"KBBOT_RATE_CHAT", "30/1m", false, "questions one chat may ask, as N/duration; 0 or off: no limit", rateVar(func(c *Config) *Rate { return &c.RateChat })},
 		{"LOG_LEVEL", "info", false, "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
@@ -205,6 +209,9 @@ func (c Config) Validate() error {
 	}
 	if c.QueueAttempts < 1 {
 		bad("KBBOT_QUEUE_ATTEMPTS", "must be at least 1, got %d", c.QueueAttempts)
+	}
+	if c.QueueMaxPending < 1 {
+		bad("KBBOT_QUEUE_MAX_PENDING", "must be at least 1, got %d", c.QueueMaxPending)
 	}
 	if c.QueueShards < 1 || c.QueueShards > maxQueueShards {
 		bad("KBBOT_QUEUE_SHARDS", "must be between 1 and %d, got %d", maxQueueShards, c.QueueShards)

@@ -355,6 +355,17 @@ func Busy(question, conv string) []byte {
 	))
 }
 
+// TooLate is sent instead of an answer to a question that waited in the
+// queue longer than it may (a backlog, an outage): a stale answer could
+// arrive after the asker moved on, so ask again.
+func TooLate(question, conv string) []byte {
+	return render(newCard("等待太久了", "orange", "请重新提问",
+		md("这个问题排队等待的时间太长了，现在回答可能已经没有意义。如果还需要，请点击重试或重新提问。"),
+		plainDiv("问题："+Truncate(question, MaxQuestion)),
+		buttonRow(button("🔄 重试", "primary", Value{Action: ActionRetry, Q: Truncate(question, MaxQuestion), Conv: conv})),
+	))
+}
+
 const helpText = `我会根据知识库回答问题，并附上参考资料。
 
 **怎么问**

@@ -45,7 +45,8 @@ type stateParts struct {
 
 func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, error) {
 	qopt := queue.Options{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
-		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards, Log: a.log}
+		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards,
+		MaxPending: a.cfg.QueueMaxPending, Log: a.log}
 	if a.cfg.RedisURL == "" {
 		a.log.Info("state in process memory; set REDIS_URL to share it between replicas and keep it across restarts")
 		st := state.NewMemory()
@@ -108,6 +109,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		Workers:           a.cfg.Workers,
 		HistoryTurns:      a.cfg.HistoryTurns,
 		HistoryTTL:        a.cfg.HistoryTTL,
+		MaxAge:            a.cfg.QueueMaxAge,
 		Ready:             eng.Ready,
 		LongConnection:    a.cfg.FeishuMode == "ws",
 		Queue:             parts.queue,

@@ -7,12 +7,16 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Memory is the in-process queue: bounded, not durable (a crash loses
 // every waiting job) and for a single replica. Keys waiting for a worker are
 // served first come, first served, one job of a key at a time.
 type Memory struct {
+	// Now is the clock of Job.Enqueued; tests replace it.
+	Now func() time.Time
+
 	opt    Options
 	log    *slog.Logger
 	claims Claimer
@@ -67,22 +71,23 @@ func (q *Memory) Enqueue(ctx context.Context, key string, payload []byte) error 
 		k = &memKey{key: key}
 		q.keys[key] = k
 	}
-	k.jobs = append(k.jobs, Job{ID: strconv.FormatUint(q.seq, 10), Key: key, Payload: bytes.Clone(payload)})
+	k.jobs = append(k.jobs, Job{ID: strconv.FormatUint(q.seq, 10), Key: key, Payload: bytes.Clone(payload), Enqueued: q.now()})
 	q.waiting++
 	if !k.running && len(k.jobs) == 1 {
 		q.ready = append(q.ready, k)
 		q.wake.Signal()
 	}
-	n := q.waiting
+	n, oldest := q.waiting, q.oldestLocked()
 	q.mu.Unlock()
-	q.depth(n)
+	q.depth(n, oldest)
 	return nil
 }
 
 // EnqueueClaimed takes the claims and records the job; first is false, and
-// nothing is recorded, when a claim was taken already. On ErrQueueFull the
-// claims stay taken, so Feishu's redelivery of the event is a duplicate:
-// the caller tells the asker (a busy card) or releases them.
+// nothing is recorded, when a claim was taken already. On ErrQueueFull
+// (first true) the claims stay taken, so Feishu's redelivery of the event
+// is a duplicate: the caller tells the asker (a busy card) or releases
+// them.
 func (q *Memory) EnqueueClaimed(ctx context.Context, claims []Claim, key string, payload []byte) (first bool, err error) {
 	if len(claims) > 0 && q.claims == nil {
 		return false, errors.New("queue: a job with claims, but the memory queue has no Claimer")
@@ -92,9 +97,10 @@ func (q *Memory) EnqueueClaimed(ctx context.Context, claims []Claim, key string,
 		return false, err
 	}
 	if err := q.Enqueue(ctx, key, payload); err != nil {
-		if !errors.Is(err, ErrQueueFull) {
-			release(q.claims, q.log, taken)
+		if errors.Is(err, ErrQueueFull) {
+			return true, err
 		}
+		release(q.claims, q.log, taken)
 		return false, err
 	}
 	return true, nil
@@ -149,9 +155,18 @@ func (q *Memory) Stop(ctx context.Context) error {
 	return ctx.Err()
 }
 
-func (q *Memory) depth(n int) {
+// oldestLocked is how long the first job ready to run has waited: keys are
+// served first come, first served, so it is about the oldest waiting.
+func (q *Memory) oldestLocked() time.Duration {
+	if len(q.ready) == 0 || len(q.ready[0].jobs) == 0 {
+		return 0
+	}
+	return q.now().Sub(q.ready[0].jobs[0].Enqueued)
+}
+
+func (q *Memory) depth(n int, oldest time.Duration) {
 	if q.h.Depth != nil {
-		q.h.Depth(n)
+		q.h.Depth(n, oldest)
 	}
 }
 
@@ -173,9 +188,9 @@ func (q *Memory) worker() {
 		k.jobs = k.jobs[1:]
 		k.running = true
 		q.waiting--
-		n := q.waiting
+		n, oldest := q.waiting, q.oldestLocked()
 		q.mu.Unlock()
-		q.depth(n)
+		q.depth(n, oldest)
 
 		q.run(j)
 
@@ -215,4 +230,11 @@ func (q *Memory) run(j Job) {
 			return
 		}
 	}
+}
+
+func (q *Memory) now() time.Time {
+	if q.Now != nil {
+		return q.Now()
+	}
+	return time.Now()
 }

@@ -37,6 +37,10 @@ type Job struct {
 	// Attempt is 1 on the first delivery. Failures and crashes of the
 	// replica running the job both count.
 	Attempt int
+	// Enqueued is when the job was recorded (in Redis, the time in its
+	// stream entry id, by the Redis server's clock), so a handler can
+	// refuse work that waited too long.
+	Enqueued time.Time
 }
 
 // Handlers are what a queue calls.
@@ -50,13 +54,15 @@ type Handlers struct {
 	// Redis, after it has been copied to the dead-letter stream).
 	Dead func(ctx context.Context, j Job)
 	// Depth, when set, is told how many jobs wait (Memory) or are not
-	// yet done (Redis, every replica, measured by each scan).
-	Depth func(n int)
+	// yet done (Redis, every replica, measured by each scan), and how long
+	// the oldest of them has waited: the two figures to alert on.
+	Depth func(n int, oldest time.Duration)
 }
 
 // Queue errors.
 var (
-	// ErrQueueFull: a Memory holds Capacity waiting jobs.
+	// ErrQueueFull: a Memory holds Capacity waiting jobs, or a Redis queue
+	// MaxPending across the deployment.
 	ErrQueueFull = errors.New("queue: work queue full")
 	// ErrQueueStopped: Stop was called; the job was not recorded.
 	ErrQueueStopped = errors.New("queue: work queue stopped")
@@ -88,9 +94,14 @@ type Options struct {
 	Visibility time.Duration
 	// Redis: this process's consumer name; default host-pid-random.
 	Consumer string
-	// Redis: approximate cap on a shard stream's length (default
-	// 100000), a safety net only: jobs are deleted once done.
-	MaxLen int64
+	// Redis: jobs not yet done across the whole deployment beyond which
+	// EnqueueClaimed refuses new ones (ErrQueueFull), default 10000. The
+	// count is every shard's length as this replica's scan last saw it
+	// (once a second), plus what it recorded since: other replicas'
+	// jobs of the last second are not in it, so a flood can overshoot by
+	// about a second's worth. Nothing is ever trimmed from a shard: a job
+	// recorded is a job answered or given up.
+	MaxPending int
 }
 
 const (
@@ -126,8 +137,8 @@ func (o Options) withDefaults() Options {
 		host, _ := os.Hostname()
 		o.Consumer = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), randomHex(4))
 	}
-	if o.MaxLen <= 0 {
-		o.MaxLen = 100000
+	if o.MaxPending <= 0 {
+		o.MaxPending = 10000
 	}
 	return o
 }

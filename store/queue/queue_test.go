@@ -833,3 +833,48 @@ func TestRedisAcquireScript(t *testing.T) {
 		t.Error("a failed acquire kept the lease")
 	}
 }
+
+// Over MaxPending nothing more is recorded, but the claims are taken (a
+// redelivery is a duplicate); jobs carry the time Redis recorded them.
+func TestRedisMaxPending(t *testing.T) {
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	ctx := t.Context()
+	q := redisQueue(t, url, prefix, Options{MaxPending: 2})
+	for i := range 2 {
+		if first, err := q.EnqueueClaimed(ctx, []Claim{{Key: fmt.Sprint("evt:", i), TTL: time.Hour}}, fmt.Sprint("oc_", i), []byte("x")); err != nil || !first {
+			t.Fatalf("job %d: %v, %v", i, first, err)
+		}
+	}
+	first, err := q.EnqueueClaimed(ctx, []Claim{{Key: "evt:2", TTL: time.Hour}}, "oc_2", []byte("x"))
+	if !errors.Is(err, ErrQueueFull) || !first {
+		t.Fatalf("over the cap: %v, %v; want first and ErrQueueFull", first, err)
+	}
+	if first, err := q.EnqueueClaimed(ctx, []Claim{{Key: "evt:2", TTL: time.Hour}}, "oc_2", []byte("x")); err != nil || first {
+		t.Errorf("redelivery over the cap: %v, %v; want a duplicate", first, err)
+	}
+	total := int64(0)
+	for i := range q.opt.Shards {
+		total += q.rdb.XLen(ctx, q.streamKey(i)).Val()
+	}
+	if total != 2 {
+		t.Errorf("%d jobs recorded, want 2", total)
+	}
+	j := newJournal()
+	var enqueued []time.Time
+	var mu sync.Mutex
+	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
+		mu.Lock()
+		enqueued = append(enqueued, job.Enqueued)
+		mu.Unlock()
+		j.add(job.Key, "done")
+		return nil
+	}})
+	testkit.Eventually(t, "both jobs run", func() bool { return len(j.get("oc_0"))+len(j.get("oc_1")) == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	for _, e := range enqueued {
+		if d := time.Since(e); d < 0 || d > time.Minute {
+			t.Errorf("job enqueued %v ago, want just now", d)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -68,6 +69,9 @@ type Redis struct {
 	log     *slog.Logger
 
 	hints chan int // shards worth a look; each at most once (hinted)
+	// pending is the deployment's jobs not yet done: the last scan's
+	// count plus what this replica recorded since.
+	pending atomic.Int64
 
 	mu          sync.Mutex
 	hinted      []bool
@@ -122,20 +126,30 @@ func (q *Redis) shardOf(key string) int {
 	return int(h.Sum32() % uint32(q.opt.Shards))
 }
 
-// Enqueue appends a job to its key's shard.
+// Enqueue appends a job to its key's shard; ErrQueueFull when MaxPending
+// jobs are not yet done.
 func (q *Redis) Enqueue(ctx context.Context, key string, payload []byte) error {
+	if q.full() {
+		return ErrQueueFull
+	}
 	shard := q.shardOf(key)
-	err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.streamKey(shard), MaxLen: q.opt.MaxLen, Approx: true,
-		Values: []any{"key", key, "payload", payload}}).Err()
+	err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.streamKey(shard), Values: []any{"key", key, "payload", payload}}).Err()
 	if err != nil {
 		return fmt.Errorf("queue: enqueue for %q: %w", key, err)
 	}
+	q.pending.Add(1)
 	q.hint(shard)
 	return nil
 }
 
+func (q *Redis) full() bool { return q.pending.Load() >= int64(q.opt.MaxPending) }
+
 // EnqueueClaimed takes the claims and records the job; first is false, and
-// nothing is recorded, when a claim was taken already. On a single server
+// nothing is recorded, when a claim was taken already. With MaxPending
+// jobs not yet done it records nothing but still takes the claims, and
+// returns ErrQueueFull with first true: the caller tells the asker (a busy
+// card) or releases the claims, and Feishu's redelivery of the event is a
+// duplicate meanwhile. On a single server
 // or Sentinel both happen in one Lua script, so no crash can leave a claim
 // without its job (which would make Feishu's redelivery look like a
 // duplicate and lose the question). Cluster keeps claims in other slots, so
@@ -147,7 +161,11 @@ func (q *Redis) EnqueueClaimed(ctx context.Context, claims []Claim, key string, 
 	}
 	shard := q.shardOf(key)
 	keys := []string{q.streamKey(shard)}
-	args := []any{q.opt.MaxLen, key, payload}
+	mode, full := "add", q.full()
+	if full {
+		mode = "full"
+	}
+	args := []any{mode, key, payload}
 	for _, c := range claims {
 		if c.TTL <= 0 {
 			return false, fmt.Errorf("queue: claim %q: ttl must be positive, got %v", c.Key, c.TTL)
@@ -156,12 +174,15 @@ func (q *Redis) EnqueueClaimed(ctx context.Context, claims []Claim, key string, 
 		args = append(args, c.TTL.Milliseconds())
 	}
 	err = enqueueClaimed.Run(ctx, q.rdb, keys, args...).Err()
-	if errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
 		return false, nil
-	}
-	if err != nil {
+	case err != nil:
 		return false, fmt.Errorf("queue: enqueue for %q: %w", key, err)
+	case full:
+		return true, ErrQueueFull
 	}
+	q.pending.Add(1)
 	q.hint(shard)
 	return true, nil
 }
@@ -172,6 +193,9 @@ func (q *Redis) enqueueClaimedCluster(ctx context.Context, claims []Claim, key s
 		return false, err
 	}
 	if err := q.Enqueue(ctx, key, payload); err != nil {
+		if errors.Is(err, ErrQueueFull) {
+			return true, err // claims kept, as above
+		}
 		release(q.claims, q.log, taken)
 		return false, err
 	}
@@ -343,14 +367,50 @@ func (q *Redis) scan() {
 		q.log.Info("scanning the queue works again")
 	}
 	depth := 0
+	var busy []int
 	for i := range lens {
 		n := int(lens[i].Val())
 		depth += n
-		if n > 0 && leases[i].Val() == 0 {
-			q.hint(i)
+		if n > 0 {
+			busy = append(busy, i)
+			if leases[i].Val() == 0 {
+				q.hint(i)
+			}
 		}
 	}
+	q.pending.Store(int64(depth))
 	if q.h.Depth != nil {
-		q.h.Depth(depth)
+		q.h.Depth(depth, q.oldest(ctx, busy))
 	}
+}
+
+// oldest is how long the oldest job of the busy shards has waited: each
+// stream's first entry is its oldest, and its id holds the time Redis
+// recorded it. One pipelined round trip, only for shards with jobs.
+func (q *Redis) oldest(ctx context.Context, busy []int) time.Duration {
+	if len(busy) == 0 {
+		return 0
+	}
+	firsts := make([]*redis.XMessageSliceCmd, len(busy))
+	_, err := q.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, shard := range busy {
+			firsts[i] = p.XRangeN(ctx, q.streamKey(shard), "-", "+", 1)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0
+	}
+	var first time.Time
+	for _, c := range firsts {
+		if ms := c.Val(); len(ms) > 0 {
+			if t := entryTime(ms[0].ID); !t.IsZero() && (first.IsZero() || t.Before(first)) {
+				first = t
+			}
+		}
+	}
+	if first.IsZero() {
+		return 0
+	}
+	return max(time.Since(first), 0)
 }

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -91,7 +92,7 @@ func parseNext(v []any) (Job, int, error) {
 	}
 	id, _ := v[0].(string)
 	n, _ := v[1].(int64)
-	j := Job{ID: id, Attempt: int(n)}
+	j := Job{ID: id, Attempt: int(n), Enqueued: entryTime(id)}
 	if len(v) < 3 {
 		return j, nextVanished, nil
 	}
@@ -149,9 +150,8 @@ func (q *Redis) drain(l *lease) bool {
 			l.markLost("taken by another worker after it expired", nil)
 			return false
 		case nextVanished:
-			// Gone while pending: trimmed by MAXLEN (a flood or a long
-			// outage filled the shard) or deleted by hand. Its asker gets
-			// nothing, so say so loudly.
+			// Gone while pending: deleted by hand (nothing trims the
+			// streams). Its asker gets nothing, so say so loudly.
 			l.log.Error("a queued question vanished from its stream before it was answered (stream trimmed?)", "job_id", j.ID, "stream", stream)
 			done = j.ID
 		default:
@@ -303,4 +303,15 @@ func (q *Redis) bury(l *lease, j Job, reason string) bool {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(s, "\n")
 	return line
+}
+
+// entryTime is the time in a stream entry id ("<ms>-<seq>", XADD's "*"):
+// when Redis recorded it.
+func entryTime(id string) time.Time {
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
 }
