@@ -114,7 +114,7 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	}()
 	var onDelta func(string)
 	if b.ans.HasLLM() {
-		stream = b.openStream(actx, log, q)
+		stream = b.openStream(actx, log, q, b.sentRecordOf(ctx, log, q))
 		onDelta = stream.update
 	}
 	var hist []rag.Turn
@@ -196,15 +196,60 @@ func (b *Bot) history(ctx context.Context, conv string) ([]storedTurn, error) {
 	return out, nil
 }
 
-// deliver sends a card where q says, retrying transient failures. When an
-// answer cannot be delivered it tries an error card, and logs either way: a
-// failure is never silent in the log, and the user sees something if Feishu
-// lets us send anything at all. It returns the id of the message sent
-// (empty when only the error card, or nothing, went out).
+// sentRecord is the message (and CardKit card) a question was answered
+// with, kept under the question's seed so a re-run of its job never posts
+// a second message: Feishu's idempotency uuid holds one hour only (the
+// send and reply pages: https://open.feishu.cn/document/server-docs/im-v1/message/create),
+// and what a repeated uuid returns is not documented. Final is false while
+// a streaming card is still being written.
+type sentRecord struct {
+	MessageID string `json:"message_id"`
+	CardID    string `json:"card_id,omitempty"`
+	Final     bool   `json:"final,omitempty"`
+}
+
+// sentTTL outlives every re-run of a job: the queue gives a job up after
+// KBBOT_QUEUE_ATTEMPTS deliveries, and KBBOT_QUEUE_MAX_AGE ends its
+// answering long before a day.
+const sentTTL = 24 * time.Hour
+
+func sentKey(q question) string { return "sent:" + q.Seed }
+
+// sentRecordOf is q's record, the zero record when there is none or it
+// cannot be read (the uuid is then the only guard: a second message is
+// possible after an hour).
+func (b *Bot) sentRecordOf(ctx context.Context, log *slog.Logger, q question) sentRecord {
+	var rec sentRecord
+	raw, err := b.st.Recall(ctx, sentKey(q))
+	if err != nil {
+		log.Warn("reading what this question was answered with failed", "error", err)
+	}
+	if raw != nil {
+		_ = json.Unmarshal(raw, &rec)
+	}
+	return rec
+}
+
+func (b *Bot) remember(ctx context.Context, log *slog.Logger, q question, rec sentRecord) {
+	raw, _ := json.Marshal(rec)
+	if err := b.st.Remember(ctx, sentKey(q), raw, sentTTL); err != nil {
+		log.Warn("recording the answer's message failed; a re-run after an hour could post it again", "error", err)
+	}
+}
+
+// deliver sends a card where q says, retrying transient failures, and
+// records it as what q was answered with. When an answer cannot be
+// delivered it tries an error card, and logs either way: a failure is never
+// silent in the log, and the user sees something if Feishu lets us send
+// anything at all. It returns the id of the message sent (empty when only
+// the error card, or nothing, went out).
 func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) (string, bool) {
 	id, err := b.send(ctx, log, q, card, openapi.UUID(kind, q.Seed))
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", id)
+		if q.Seed != "" {
+			b.remember(ctx, log, q, sentRecord{MessageID: id, Final: true})
+		}
 		return id, true
 	}
 	log.Error("sending card failed", "kind", kind, "error", err)

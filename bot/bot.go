@@ -54,6 +54,10 @@ type State interface {
 	AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error)
 	SeenChat(ctx context.Context, chat string) (first bool, err error)
 	Ping(ctx context.Context) error
+	// Remember keeps a small value for ttl; Recall reads it (nil when
+	// absent): what each question was answered with.
+	Remember(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Recall(ctx context.Context, key string) ([]byte, error)
 }
 
 // Config is the bot's part of kbbot's configuration. Zero values of the

@@ -105,8 +105,8 @@ func TestFaultLLMStallsMidAnswer(t *testing.T) {
 		t.Errorf("%d LLM requests; a stall after text is not retried", n)
 	}
 	ops := fake.CardOps(r.CardID)
-	if last := ops[len(ops)-1]; last.Op != feishufake.OpCardSettings {
-		t.Errorf("the card ends with %s, want settings", last.Op)
+	if last := ops[len(ops)-1]; last.Op != feishufake.OpCardUpdate || ops[len(ops)-2].Op != feishufake.OpCardSettings {
+		t.Errorf("the card ends with %s after %s, want streaming off, then the final card", last.Op, ops[len(ops)-2].Op)
 	}
 	if turns, _ := h.st.Turns(t.Context(), "chat:"+m.ChatID); len(turns) != 0 {
 		t.Errorf("an unfinished answer was stored as a turn: %d", len(turns))

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,17 +33,22 @@ import (
 // Every operation on a card carries a sequence, strictly increasing across
 // the card's operations as Feishu requires, and a uuid derived from it;
 // retries repeat both. If CardKit fails before the card is shown, the
-// answer goes out as one plain card when it is ready (and when Feishu
-// de-duplicates that send to a thinking card that did go out, that card is
-// finished instead); if the final update fails, the message is patched to
-// the final card instead.
+// answer goes out as one plain card when it is ready; if the final update
+// fails, the message is patched to the final card instead.
+//
+// Streaming ends in this order: streaming_mode off, then the final card.
+// The official plugin does the same; the other way round, a settings call
+// refused while a user clicks (200810) left a finished card "typing" for up
+// to the 10 minutes after which Feishu ends streaming itself
+// (https://open.feishu.cn/document/cardkit-v1/streaming-updates-openapi-overview).
 //
 // An answer run again (its worker died mid-answer and the queue handed the
-// job to another) sends the same reply uuid, so Feishu shows no second
-// message: the reply returns the first run's. A claim on the question's
-// seed tells the second run it is one; it then asks Feishu which card that
-// message shows and finishes that card, jumping its sequence past the first
-// run's when Feishu refuses it.
+// job to another) must not post a second message. Feishu's reply uuid only
+// holds for an hour, and what a repeated uuid returns is not documented, so
+// the bot relies on its own record instead (answer.go, sentRecord): the
+// message and card a question's answer went out in. A re-run that finds
+// the answer finished sends nothing; one that finds a card still streaming
+// finishes that card, its sequences above the first run's.
 
 const (
 	defaultStreamInterval = 300 * time.Millisecond
@@ -72,11 +78,11 @@ type streamCard struct {
 	latest string
 
 	// Owned by run until loopDone is closed, then by finish.
-	cardID string // the entity, once created
-	msgID  string // the message showing it, once sent
-	// maybeShown: a thinking card may be out under the answer's reply uuid
-	// though msgID is empty (its send failed as far as the bot knows, or an
-	// earlier run of the answer sent one).
+	cardID  string // the entity, once created (or adopted)
+	msgID   string // the message showing it, once sent
+	adopted bool   // the card is an earlier run's, from the sent record
+	// maybeShown: the card's send failed without a refusal, so it may be
+	// on screen under a message the bot never learned.
 	maybeShown bool
 	seq        int
 	shown      string // text of the last update Feishu accepted
@@ -84,9 +90,16 @@ type streamCard struct {
 	fails      int
 }
 
+// adoptedSeq is where a run finishing an earlier run's card starts its
+// sequences: a run makes about 600 operations at most, so this is past
+// the first run's; a third run is refused (300317) and jumps past the
+// second's (op).
+const adoptedSeq = 1 << 16
+
 // openStream starts showing the thinking card for q and returns the stream
-// that its answer text goes to. ctx bounds the streaming, not finish.
-func (b *Bot) openStream(ctx context.Context, log *slog.Logger, q question) *streamCard {
+// that its answer text goes to; with an earlier run's card still streaming
+// (rec), it writes into that one. ctx bounds the streaming, not finish.
+func (b *Bot) openStream(ctx context.Context, log *slog.Logger, q question, rec sentRecord) *streamCard {
 	gap := b.cfg.StreamInterval
 	if gap <= 0 {
 		gap = defaultStreamInterval
@@ -94,6 +107,10 @@ func (b *Bot) openStream(ctx context.Context, log *slog.Logger, q question) *str
 	v := cards.AnswerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
 	s := &streamCard{b: b, log: log, q: q, runID: strconv.FormatUint(rand.Uint64(), 36), view: v, gap: gap, budget: cards.StreamBudget(v),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
+	if rec.CardID != "" && rec.MessageID != "" {
+		s.cardID, s.msgID, s.adopted, s.seq = rec.CardID, rec.MessageID, true, adoptedSeq
+		log.Info("finishing the card an earlier run of this answer left streaming", "card_id", rec.CardID, "sent_message_id", rec.MessageID)
+	}
 	go s.run(ctx)
 	return s
 }
@@ -189,11 +206,13 @@ func (s *streamCard) pause(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// show creates the thinking card and sends it where q says. Creating gives
-// up when the answer is finished first: one plain card then does.
+// show creates the thinking card and sends it where q says, and records
+// it as the answer's message. Creating gives up when the answer is
+// finished first: one plain card then does.
 func (s *streamCard) show(ctx context.Context) bool {
-	again := s.runAgain(ctx)
-	s.maybeShown = again
+	if s.adopted {
+		return true
+	}
 	cctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -217,42 +236,23 @@ func (s *streamCard) show(ctx context.Context) bool {
 		return false
 	}
 	s.cardID = id
-	s.maybeShown = true
-	msgID, err := s.b.send(ctx, s.log, s.q, cards.Ref(id), openapi.UUID("answer", s.q.Seed))
+	// Its own uuid: the send/reply docs say a uuid must change when the
+	// content does, and the one-card fallback carries other content.
+	msgID, err := s.b.send(ctx, s.log, s.q, cards.Ref(id), openapi.UUID("stream", s.q.Seed))
 	if err != nil {
 		s.log.Warn("sending the streaming card failed; the answer will be sent as one card", "card_id", id, "error", err)
+		if ae, ok := errors.AsType[*openapi.Error](err); !ok || ae.Status >= 500 || ae.Status == http.StatusTooManyRequests {
+			// No answer, not a refusal: the send may have landed (a lost
+			// reply). finish updates the entity too, so if it is shown it
+			// shows the answer rather than a placeholder typing for ever.
+			s.maybeShown = true
+		}
 		return false
 	}
 	s.msgID = msgID
-	if again {
-		s.adopt(ctx)
-	}
+	s.b.remember(ctx, s.log, s.q, sentRecord{MessageID: msgID, CardID: id})
 	s.log.Info("thinking card sent", "card_id", s.cardID, "sent_message_id", msgID)
 	return true
-}
-
-// runAgain reports whether an earlier run of this answer may have shown a
-// card already: its claim on the seed is taken (or cannot be checked).
-func (s *streamCard) runAgain(ctx context.Context) bool {
-	first, err := s.b.st.Claim(ctx, "card:"+s.q.Seed, dedupTTL)
-	if err != nil {
-		s.log.Warn("claiming the streaming card failed; checking which card the reply shows", "error", err)
-		return true
-	}
-	return !first
-}
-
-// adopt makes the stream write into the card the reply message shows,
-// which is an earlier run's when Feishu de-duplicated the reply.
-func (s *streamCard) adopt(ctx context.Context) {
-	shown, err := s.b.feish.CardOf(ctx, s.log, s.msgID)
-	switch {
-	case err != nil:
-		s.log.Warn("cannot tell which card the reply shows; streaming into this run's", "card_id", s.cardID, "error", err)
-	case shown != "" && shown != s.cardID:
-		s.log.Info("finishing the card an earlier run of this answer showed", "card_id", shown, "unsent_card_id", s.cardID)
-		s.cardID = shown
-	}
 }
 
 // op runs one sequenced card operation with the next sequence. When Feishu
@@ -286,30 +286,26 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 	<-s.loopDone
 	log := s.log.With("card_id", s.cardID)
 	if s.msgID == "" {
-		id, ok := s.b.deliver(ctx, log, s.q, kind, card)
-		if !ok || !s.maybeShown || !s.adoptSent(ctx, log, id) {
-			return ok
+		if s.maybeShown {
+			// Whether Feishu shows it is unknown: finish the entity (a card
+			// is updated by its id, no message needed), then send the
+			// answer as a message of its own, so the asker gets it either
+			// way, at worst twice.
+			s.end(ctx, log, card)
 		}
-		log = s.log.With("card_id", s.cardID)
+		_, ok := s.b.deliver(ctx, s.log, s.q, kind, card)
+		return ok
 	}
-	err := s.op(func(seq int, uuid string) error {
-		return s.b.feish.UpdateCard(ctx, log, s.cardID, card, seq, uuid)
-	})
+	err := s.end(ctx, log, card)
 	if err == nil {
-		err := s.op(func(seq int, uuid string) error {
-			return s.b.feish.CardSettings(ctx, log, s.cardID, cards.StreamingOff, seq, uuid)
-		})
-		if err != nil {
-			// The card shows the final answer; only the typing state lingers
-			// until Feishu ends it.
-			log.Warn("turning streaming mode off failed", "error", err)
-		}
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "text_updates", s.updates)
+		s.b.remember(ctx, log, s.q, sentRecord{MessageID: s.msgID, CardID: s.cardID, Final: true})
 		return true
 	}
 	log.Warn("CardKit refused the final card; patching the message instead", "kind", kind, "error", err)
 	if err = s.b.feish.Patch(ctx, log, s.msgID, card); err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "by", "patch")
+		s.b.remember(ctx, log, s.q, sentRecord{MessageID: s.msgID, CardID: s.cardID, Final: true})
 		return true
 	}
 	log.Error("patching the streaming card failed; sending the card anew", "kind", kind, "error", err)
@@ -317,25 +313,16 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 	return ok
 }
 
-// adoptSent checks the message a one-card send returned. The send carries
-// the answer's reply uuid, which a thinking card (this run's, whose send
-// only seemed to fail, or an earlier run's) may have used already: Feishu
-// then returns that message, still streaming its placeholder, instead of
-// sending the card. adoptSent reports whether it did, and makes the stream
-// finish that card.
-func (s *streamCard) adoptSent(ctx context.Context, log *slog.Logger, msgID string) bool {
-	shown, err := s.b.feish.CardOf(ctx, log, msgID)
-	if ae, ok := errors.AsType[*openapi.Error](err); ok && ae.Code == openapi.CodeCardNotFound {
-		return false // a plain card: the one just sent
+// end turns the card's streaming off, then puts the final card in it.
+func (s *streamCard) end(ctx context.Context, log *slog.Logger, card []byte) error {
+	if err := s.op(func(seq int, uuid string) error {
+		return s.b.feish.CardSettings(ctx, log, s.cardID, cards.StreamingOff, seq, uuid)
+	}); err != nil {
+		// The final card still goes in; Feishu ends streaming itself
+		// after 10 minutes.
+		log.Warn("turning streaming mode off failed", "error", err)
 	}
-	if err != nil {
-		log.Warn("cannot tell whether the reply is the answer or an unfinished streaming card", "sent_message_id", msgID, "error", err)
-		return false
-	}
-	if shown == "" {
-		return false
-	}
-	log.Info("the reply is a streaming card already shown; finishing it", "shown_card_id", shown, "sent_message_id", msgID)
-	s.cardID, s.msgID = shown, msgID
-	return true
+	return s.op(func(seq int, uuid string) error {
+		return s.b.feish.UpdateCard(ctx, log, s.cardID, card, seq, uuid)
+	})
 }

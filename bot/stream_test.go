@@ -22,6 +22,7 @@ import (
 	"kbbot/rag"
 	"kbbot/rag/llmfake"
 	"kbbot/store/index"
+	"kbbot/store/queue"
 	"kbbot/store/state"
 )
 
@@ -178,7 +179,7 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 			kinds = append(kinds, op.Op)
 		}
 	}
-	want := []string{feishufake.OpCardCreate, feishufake.OpReply, feishufake.OpCardContent, feishufake.OpCardUpdate, feishufake.OpCardSettings}
+	want := []string{feishufake.OpCardCreate, feishufake.OpReply, feishufake.OpCardContent, feishufake.OpCardSettings, feishufake.OpCardUpdate}
 	if strings.Join(kinds, " ") != strings.Join(want, " ") {
 		t.Fatalf("card operations %v, want %v", kinds, want)
 	}
@@ -189,8 +190,10 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 	if !strings.Contains(feishufake.CardText(ops[0].Card), cards.ThinkingText) {
 		t.Error("the thinking card lacks its placeholder")
 	}
-	if ops[1].UUID != openapi.UUID("answer", m.MessageID) {
-		t.Errorf("streaming reply uuid %q, want the answer's", ops[1].UUID)
+	// Its own uuid, not the one-card answer's: the docs say a uuid must
+	// change when the content differs.
+	if ops[1].UUID != openapi.UUID("stream", m.MessageID) {
+		t.Errorf("streaming reply uuid %q, want the streaming card's", ops[1].UUID)
 	}
 
 	seq, prev := 0, ""
@@ -219,7 +222,7 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 		t.Errorf("%d operations within a second on one card, Feishu allows 10", rate)
 	}
 
-	final := ops[len(ops)-2].Card
+	final := ops[len(ops)-1].Card
 	text := feishufake.CardText(final)
 	if !strings.Contains(text, "参考资料") || len(feishufake.ButtonsWith(final, cards.ActionAsk)) == 0 || len(feishufake.ButtonsWith(final, cards.ActionFeedback)) != 2 {
 		t.Errorf("final card lacks references, follow-ups or feedback:\n%s", text)
@@ -227,7 +230,7 @@ func TestLLMAnswerStreamsThroughCardKit(t *testing.T) {
 	if !strings.Contains(text, "让模型依据资料写出回答") {
 		t.Errorf("final card lacks the answer:\n%s", text)
 	}
-	settings := ops[len(ops)-1].Settings
+	settings := ops[len(ops)-2].Settings
 	if cfg, _ := settings["config"].(map[string]any); cfg["streaming_mode"] != false {
 		t.Errorf("settings %v do not end streaming", settings)
 	}
@@ -412,9 +415,9 @@ func benchStream(b *testing.B, ttft time.Duration, conc int) {
 }
 
 // TestAnswerRunAgainFinishesTheFirstCard: a worker dies mid-answer, leaving
-// its card streaming; the queue runs the answer again elsewhere. The reply
-// uuid makes Feishu show no second message, so the second run must find
-// the first run's card and finish it.
+// its card streaming; the queue runs the answer again elsewhere. The record
+// of what the question was answered with tells the second run the first
+// run's card: it finishes that card and posts no second message.
 func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 	fake := feishufake.New(testBotID)
 	t.Cleanup(fake.Close)
@@ -449,21 +452,48 @@ func TestAnswerRunAgainFinishesTheFirstCard(t *testing.T) {
 	if r.CardID != first || !strings.Contains(feishufake.CardText(r.Card), "让模型依据资料写出回答") {
 		t.Errorf("reply shows card %s (first run's %s):\n%s", r.CardID, first, feishufake.CardText(r.Card))
 	}
-	if n := fake.Calls(feishufake.OpCardCreate); n != 2 {
-		t.Errorf("%d cards created, want 2 (the second never shown)", n)
+	if n := fake.Calls(feishufake.OpCardCreate); n != 1 {
+		t.Errorf("%d cards created, want the first run's alone", n)
 	}
-	var refused, applied int
+	if n := fake.Calls(feishufake.OpReply); n != 1 {
+		t.Errorf("%d replies, want the first run's alone", n)
+	}
+	if n := fake.Calls(feishufake.OpCardIDOf); n != 0 {
+		t.Errorf("%d id_convert calls: the record says which card (and cardkit:card:read is no longer recommended)", n)
+	}
+	var applied int
 	for _, op := range fake.CardOps(first) {
-		switch {
-		case op.Code == feishufake.CodeSequence:
-			refused++
-		case op.Code == 0 && op.Sequence > 0:
+		if op.Code == 0 && op.Sequence > adoptedSeq {
 			applied++
 		}
 	}
-	if refused != 1 || applied < 3 {
-		t.Errorf("%d sequence refusals and %d applied operations on the first card, want 1 and at least 3", refused, applied)
+	if applied < 3 {
+		t.Errorf("%d operations of the second run applied to the first card, want at least 3", applied)
 	}
+
+	// Run once more, hours later: past Feishu's one-hour uuid window the
+	// record alone keeps the answer from going out twice.
+	fake.Now = func() time.Time { return time.Now().Add(3 * time.Hour) }
+	opsBefore, asksBefore := len(fake.CardOps(first)), llm.Requests()
+	if err := h.bot.runJob(context.Background(), queue.Job{ID: "1-1", Attempt: 3, Payload: mustItem(t, item{Kind: kindMessage,
+		Msg: &incoming{MessageID: "om_rerun", ChatID: "oc_rerun", ChatType: "p2p", MsgType: "text", Text: llmQuestion}})}); err != nil {
+		t.Fatal(err)
+	}
+	if n := fake.Calls(feishufake.OpReply); n != 1 {
+		t.Errorf("%d replies after a third run hours later, want still 1", n)
+	}
+	if ops, asks := len(fake.CardOps(first)), llm.Requests(); ops != opsBefore || asks != asksBefore {
+		t.Errorf("the third run answered again (%d card operations, %d LLM requests, were %d, %d); the answer was finished", ops, asks, opsBefore, asksBefore)
+	}
+}
+
+func mustItem(t *testing.T, it item) []byte {
+	t.Helper()
+	b, err := json.Marshal(it)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // An answer that outgrows the card is cut with a note; the streamed updates

@@ -31,9 +31,32 @@ type cardConfig struct {
 	UpdateMulti bool `json:"update_multi"`
 	// StreamingMode is only set on a CardKit card entity while its answer
 	// is being written; Settings turns it off.
-	StreamingMode bool         `json:"streaming_mode,omitempty"`
-	Summary       *cardSummary `json:"summary,omitempty"`
+	StreamingMode bool `json:"streaming_mode,omitempty"`
+	// StreamingConfig paces how the client types out streamed text.
+	StreamingConfig *streamingConfig `json:"streaming_config,omitempty"`
+	Summary         *cardSummary     `json:"summary,omitempty"`
 }
+
+// streamingConfig is how fast the client types out a streamed element.
+// Feishu's defaults are one character every 70 ms
+// (https://open.feishu.cn/document/cardkit-v1/streaming-updates-openapi-overview):
+// about 14 characters a second, while kbbot sends the text so far every
+// 300 ms and a model writes 30-100 characters a second, so the typing fell
+// ever further behind the answer. Custom values need client 7.23; older
+// clients keep the defaults.
+type streamingConfig struct {
+	PrintFrequencyMS perPlatform `json:"print_frequency_ms"`
+	PrintStep        perPlatform `json:"print_step"`
+	PrintStrategy    string      `json:"print_strategy"`
+}
+
+type perPlatform struct {
+	Default int `json:"default"`
+}
+
+// typing types 3 characters every 25 ms (120 a second): the next update
+// usually arrives before the last one is typed out.
+var typing = &streamingConfig{PrintFrequencyMS: perPlatform{25}, PrintStep: perPlatform{3}, PrintStrategy: "fast"}
 
 type cardSummary struct {
 	Content string `json:"content"`
@@ -274,6 +297,7 @@ func thinkingCard(v AnswerView) card {
 	els := append(askerLine(v), answerText(ThinkingText), note(AINotice))
 	c := newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), "blue", "正在生成回答…", els...)
 	c.Config.StreamingMode = true
+	c.Config.StreamingConfig = typing
 	return c
 }
 

@@ -102,6 +102,9 @@ type Server struct {
 	URL       string
 	BotOpenID string // what bot/v3/info answers
 	AppName   string
+	// Now is the fake's clock (uuid windows); nil is time.Now. Set it
+	// before the calls it should apply to.
+	Now func() time.Time
 	// Lean keeps the fake cheap under load: cards are only checked to be
 	// JSON, not decoded into Request.Card, and request bodies are not kept.
 	// The load tool sets it so the fake does not steal CPU from the bot.
@@ -112,9 +115,9 @@ type Server struct {
 	mu      sync.Mutex
 	reqs    []Request
 	faults  []*Fault
-	byUUID  map[string]string // uuid → message id: Feishu sends a uuid once
-	replies map[string]int    // replied-to message id → delivered replies
-	creates map[string]int    // chat id → delivered new messages
+	byUUID  map[string]uuidUse // uuid → the message it sent: Feishu sends a uuid once an hour
+	replies map[string]int     // replied-to message id → delivered replies
+	creates map[string]int     // chat id → delivered new messages
 	seq     int
 
 	cards   map[string]*cardEntity
@@ -127,16 +130,32 @@ type Server struct {
 type cardEntity struct {
 	raw       string
 	streaming bool
-	seq       int
-	uuids     map[string]int // uuid → the sequence it applied
-	ops       []time.Time
-	sentAs    string // message id once sent
+	// settled: the card shows its final content to the user: created
+	// without streaming, or updated whole after streaming ended (kbbot
+	// turns streaming off first, then puts the final card in).
+	settled bool
+	seq     int
+	uuids   map[string]int // uuid → the sequence it applied
+	ops     []time.Time
+	sentAs  string // message id once sent
+}
+
+type uuidUse struct {
+	id string
+	at time.Time
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
 }
 
 // New starts a fake on 127.0.0.1 with bot open_id botOpenID. Close it when
 // done.
 func New(botOpenID string) *Server {
-	s := &Server{BotOpenID: botOpenID, AppName: "kbbot", byUUID: map[string]string{},
+	s := &Server{BotOpenID: botOpenID, AppName: "kbbot", byUUID: map[string]uuidUse{},
 		replies: map[string]int{}, creates: map[string]int{}, cards: map[string]*cardEntity{}, patched: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /open-apis/auth/v3/tenant_access_token/internal", s.token)
@@ -213,7 +232,7 @@ func (s *Server) settledLocked(r Request) (string, bool) {
 		return r.Content, true
 	}
 	e := s.cards[r.CardID]
-	if e == nil || e.streaming {
+	if e == nil || !e.settled {
 		return "", false
 	}
 	return e.raw, true
@@ -257,6 +276,15 @@ func (s *Server) Creates(chatID string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.creates[chatID]
+}
+
+// Settled reports whether a card entity shows its final content: created
+// without streaming, or updated whole after its streaming ended.
+func (s *Server) Settled(cardID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.cards[cardID]
+	return e != nil && e.settled
 }
 
 // Card is a card entity's current card JSON, decoded (nil in Lean mode),
@@ -497,7 +525,13 @@ func (s *Server) send(op string) http.HandlerFunc {
 			s.succeed(w, rec, map[string]any{"code": 0, "msg": "success", "data": map[string]any{}})
 			return
 		}
-		id, dup := s.byUUID[in.UUID]
+		// "同一个 uuid 在 1 小时内最多只能成功发送一条消息": a uuid
+		// dedupes for an hour (https://open.feishu.cn/document/server-docs/im-v1/message/create).
+		// What a repeat returns is not documented; the fake answers with
+		// the first message, and kbbot must not depend on that.
+		use, dup := s.byUUID[in.UUID]
+		dup = dup && s.now().Sub(use.at) < time.Hour
+		id := use.id
 		if !dup || in.UUID == "" {
 			var entity *cardEntity
 			if rec.CardID != "" {
@@ -514,7 +548,7 @@ func (s *Server) send(op string) http.HandlerFunc {
 			s.seq++
 			id = fmt.Sprintf("om_fake_%d", s.seq)
 			if in.UUID != "" {
-				s.byUUID[in.UUID] = id
+				s.byUUID[in.UUID] = uuidUse{id: id, at: s.now()}
 			}
 			if entity != nil {
 				entity.sentAs = id
@@ -576,7 +610,7 @@ func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cardSeq++
 	id := fmt.Sprintf("card_fake_%d", s.cardSeq)
-	e := &cardEntity{streaming: streaming, uuids: map[string]int{}}
+	e := &cardEntity{streaming: streaming, settled: !streaming, uuids: map[string]int{}}
 	if !s.Lean {
 		e.raw = in.Data
 	}
@@ -775,6 +809,9 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 		}
 		if newStreaming != nil {
 			e.streaming = *newStreaming
+		}
+		if op == OpCardUpdate && !e.streaming {
+			e.settled = true
 		}
 		e.seq = in.Sequence
 		if in.UUID != "" {

@@ -81,12 +81,16 @@ var rateLimitCodes = map[int]bool{
 	230020:   true,
 }
 
-// CardKit error codes kbbot acts on
-// (https://open.feishu.cn/document/cardkit-v1/card/update and its siblings).
-const (
-	CodeSequence     = 300317 // sequence not strictly increasing
-	CodeCardNotFound = 200740 // the message shows no card entity (id_convert)
-)
+// transientCodes are answers that say "not now" about a request that is
+// right: 200810, CardKit's "the card is being interacted with" (a user
+// clicking on it; https://open.feishu.cn/document/cardkit-v1/card/settings
+// and the other card update pages), is tried again after a backoff.
+var transientCodes = map[int]bool{200810: true}
+
+// CodeSequence is CardKit's "sequence not strictly increasing"
+// (https://open.feishu.cn/document/cardkit-v1/card/update and its
+// siblings).
+const CodeSequence = 300317
 
 // Error is a non-zero code in an Open API answer.
 type Error struct {
@@ -200,7 +204,7 @@ func (f *Client) call(ctx context.Context, log *slog.Logger, op string, attempts
 		case resp.StatusCode == http.StatusTooManyRequests || rateLimitCodes[code]:
 			wait := retry.After(resp.Header, time.Now())
 			return retry.WithWait(&Error{Op: op, Status: resp.StatusCode, Code: code, Msg: msg, RetryAfter: wait}, wait)
-		case resp.StatusCode >= 500:
+		case resp.StatusCode >= 500 || transientCodes[code]:
 			return &Error{Op: op, Status: resp.StatusCode, Code: code, Msg: msg}
 		case code != 0 || resp.StatusCode >= 400:
 			return retry.Permanent(&Error{Op: op, Status: resp.StatusCode, Code: code, Msg: msg})
@@ -239,23 +243,6 @@ func (f *Client) CreateCard(ctx context.Context, log *slog.Logger, card []byte) 
 	if err == nil && id == "" {
 		err = errors.New("cardkit create: the answer has no card_id")
 	}
-	return id, err
-}
-
-// CardOf asks which card entity a message shows.
-func (f *Client) CardOf(ctx context.Context, log *slog.Logger, messageID string) (string, error) {
-	var id string
-	err := f.call(ctx, log, "cardkit id_convert", 0, func(ctx context.Context) (*larkcore.ApiResp, int, string, error) {
-		resp, err := f.lark.Cardkit.V1.Card.IdConvert(ctx, larkcardkit.NewIdConvertCardReqBuilder().
-			Body(larkcardkit.NewIdConvertCardReqBodyBuilder().MessageId(messageID).Build()).Build())
-		if err != nil {
-			return nil, 0, "", err
-		}
-		if resp.Success() && resp.Data != nil && resp.Data.CardId != nil {
-			id = *resp.Data.CardId
-		}
-		return resp.ApiResp, resp.Code, resp.Msg, nil
-	})
 	return id, err
 }
 

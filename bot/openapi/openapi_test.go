@@ -76,3 +76,32 @@ func TestCardKitSequenceRules(t *testing.T) {
 		t.Errorf("text update after streaming ended: code %d, want %d", got, feishufake.CodeStreamingOff)
 	}
 }
+
+// A settings call refused while a user interacts with the card (200810)
+// is tried again; a refusal of the request itself is not.
+func TestCardOpRetriesUserInteraction(t *testing.T) {
+	fake := feishufake.New("ou_kbbot")
+	t.Cleanup(fake.Close)
+	log := testkit.Logger(t)
+	var sleeps testkit.Sleeps
+	f := New(NewLarkClient("cli_interaction", "secret", fake.URL, log), log, retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
+	ctx := t.Context()
+	id, err := f.CreateCard(ctx, log, cards.Thinking(cards.AnswerView{Question: "q"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.Fail(feishufake.Fault{Op: feishufake.OpCardSettings, Times: 1, Status: 400, Code: 200810})
+	if err := f.CardSettings(ctx, log, id, cards.StreamingOff, 2, "s2"); err != nil {
+		t.Fatalf("settings after one 200810: %v", err)
+	}
+	if n := len(sleeps.Waits()); n != 1 {
+		t.Errorf("%d waits, want one retry", n)
+	}
+	fake.Fail(feishufake.Fault{Op: feishufake.OpCardSettings, Times: 1, Status: 400, Code: 10002})
+	if err := f.CardSettings(ctx, log, id, cards.StreamingOff, 3, "s3"); err == nil {
+		t.Error("a bad request was retried into success")
+	}
+	if n := len(sleeps.Waits()); n != 1 {
+		t.Errorf("%d waits, want no retry of a bad request", n)
+	}
+}

@@ -49,6 +49,7 @@ type Memory struct {
 	up, down   int64
 	sinceSweep int
 	leases     map[string]bool
+	kv         map[string]memoryValue
 }
 
 type memoryTurns struct {
@@ -164,6 +165,11 @@ func (m *Memory) sweepLocked(now time.Time) {
 			delete(m.turns, k)
 		}
 	}
+	for k, v := range m.kv {
+		if expired(now, v.expires) {
+			delete(m.kv, k)
+		}
+	}
 }
 
 // Release drops a claim so a redelivery of the same key can be processed.
@@ -212,4 +218,39 @@ func checkVote(vote string) error {
 		return fmt.Errorf("store: add feedback: vote must be %q or %q, got %q", VoteUp, VoteDown, vote)
 	}
 	return nil
+}
+
+// Remember keeps value under key for ttl (positive), replacing what was
+// there.
+func (m *Memory) Remember(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("state: remember %q: ttl must be positive, got %v", key, ttl)
+	}
+	now := m.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.kv == nil {
+		m.kv = map[string]memoryValue{}
+	}
+	m.kv[key] = memoryValue{value: append([]byte(nil), value...), expires: now.Add(ttl)}
+	return nil
+}
+
+// Recall is what Remember kept under key, or nil when nothing (or it
+// expired).
+func (m *Memory) Recall(ctx context.Context, key string) ([]byte, error) {
+	now := m.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.kv[key]
+	if !ok || expired(now, v.expires) {
+		delete(m.kv, key)
+		return nil, nil
+	}
+	return append([]byte(nil), v.value...), nil
+}
+
+type memoryValue struct {
+	value   []byte
+	expires time.Time
 }

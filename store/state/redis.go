@@ -170,3 +170,30 @@ func (r *Redis) Ping(ctx context.Context) error {
 	}
 	return nil
 }
+
+func (r *Redis) valueKey(key string) string { return r.prefix + "kv:" + key }
+
+// Remember keeps value under key for ttl (positive), replacing what was
+// there.
+func (r *Redis) Remember(ctx context.Context, key string, value []byte, ttl time.Duration) error {
+	if ttl <= 0 {
+		return fmt.Errorf("state: remember %q: ttl must be positive, got %v", key, ttl)
+	}
+	if err := r.rdb.Set(ctx, r.valueKey(key), value, ttl).Err(); err != nil {
+		return fmt.Errorf("state: remember %q: %w", key, err)
+	}
+	return nil
+}
+
+// Recall is what Remember kept under key, or nil when nothing (or it
+// expired).
+func (r *Redis) Recall(ctx context.Context, key string) ([]byte, error) {
+	v, err := r.rdb.Get(ctx, r.valueKey(key)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: recall %q: %w", key, err)
+	}
+	return v, nil
+}

@@ -24,6 +24,8 @@ type conversationState interface {
 	AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error)
 	SeenChat(ctx context.Context, chat string) (first bool, err error)
 	Ping(ctx context.Context) error
+	Remember(ctx context.Context, key string, value []byte, ttl time.Duration) error
+	Recall(ctx context.Context, key string) ([]byte, error)
 }
 
 var (
@@ -106,6 +108,28 @@ type stateTest struct {
 // stateTests is the conformance suite every backend must pass.
 func stateTests() []stateTest {
 	return []stateTest{
+		{"RememberRecall", func(t *testing.T, e stateEnv) {
+			ctx := t.Context()
+			if v, err := e.st.Recall(ctx, "sent:om_1"); err != nil || v != nil {
+				t.Fatalf("Recall of nothing = %q, %v; want nil, nil", v, err)
+			}
+			if err := e.st.Remember(ctx, "sent:om_1", []byte("one"), e.short); err != nil {
+				t.Fatal(err)
+			}
+			if err := e.st.Remember(ctx, "sent:om_1", []byte("two"), e.short); err != nil {
+				t.Fatal(err)
+			}
+			if v, err := e.st.Recall(ctx, "sent:om_1"); err != nil || string(v) != "two" {
+				t.Fatalf("Recall = %q, %v; want the last value", v, err)
+			}
+			if err := e.st.Remember(ctx, "k", []byte("x"), 0); err == nil {
+				t.Error("Remember with no TTL: want an error")
+			}
+			e.elapse(e.short + 10*time.Millisecond)
+			if !e.eventually(func() bool { v, err := e.st.Recall(ctx, "sent:om_1"); return err == nil && v == nil }) {
+				t.Error("a remembered value outlived its TTL")
+			}
+		}},
 		{"TurnsEmpty", func(t *testing.T, e stateEnv) {
 			got, err := e.st.Turns(t.Context(), "nobody")
 			if err != nil {
