@@ -140,6 +140,7 @@ type wikiNode struct {
 
 type wikiDoc struct {
 	id, title  string
+	node       string // the docx node holding it
 	revision   int
 	blocks     []*larkdocx.Block
 	nextBlock  int // the number of the next block id
@@ -190,7 +191,7 @@ func (s *Server) AddDocx(spaceID, parent, title string, body ...Block) (node, do
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := s.addNodeLocked(spaceID, parent, "docx", title)
-	d := &wikiDoc{id: n.objToken, title: title, revision: 1}
+	d := &wikiDoc{id: n.objToken, title: title, revision: 1, node: n.token}
 	d.blocks, d.nextBlock = flatten(d.id, title, 1, body)
 	s.wiki.docs[d.id] = d
 	return n.token, d.id
@@ -271,11 +272,7 @@ func (s *Server) EditDocx(documentID string, body ...Block) {
 	}
 	d.revision++
 	d.blocks, d.nextBlock = flatten(d.id, d.title, d.nextBlock, body)
-	for _, n := range s.wiki.nodes {
-		if n.objToken == documentID && n.shortcutOf == "" {
-			n.edited = s.now()
-		}
-	}
+	s.wiki.nodes[d.node].edited = s.now()
 }
 
 // DeleteNode removes a node and its subtree; their documents answer
@@ -721,20 +718,11 @@ func (s *Server) readableDoc(w http.ResponseWriter, rec Request, id string) *wik
 	case d.deleted:
 		s.reject(w, rec, 400, CodeDocxDeleted, "resource deleted")
 		return nil
-	case d.unreadable || s.docSpaceUnshared(id):
+	case d.unreadable || s.wiki.spaceBy[s.wiki.nodes[d.node].space].unshared:
 		s.reject(w, rec, 403, CodeDocxNoAccess, "forbidden")
 		return nil
 	}
 	return d
-}
-
-func (s *Server) docSpaceUnshared(id string) bool {
-	for _, n := range s.wiki.nodes {
-		if n.objToken == id && n.shortcutOf == "" {
-			return s.wiki.spaceBy[n.space].unshared
-		}
-	}
-	return false
 }
 
 func (s *Server) docxGet(w http.ResponseWriter, r *http.Request) {
