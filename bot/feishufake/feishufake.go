@@ -2,8 +2,10 @@
 // fake Open API on 127.0.0.1 (feishufake.go) that issues tenant tokens,
 // answers bot/v3/info, accepts message reply, create and patch, and keeps
 // CardKit card entities with Feishu's sequence rules, recording every
-// request with its decoded card and failing the next N calls on demand; a
-// fake long-connection gateway (gateway.go) that speaks the SDK's
+// request with its decoded card and failing the next N calls on demand;
+// wiki spaces and docx documents behind the same fake, with Feishu's
+// paging, rate limits and errors (wiki.go; documents built with docx.go,
+// whole spaces with wikigen.go); a fake long-connection gateway (gateway.go) that speaks the SDK's
 // WebSocket frames; and Signer (signer.go, events.go), which makes webhook
 // requests signed and encrypted the way Feishu sends them. Only tests and
 // cmd/kbbot-loadtest import it.
@@ -123,6 +125,10 @@ type Server struct {
 	cards   map[string]*cardEntity
 	cardSeq int
 	patched map[string]string // message id → the card it was patched to
+
+	// Wiki shapes the wiki and docx answers (wiki.go).
+	Wiki WikiOptions
+	wiki wikiState
 }
 
 // cardEntity is a CardKit card: its JSON (not kept in Lean mode), whether it
@@ -169,6 +175,7 @@ func New(botOpenID string) *Server {
 	mux.HandleFunc("PUT /open-apis/cardkit/v1/cards/{card_id}/elements/{element_id}/content", s.cardOp(OpCardContent))
 	mux.HandleFunc("PUT /open-apis/cardkit/v1/cards/{card_id}", s.cardOp(OpCardUpdate))
 	mux.HandleFunc("PATCH /open-apis/cardkit/v1/cards/{card_id}/settings", s.cardOp(OpCardSettings))
+	s.wikiRoutes(mux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]any{"code": 404, "msg": "feishufake: no such API: " + r.Method + " " + r.URL.Path})
 	})

@@ -1,7 +1,7 @@
 // Package openapi is kbbot's client of the Feishu Open API, built on the
 // official SDK: sending and replying to messages, patching them, CardKit
-// card entities (create, stream text, update, settings), and the bot's own
-// info. Every call is retried on 5xx, network errors and rate limits
+// card entities (create, stream text, update, settings), the bot's own
+// info, and reading wiki spaces and docx documents (wiki.go). Every call is retried on 5xx, network errors and rate limits
 // (waiting what Feishu asks for), and a non-zero API code comes back as an
 // *Error. Idempotency uuids for sends and card operations are made here
 // too (UUID).
@@ -55,6 +55,9 @@ type Client struct {
 	// and many answers may stream at once. Over the limit an update is
 	// skipped and the next one carries its text.
 	textUpdates *rate.Limiter
+	// pace spaces out the wiki and docx calls under Feishu's per-app
+	// limits (wiki.go, SetPace).
+	pace pacer
 }
 
 // New wraps an SDK client (see NewLarkClient). p says how calls are
