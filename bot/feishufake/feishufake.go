@@ -104,8 +104,10 @@ type Server struct {
 	URL       string
 	BotOpenID string // what bot/v3/info answers
 	AppName   string
-	// Now is the fake's clock (uuid windows); nil is time.Now. Set it
-	// before the calls it should apply to.
+	// Now is the fake's clock: uuid windows, obj_edit_time and the
+	// rate-limit windows (Feishu's times are in seconds, so two edits in
+	// one second of Now show the same obj_edit_time, as they would
+	// there); nil is time.Now. Set it before the calls it applies to.
 	Now func() time.Time
 	// Lean keeps the fake cheap under load: cards are only checked to be
 	// JSON, not decoded into Request.Card, and request bodies are not kept.

@@ -63,10 +63,6 @@ type WikiOptions struct {
 	// answers before every page of items, as permission filtering makes the
 	// real lists do.
 	EmptyPages int
-	// Now is the clock of obj_edit_time and of the rate-limit windows; nil
-	// is time.Now. Feishu's times have whole seconds: two edits within one
-	// second of Now show the same obj_edit_time, as they would there.
-	Now func() time.Time
 }
 
 // Page sizes of the lists. The spaces list says 默认值 20, 最大值 50
@@ -162,13 +158,6 @@ func (s *Server) wikiRoutes(mux *http.ServeMux) {
 	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/{space_id}/nodes", s.wikiNodes)
 	mux.HandleFunc("GET /open-apis/docx/v1/documents/{document_id}", s.docxGet)
 	mux.HandleFunc("GET /open-apis/docx/v1/documents/{document_id}/blocks", s.docxBlocks)
-}
-
-func (s *Server) now() time.Time {
-	if s.Wiki.Now != nil {
-		return s.Wiki.Now()
-	}
-	return time.Now()
 }
 
 // AddSpace adds a wiki space shared with the app. id is the space_id

@@ -173,7 +173,7 @@ func TestWikiPagingAndEmptyPages(t *testing.T) {
 func TestNodeFields(t *testing.T) {
 	s := newWiki(t)
 	clock := testkit.NewClock(time.Unix(1642402428, 0))
-	s.Wiki.Now = clock.Now
+	s.Now = clock.Now
 	s.AddSpace("7001", "Eng")
 	s.AddSpace("7002", "HR")
 	node, doc := s.AddDocx("7001", "", "Guide")
@@ -288,7 +288,7 @@ func TestAccessAndScopes(t *testing.T) {
 func TestRateLimitsAsDocumented(t *testing.T) {
 	s := newWiki(t)
 	clock := testkit.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
-	s.Wiki.Now = clock.Now
+	s.Now = clock.Now
 	s.AddSpace("7001", "Eng")
 	_, doc := s.AddDocx("7001", "", "Doc")
 	spaces, blocks := "/open-apis/wiki/v2/spaces", "/open-apis/docx/v1/documents/"+doc+"/blocks"

@@ -85,7 +85,8 @@ func allNodes(t *testing.T, c *Client, spaceID, parent string) []Node {
 func TestWikiListsPageThroughEmptyPages(t *testing.T) {
 	fake := newFake(t)
 	clock := testkit.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
-	fake.Wiki = feishufake.WikiOptions{PageSize: 2, EmptyPages: 2, Now: clock.Now}
+	fake.Wiki = feishufake.WikiOptions{PageSize: 2, EmptyPages: 2}
+	fake.Now = clock.Now
 	for i, name := range []string{"Eng", "Ops", "HR"} {
 		fake.AddSpace([]string{"7001", "7002", "7003"}[i], name)
 	}
@@ -249,7 +250,7 @@ func TestRateLimitedCallsWaitForTheReset(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fake := newFake(t)
 			clock := testkit.NewClock(time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC))
-			fake.Wiki.Now = clock.Now
+			fake.Now = clock.Now
 			fake.RateLimit(tc.op, 1, tc.per)
 			fake.AddSpace("7001", "Eng")
 			_, doc := fake.AddDocx("7001", "", "Doc")

@@ -1,13 +1,20 @@
-// Command kbbot is a Feishu/Lark knowledge-base bot: it ingests knowledge,
-// answers questions from the terminal, and serves the Feishu webhook.
+// Command kbbot is a Feishu/Lark knowledge-base bot: it ingests knowledge
+// from files and syncs it from Feishu wiki spaces and docs, answers
+// questions from the terminal, and serves the Feishu bot. main.go reads
+// the configuration and picks the command; each command lives in a file of
+// its own (serve.go wires the bot: state, queue, limits, knowledge, the
+// Feishu client and the sync), and everything is built here and handed
+// down, nothing read from globals.
 //
 // Usage:
 //
 //	kbbot ingest [--rebuild] [PATH...]
+//	kbbot sync
 //	kbbot ask [--json] QUESTION
 //	kbbot eval FILE.jsonl
 //	kbbot serve [--ws]
 //	kbbot doctor
+//	kbbot healthcheck
 package main
 
 import (
@@ -41,6 +48,7 @@ const usage = `kbbot: a Feishu knowledge-base bot
 
   kbbot ask [--json] QUESTION     answer one question from the knowledge base
   kbbot ingest [--rebuild] [PATH...]  ingest files or folders (default: seeds/)
+  kbbot sync                      sync the Feishu wiki spaces and docs (FEISHU_WIKI_SPACES…) into the index
   kbbot eval FILE.jsonl           retrieval quality: recall@1, recall@3, MRR
   kbbot serve [--ws]              run the Feishu bot (webhook, or long connection with --ws)
   kbbot doctor                    check the configuration and every dependency
@@ -83,6 +91,7 @@ func runApp(ctx context.Context, a *app, args []string) error {
 	cmds := map[string]func(context.Context, []string) error{
 		"ask":         a.ask,
 		"ingest":      a.ingest,
+		"sync":        a.sync,
 		"eval":        a.eval,
 		"serve":       a.serve,
 		"doctor":      a.doctor,
