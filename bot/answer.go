@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 
 	"kbbot/bot/cards"
 	"kbbot/bot/openapi"
+	"kbbot/bot/wiki"
 	"kbbot/rag"
 )
 
@@ -57,6 +59,7 @@ type feedbackRecord struct {
 var (
 	helpCommands  = map[string]bool{"/help": true, "帮助": true, "help": true}
 	resetCommands = map[string]bool{"/reset": true, "新话题": true}
+	syncCommands  = map[string]bool{"/sync": true, "同步": true}
 )
 
 // handleMessage runs in a worker: commands, unsupported messages, or an
@@ -77,9 +80,41 @@ func (b *Bot) handleMessage(ctx context.Context, log *slog.Logger, m incoming) {
 		}
 		log.Info("conversation reset", "conv", q.Conv)
 		b.deliver(ctx, log, q, "reset", cards.Reset())
+	case syncCommands[cmd] && m.ChatType == "p2p" && b.cfg.Syncer != nil && slices.Contains(b.cfg.Admins, m.Sender):
+		b.syncNow(ctx, log, q)
+	case syncCommands[cmd]:
+		// Not an admin (or no sync configured): the same answer as for
+		// anything the bot does not take as a command from them.
+		log.Info("sync asked for by someone not in KBBOT_ADMINS, or no Feishu source configured", "sender", m.Sender)
+		b.deliver(ctx, log, q, "help", cards.Help(q.Conv))
 	default:
 		b.answer(ctx, log, q)
 	}
+}
+
+// syncNow runs a sync for an admin's /sync: a card says it started, and a
+// second card, when it ends, what it did.
+func (b *Bot) syncNow(ctx context.Context, log *slog.Logger, q question) {
+	started := q
+	started.Seed = "sync-start:" + q.Seed
+	b.deliver(ctx, log, started, "sync-start", cards.SyncStarted())
+	rep, err := b.cfg.Syncer.Now(ctx)
+	v := cards.SyncView{Busy: errors.Is(err, wiki.ErrBusy)}
+	switch {
+	case v.Busy:
+	case err != nil:
+		log.Error("sync asked for by an admin failed", "error", err)
+		v.Error = err.Error()
+	default:
+		v.Summary = rep.Summary()
+		for _, f := range rep.Failed {
+			v.Failed = append(v.Failed, f.Title+"："+f.Reason)
+		}
+		for _, s := range rep.Skipped {
+			v.Skipped = append(v.Skipped, s.Title+"："+s.Reason)
+		}
+	}
+	b.deliver(ctx, log, q, "sync", cards.Sync(v))
 }
 
 // answer asks the engine with the conversation's history, puts the answer

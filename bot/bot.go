@@ -26,6 +26,7 @@ import (
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
 	"kbbot/bot/openapi"
+	"kbbot/bot/wiki"
 	"kbbot/rag"
 	"kbbot/store/queue"
 	"kbbot/store/retry"
@@ -105,6 +106,13 @@ type Config struct {
 	// (per chat); nil means no limits.
 	Limiter            Limiter
 	RateUser, RateChat Rate
+
+	// Syncer, when set, runs a knowledge sync for /sync; Admins are the
+	// open_ids allowed to ask (in a direct message).
+	Syncer interface {
+		Now(ctx context.Context) (wiki.Report, error)
+	}
+	Admins []string
 
 	// LongConnection means events arrive over the SDK's WebSocket client
 	// (see RunLongConnection), so Handler serves no webhook: without an

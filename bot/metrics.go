@@ -3,6 +3,8 @@ package bot
 import (
 	"time"
 
+	"kbbot/bot/wiki"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,6 +15,11 @@ type Metrics struct {
 	stages *prometheus.HistogramVec
 	queue  *prometheus.GaugeVec
 	oldest *prometheus.GaugeVec
+
+	syncLast prometheus.Gauge
+	syncDocs *prometheus.GaugeVec
+	syncRuns *prometheus.CounterVec
+	syncTook prometheus.Gauge
 }
 
 // Event outcomes counted by kbbot_events_total.
@@ -59,7 +66,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "How long the oldest work item not yet done has waited, by queue.",
 		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.events, m.stages, m.queue, m.oldest)
+	m.syncLast = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kbbot_sync_last_success_timestamp_seconds",
+		Help: "When the last knowledge sync that completed ended (Unix time); alert when it is old.",
+	})
+	m.syncDocs = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kbbot_sync_documents",
+		Help: "Documents of the last completed sync, by state: read, unchanged, removed, failed, skipped.",
+	}, []string{"state"})
+	m.syncRuns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kbbot_sync_runs_total",
+		Help: "Knowledge syncs run by this replica, by outcome (ok, failed: could not run or was cut short).",
+	}, []string{"outcome"})
+	m.syncTook = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kbbot_sync_duration_seconds",
+		Help: "How long the last completed sync took.",
+	})
+	reg.MustRegister(m.events, m.stages, m.queue, m.oldest, m.syncLast, m.syncDocs, m.syncRuns, m.syncTook)
 	return m
 }
 
@@ -79,5 +102,23 @@ func (m *Metrics) queueDepth(name string, n int, oldest time.Duration) {
 	if m != nil {
 		m.queue.WithLabelValues(name).Set(float64(n))
 		m.oldest.WithLabelValues(name).Set(oldest.Seconds())
+	}
+}
+
+// SyncDone records a sync that ran (a wiki.Runner's Done).
+func (m *Metrics) SyncDone(rep wiki.Report, err error) {
+	if m == nil {
+		return
+	}
+	if err != nil {
+		m.syncRuns.WithLabelValues("failed").Inc()
+		return
+	}
+	m.syncRuns.WithLabelValues("ok").Inc()
+	m.syncLast.Set(float64(rep.Finished.Unix()))
+	m.syncTook.Set(rep.Finished.Sub(rep.Started).Seconds())
+	for state, n := range map[string]int{"read": rep.Read, "unchanged": rep.Unchanged, "removed": rep.Removed,
+		"failed": len(rep.Failed), "skipped": len(rep.Skipped)} {
+		m.syncDocs.WithLabelValues(state).Set(float64(n))
 	}
 }

@@ -390,6 +390,58 @@ func TooLate(question, conv string) []byte {
 	))
 }
 
+// SyncStarted tells an admin the sync they asked for is running.
+func SyncStarted() []byte {
+	return render(newCard("开始同步知识库", "blue", "同步中…",
+		md("正在从飞书知识库同步文档，完成后会再发一张卡片说明结果。"),
+	))
+}
+
+// SyncView is what a finished sync card says.
+type SyncView struct {
+	Busy    bool   // another sync was running: nothing done
+	Error   string // the sync could not run
+	Summary string
+	Failed  []string // "title：why" per document not read
+	Skipped []string
+}
+
+// maxSyncLines bounds the lists on a sync card; the log and `kbbot sync`
+// have them all.
+const maxSyncLines = 10
+
+// Sync tells an admin how the sync they asked for went.
+func Sync(v SyncView) []byte {
+	switch {
+	case v.Busy:
+		return render(newCard("已有同步在进行", "grey", "已有同步在进行",
+			md("另一个同步正在运行（可能在别的副本上），请稍后再试。")))
+	case v.Error != "":
+		return render(newCard("同步失败", "red", "同步失败",
+			md("同步没能运行："), plainDiv(Truncate(v.Error, 500))))
+	}
+	els := []any{plainDiv(v.Summary)}
+	list := func(title string, lines []string) {
+		if len(lines) == 0 {
+			return
+		}
+		els = append(els, md("**"+title+"**"))
+		for _, l := range lines[:min(len(lines), maxSyncLines)] {
+			els = append(els, plainDiv("· "+Truncate(l, 200)))
+		}
+		if n := len(lines) - maxSyncLines; n > 0 {
+			els = append(els, note(fmt.Sprintf("还有 %d 条，见日志或 kbbot sync", n)))
+		}
+	}
+	list("未能读取", v.Failed)
+	list("已跳过", v.Skipped)
+	template := "green"
+	if len(v.Failed) > 0 {
+		template = "orange"
+	}
+	return render(newCard("同步完成", template, "同步完成", els...))
+}
+
 const helpText = `我会根据知识库回答问题，并附上参考资料。
 
 **怎么问**

@@ -604,6 +604,8 @@ func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
 	case !authorized(r):
 		s.reject(w, rec, 401, 99991661, "missing access token")
 		return
+	case s.refusedScope(w, rec):
+		return
 	case jsonErr != nil:
 		s.reject(w, rec, 400, 9499, "bad request body: "+jsonErr.Error())
 		return
@@ -765,6 +767,8 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 		switch {
 		case !authorized(r):
 			s.reject(w, rec, 401, 99991661, "missing access token")
+			return
+		case s.refusedScope(w, rec):
 			return
 		case jsonErr != nil:
 			s.reject(w, rec, 400, 9499, "bad request body: "+jsonErr.Error())

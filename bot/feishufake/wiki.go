@@ -106,6 +106,13 @@ var scopesOf = map[string][]string{
 	OpWikiGetNode: {"wiki:node:read", "wiki:wiki", "wiki:wiki:readonly"},
 	OpDocxGet:     {"docx:document", "docx:document:readonly"},
 	OpDocxBlocks:  {"docx:document", "docx:document:readonly"},
+	// Creating, updating and streaming into a card entity
+	// (https://open.feishu.cn/document/cardkit-v1/card/create and the
+	// update, settings and element content pages).
+	OpCardCreate:   {"cardkit:card:write"},
+	OpCardContent:  {"cardkit:card:write"},
+	OpCardUpdate:   {"cardkit:card:write"},
+	OpCardSettings: {"cardkit:card:write"},
 }
 
 // wikiState is the fake's wiki; Server.mu guards it.
@@ -147,7 +154,7 @@ type wikiDoc struct {
 // wikiRoutes serves the wiki and docx APIs on mux.
 func (s *Server) wikiRoutes(mux *http.ServeMux) {
 	s.wiki = wikiState{spaceBy: map[string]*wikiSpace{}, nodes: map[string]*wikiNode{}, docs: map[string]*wikiDoc{},
-		scopes: map[string]bool{"wiki:wiki:readonly": true, "docx:document:readonly": true},
+		scopes: map[string]bool{"wiki:wiki:readonly": true, "docx:document:readonly": true, "cardkit:card:write": true},
 		limits: map[string]rateLimit{}, calls: map[string][]time.Time{}}
 	for op, l := range documentedLimits {
 		s.wiki.limits[op] = l
@@ -405,9 +412,15 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rec Request) bool
 	if s.throttled(w, rec) {
 		return false
 	}
+	return !s.refusedScope(w, rec)
+}
+
+// refusedScope answers 99991672 when the app holds none of rec.Op's
+// scopes. The caller holds s.mu.
+func (s *Server) refusedScope(w http.ResponseWriter, rec Request) bool {
 	need := scopesOf[rec.Op]
-	if slices.ContainsFunc(need, func(sc string) bool { return s.wiki.scopes[sc] }) {
-		return true
+	if len(need) == 0 || slices.ContainsFunc(need, func(sc string) bool { return s.wiki.scopes[sc] }) {
+		return false
 	}
 	// The shape of https://open.feishu.cn/document/faq/trouble-shooting/how-to-fix-the-99991672-error.
 	// That page shows no HTTP status; 400 is an assumption.
@@ -423,7 +436,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, rec Request) bool
 		"error": map[string]any{"log_id": "feishufake", "permission_violations": violations,
 			"helps": []map[string]any{{"url": "https://open.feishu.cn/app/cli_fake/auth?q=" + strings.Join(need, ","),
 				"description": "Learn more about scopes and how to add them: [" + list + "]"}}}})
-	return false
+	return true
 }
 
 // throttled answers a call over its op's limit, as the frequency-control

@@ -21,6 +21,7 @@ import (
 	"kbbot/rag"
 	"kbbot/store"
 	"kbbot/store/index"
+	"kbbot/store/retry"
 )
 
 // Time each check may take. Providers of models get longer: a cold model
@@ -64,6 +65,9 @@ type doctorCheck struct {
 type doctorRun struct {
 	a  *app
 	ws bool // long-connection mode: no encrypt key or verification token needed
+	// appOK: the app's credentials and bot info passed, so the checks of
+	// its scopes and knowledge mean something.
+	appOK bool
 	// embedProbe embeds one string, once: the knowledge store needs the
 	// dimension to check a Qdrant collection, and the embeddings check
 	// reports it.
@@ -101,6 +105,8 @@ func (a *app) doctor(ctx context.Context, args []string) error {
 	checks := []doctorCheck{
 		{"configuration", doctorTimeout, d.configuration},
 		{"feishu app", doctorTimeout, d.feishuApp},
+		{"feishu scopes", doctorTimeout, d.feishuScopes},
+		{"feishu knowledge", doctorAPITimeout, d.feishuKnowledge},
 		{"redis", doctorTimeout, d.redis},
 		{"knowledge store", doctorTimeout, d.knowledgeStore},
 		{"llm", doctorAPITimeout, d.llm},
@@ -213,7 +219,126 @@ func (d *doctorRun) feishuApp(ctx context.Context) []finding {
 		return []finding{failed("tenant token fetched, but bot info failed: "+err.Error(),
 			"enable the Bot capability (Features > Bot) for the app and publish a new version of it")}
 	}
+	d.appOK = true
 	return []finding{passed("tenant token fetched, bot open_id %s", openID)}
+}
+
+// apiClient is the Open API client doctor's checks share: one attempt per
+// call, no waiting, so a failure shows at once.
+func (d *doctorRun) apiClient() *openapi.Client {
+	c := d.a.cfg
+	return openapi.New(openapi.NewLarkClient(c.FeishuAppID, c.FeishuAppSecret, c.FeishuBaseURL, d.a.log), d.a.log, retry.Policy{Attempts: 1})
+}
+
+// scopeFix names what to grant for a call refused for its scope
+// (99991672 says which scopes would do).
+func scopeFix(err error, what string) string {
+	if scopes := openapi.MissingScopes(err); len(scopes) > 0 {
+		return fmt.Sprintf("grant the app one of the scopes %s (Permissions & Scopes on the Feishu Open Platform), then publish a new version: %s needs it", strings.Join(scopes, ", "), what)
+	}
+	return ""
+}
+
+// feishuScopes proves, with a harmless real call each, the scopes the bot
+// needs beyond the bot info. Streaming needs cardkit:card:write (creating,
+// updating and streaming a card entity; without it every CardKit call
+// answers 99991672 and every LLM answer falls back to one late card); the
+// probe creates a card entity, which is never sent and expires after 14
+// days (https://open.feishu.cn/document/cardkit-v1/card/create).
+func (d *doctorRun) feishuScopes(ctx context.Context) []finding {
+	if !d.appOK {
+		return []finding{skipped("the app check above did not pass", "")}
+	}
+	probe := []byte(`{"schema":"2.0","config":{"update_multi":true},"body":{"elements":[{"tag":"markdown","content":"kbbot doctor"}]}}`)
+	_, err := d.apiClient().CreateCard(ctx, d.a.log, probe)
+	if err != nil {
+		fix := scopeFix(err, "streaming answers (CardKit)")
+		if fix == "" {
+			fix = "check the app's permissions; streaming answers need cardkit:card:write"
+		}
+		return []finding{failed("creating a CardKit card entity failed: "+err.Error(), fix)}
+	}
+	return []finding{passed("cardkit:card:write: a card entity was created (never sent)")}
+}
+
+// feishuKnowledge checks that the app can list each configured wiki space
+// and read one document of it, and names what is missing: the scope, or
+// the step that adds the app to the space.
+func (d *doctorRun) feishuKnowledge(ctx context.Context) []finding {
+	c := d.a.cfg
+	if !c.SyncEnabled() {
+		return []finding{skipped("no Feishu source configured (FEISHU_WIKI_SPACES, FEISHU_WIKI_ROOTS, FEISHU_DOCS)", "")}
+	}
+	if !d.appOK {
+		return []finding{failed("the app check above did not pass", "the sync reads the wiki as the app: fix the app first")}
+	}
+	api := d.apiClient()
+	const addApp = "add the app to the space: create a group with the bot, then in the space's 知识库设置 > 成员设置 add that group as a member (https://open.feishu.cn/document/server-docs/docs/wiki-v2/wiki-qa)"
+	fail := func(what string, err error, scopeWhat string) finding {
+		fix := scopeFix(err, scopeWhat)
+		switch {
+		case fix != "":
+		case openapi.IsNoAccess(err):
+			fix = addApp
+		case openapi.IsNotFound(err):
+			fix = "check the id: no such space, node or document"
+		default:
+			fix = "check FEISHU_BASE_URL and the app's credentials"
+		}
+		return failed(what+": "+err.Error(), fix)
+	}
+	var spaces []string
+	for _, id := range c.WikiSpaces {
+		if id != "all" {
+			spaces = append(spaces, id)
+			continue
+		}
+		list, _, err := api.ListSpaces(ctx, "")
+		if err != nil {
+			return []finding{fail("listing the wiki spaces", err, "listing the wiki spaces")}
+		}
+		if len(list) == 0 {
+			// An app that is a member of no space gets an empty list, no
+			// error (https://open.feishu.cn/document/server-docs/docs/wiki-v2/space/list).
+			return []finding{failed("FEISHU_WIKI_SPACES=all, but the app can read no wiki space", addApp)}
+		}
+		for _, sp := range list {
+			spaces = append(spaces, sp.ID)
+		}
+	}
+	var out []finding
+	for _, id := range spaces {
+		sp, err := api.GetSpace(ctx, id)
+		if err != nil {
+			out = append(out, fail("wiki space "+id, err, "reading a wiki space"))
+			continue
+		}
+		nodes, _, err := api.ListNodes(ctx, id, "", "")
+		if err != nil {
+			out = append(out, fail("listing the nodes of "+sp.Name, err, "listing wiki nodes"))
+			continue
+		}
+		var doc *openapi.Node
+		for i := range nodes {
+			if nodes[i].ObjType == "docx" && nodes[i].NodeType != "shortcut" {
+				doc = &nodes[i]
+				break
+			}
+		}
+		if doc == nil {
+			out = append(out, passed("wiki space %s (%s): listed; no docx document on its first page to try reading", sp.Name, id))
+			continue
+		}
+		if _, _, err := api.ListBlocks(ctx, doc.ObjToken, ""); err != nil {
+			out = append(out, fail(fmt.Sprintf("reading %q in %s", doc.Title, sp.Name), err, "reading docx documents"))
+			continue
+		}
+		out = append(out, passed("wiki space %s (%s): listed, and %q read", sp.Name, id, doc.Title))
+	}
+	if len(spaces) == 0 {
+		out = append(out, skipped("no wiki space configured (FEISHU_WIKI_ROOTS or FEISHU_DOCS only): `kbbot sync` checks those", ""))
+	}
+	return out
 }
 
 // redis connects and pings. The URL is never printed: it may hold a password.

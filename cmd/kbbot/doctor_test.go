@@ -52,10 +52,15 @@ func startFakeOpenAI(t *testing.T) *llmfake.Server {
 }
 
 // startFeishuFake starts the fake Open API for one test.
+// doctorSpace is the wiki space the fake Feishu holds for doctor.
+const doctorSpace = "7034502641455497244"
+
 func startFeishuFake(t *testing.T) *feishufake.Server {
 	t.Helper()
 	fake := feishufake.New("ou_doctor_bot")
 	t.Cleanup(fake.Close)
+	fake.AddSpace(doctorSpace, "团队知识库")
+	fake.AddDocx(doctorSpace, "", "团队手册", feishufake.Text(feishufake.Run("欢迎。")))
 	return fake
 }
 
@@ -132,6 +137,8 @@ func TestDoctorAllGreen(t *testing.T) {
 	fake := startFeishuFake(t)
 	env := doctorEnv(t, fake.URL, startFakeOpenAI(t).URL, qdranttest.Start(t).URL())
 	env["REDIS_URL"] = redistest.URL(t)
+	env["FEISHU_WIKI_SPACES"] = doctorSpace
+	env["FEISHU_DOC_BASE_URL"] = "https://example.feishu.cn"
 
 	out, stderr, err := runCLI(t, env, "doctor")
 	if err != nil {
@@ -145,12 +152,14 @@ func TestDoctorAllGreen(t *testing.T) {
 			t.Errorf("not ok: %+v", l)
 		}
 	}
-	want := []string{"configuration", "feishu app", "redis", "knowledge store", "llm", "embeddings"}
+	want := []string{"configuration", "feishu app", "feishu scopes", "feishu knowledge", "redis", "knowledge store", "llm", "embeddings"}
 	if !slices.Equal(names, want) {
 		t.Errorf("checks %q, want %q", names, want)
 	}
 	for _, s := range []string{
 		"bot open_id ou_doctor_bot",
+		"cardkit:card:write",
+		`listed, and "团队手册" read`,
 		"PING answered by",
 		`qdrant collection "doctor" (dense 8 + bm25) is empty: run ` + "`kbbot ingest`",
 		"model test-model answered in",
@@ -189,7 +198,7 @@ func TestDoctorSkipsWhatIsNotConfigured(t *testing.T) {
 	for _, l := range parseDoctor(t, out) {
 		got = append(got, l.status+" "+l.name)
 	}
-	want := []string{"ok configuration", "ok feishu app", "skip redis", "ok knowledge store", "skip llm", "skip embeddings"}
+	want := []string{"ok configuration", "ok feishu app", "ok feishu scopes", "skip feishu knowledge", "skip redis", "ok knowledge store", "skip llm", "skip embeddings"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q\n%s", got, want, out)
 	}
@@ -301,6 +310,29 @@ func TestDoctorFailures(t *testing.T) {
 				env["OPENAI_MODEL"] = "no-such-model"
 			},
 			fails: map[string]string{"llm": "check OPENAI_MODEL (no-such-model) and OPENAI_BASE_URL"},
+		},
+		{
+			name: "no CardKit scope",
+			setup: func(t *testing.T, env map[string]string, fake *feishufake.Server) {
+				fake.MissingScope("cardkit:card:write")
+			},
+			fails: map[string]string{"feishu scopes": "cardkit:card:write"},
+		},
+		{
+			name: "wiki space not shared with the app",
+			setup: func(t *testing.T, env map[string]string, fake *feishufake.Server) {
+				env["FEISHU_WIKI_SPACES"], env["FEISHU_DOC_BASE_URL"] = doctorSpace, "https://example.feishu.cn"
+				fake.UnshareSpace(doctorSpace)
+			},
+			fails: map[string]string{"feishu knowledge": "add the app to the space"},
+		},
+		{
+			name: "no docx scope",
+			setup: func(t *testing.T, env map[string]string, fake *feishufake.Server) {
+				env["FEISHU_WIKI_SPACES"], env["FEISHU_DOC_BASE_URL"] = doctorSpace, "https://example.feishu.cn"
+				fake.MissingScope("docx:document:readonly")
+			},
+			fails: map[string]string{"feishu knowledge": "docx:document:readonly"},
 		},
 		{
 			name: "embedding dimension differs",

@@ -15,6 +15,7 @@ import (
 
 	"kbbot/bot"
 	"kbbot/bot/openapi"
+	"kbbot/bot/wiki"
 	"kbbot/store"
 	"kbbot/store/queue"
 	"kbbot/store/ratelimit"
@@ -40,6 +41,7 @@ type stateParts struct {
 	state   bot.State
 	queue   bot.Queue
 	limiter bot.Limiter
+	leases  wiki.Leaser // one sync at a time across the replicas
 	closeFn func() error
 }
 
@@ -50,7 +52,7 @@ func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, er
 	if a.cfg.RedisURL == "" {
 		a.log.Info("state in process memory; set REDIS_URL to share it between replicas and keep it across restarts")
 		st := state.NewMemory()
-		return stateParts{state: st, queue: queue.NewMemory(st, qopt), limiter: ratelimit.NewMemory(),
+		return stateParts{state: st, queue: queue.NewMemory(st, qopt), limiter: ratelimit.NewMemory(), leases: st,
 			closeFn: func() error { return nil }}, nil
 	}
 	rdb, err := store.OpenRedis(ctx, a.cfg.RedisURL, prefix)
@@ -58,7 +60,7 @@ func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, er
 		return stateParts{}, err
 	}
 	st := state.NewRedis(rdb)
-	return stateParts{state: st, queue: queue.NewRedis(rdb, st, qopt), limiter: ratelimit.NewRedis(rdb),
+	return stateParts{state: st, queue: queue.NewRedis(rdb, st, qopt), limiter: ratelimit.NewRedis(rdb), leases: st,
 		closeFn: rdb.Close}, nil
 }
 
@@ -101,8 +103,16 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	client := openapi.NewLarkClient(a.cfg.FeishuAppID, a.cfg.FeishuAppSecret, a.cfg.FeishuBaseURL, a.log)
+	metrics := bot.NewMetrics(reg)
+	// The knowledge sync from Feishu, when sources are configured: in the
+	// background at start and every KBBOT_SYNC_INTERVAL, and on an admin's
+	// /sync; a lease keeps it to one replica at a time.
+	var runner *wiki.Runner
+	if a.cfg.SyncEnabled() {
+		runner = &wiki.Runner{Syncer: a.newSyncer(eng), Leases: parts.leases, Interval: a.cfg.SyncInterval, Log: a.log, Done: metrics.SyncDone}
+	}
 	b, err := bot.New(bot.Config{
-		Metrics:           bot.NewMetrics(reg),
+		Metrics:           metrics,
 		VerificationToken: a.cfg.FeishuVerificationToken,
 		EncryptKey:        a.cfg.FeishuEncryptKey,
 		PublicURL:         a.cfg.PublicURL,
@@ -116,6 +126,8 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		Limiter:           parts.limiter,
 		RateUser:          bot.Rate(a.cfg.RateUser),
 		RateChat:          bot.Rate(a.cfg.RateChat),
+		Admins:            a.cfg.Admins,
+		Syncer:            syncer(runner),
 	}, client, eng, parts.state, a.log)
 	if err != nil {
 		return err
@@ -152,6 +164,14 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	lc := a.startLongConnection(ctx, b) // nil unless FEISHU_MODE=ws
+	syncCtx, stopSync := context.WithCancel(ctx)
+	syncDone := make(chan struct{})
+	go func() {
+		defer close(syncDone)
+		if runner != nil && a.cfg.SyncInterval > 0 {
+			runner.Loop(syncCtx) // serving goes on meanwhile, on what is indexed
+		}
+	}()
 
 	var serveErr error
 	select {
@@ -163,6 +183,12 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		a.log.Info("shutting down")
 	}
 	lc.stop() // no more events, so no more work queued
+	stopSync()
+	select {
+	case <-syncDone:
+	case <-time.After(httpShutdownTimeout):
+		a.log.Warn("the knowledge sync did not stop in time")
+	}
 	sctx, cancel := context.WithTimeout(context.Background(), httpShutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
@@ -175,4 +201,15 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	}
 	a.log.Info("stopped")
 	return serveErr
+}
+
+// syncer is runner as the bot's /sync needs it; none without a runner
+// (a nil *wiki.Runner in the interface would not be nil).
+func syncer(r *wiki.Runner) interface {
+	Now(context.Context) (wiki.Report, error)
+} {
+	if r == nil {
+		return nil
+	}
+	return r
 }
