@@ -136,12 +136,27 @@ func (s *Syncer) Run(ctx context.Context) (Report, error) {
 	if err != nil {
 		return rep, fmt.Errorf("sync: %w", err)
 	}
-	w := &walk{s: s, rep: &rep, seen: map[string]bool{}, complete: map[string]bool{}}
-	if err := w.sources(ctx); err != nil {
+	// The walk hands each document to the readers as it finds it, so
+	// reading (paced by the docx APIs' 5/s) and walking (the wiki APIs'
+	// 100/min) overlap instead of adding up.
+	var mu sync.Mutex
+	jobs := make(chan doc, 64)
+	readers := s.read(ctx, jobs, stored, &rep, &mu)
+	w := &walk{s: s, rep: &rep, mu: &mu, seen: map[string]bool{}, complete: map[string]bool{}, emit: func(d doc) {
+		mu.Lock()
+		rep.Documents++
+		mu.Unlock()
+		select {
+		case jobs <- d:
+		case <-ctx.Done():
+		}
+	}}
+	err = w.sources(ctx)
+	close(jobs)
+	readers.Wait()
+	if err != nil {
 		return rep, err
 	}
-	rep.Documents = len(w.docs)
-	s.read(ctx, w.docs, stored, &rep)
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("sync interrupted: %w", err)
 	}
@@ -162,17 +177,30 @@ func (s *Syncer) Run(ctx context.Context) (Report, error) {
 	return rep, nil
 }
 
-// walk finds the documents to sync.
+// walk finds the documents to sync and hands them to emit.
 type walk struct {
 	s    *Syncer
 	rep  *Report
-	docs []doc
+	mu   *sync.Mutex // guards rep, which the readers update too
+	emit func(doc)
 	seen map[string]bool // sources found (read or not)
 	// complete marks the spaces walked to the end, and docx sources as
 	// "docx": what a vanished source may be removed for.
 	complete map[string]bool
 	spaces   map[string]bool // configured (or, with "all", listed) spaces
 	docsDone bool
+}
+
+func (w *walk) skip(s Skip) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rep.Skipped = append(w.rep.Skipped, s)
+}
+
+func (w *walk) fail(s Skip) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.rep.Failed = append(w.rep.Failed, s)
 }
 
 // covers reports whether a vanished source may be removed: its space was
@@ -217,7 +245,9 @@ func (w *walk) sources(ctx context.Context) error {
 		slices.Sort(spaces)
 	}
 	for _, sp := range spaces {
+		w.mu.Lock()
 		w.rep.Spaces++
+		w.mu.Unlock()
 		var err error
 		if rs, ok := roots[sp]; ok {
 			for _, r := range rs {
@@ -234,7 +264,7 @@ func (w *walk) sources(ctx context.Context) error {
 		if err != nil {
 			// Keep the rest: a space that cannot be walked is reported, and
 			// its stored chunks stay.
-			w.rep.Failed = append(w.rep.Failed, Skip{Title: "space " + sp, Reason: "the walk stopped: " + explain(err).Error()})
+			w.fail(Skip{Title: "space " + sp, Reason: "the walk stopped: " + explain(err).Error()})
 			s.log.Warn("walking a wiki space failed; its documents keep their chunks", "space_id", sp, "error", err)
 			continue
 		}
@@ -246,7 +276,7 @@ func (w *walk) sources(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			w.rep.Failed = append(w.rep.Failed, Skip{Title: ref, Reason: explain(err).Error()})
+			w.fail(Skip{Title: ref, Reason: explain(err).Error()})
 			// A document that could not even be found out keeps whatever
 			// is stored: nothing from FEISHU_DOCS is removed this time.
 			w.docsDone = false
@@ -311,15 +341,15 @@ func (w *walk) node(ctx context.Context, n openapi.Node, path []string) error {
 	link := w.s.cfg.BaseURL + "/wiki/" + n.Token
 	switch {
 	case n.NodeType == "shortcut":
-		w.rep.Skipped = append(w.rep.Skipped, Skip{Title: n.Title, URL: link, Reason: "a shortcut: its document is synced where it lives (" + n.OriginSpaceID + ")"})
+		w.skip(Skip{Title: n.Title, URL: link, Reason: "a shortcut: its document is synced where it lives (" + n.OriginSpaceID + ")"})
 	case n.ObjType != "docx":
-		w.rep.Skipped = append(w.rep.Skipped, Skip{Title: n.Title, URL: link, Reason: skipReason(n.ObjType)})
+		w.skip(Skip{Title: n.Title, URL: link, Reason: skipReason(n.ObjType)})
 	case w.seen[wikiSource(n.SpaceID, n.Token)]:
 		return nil // under two roots: walked once
 	default:
 		src := wikiSource(n.SpaceID, n.Token)
 		w.seen[src] = true
-		w.docs = append(w.docs, doc{source: src, title: n.Title, url: link, space: n.SpaceID, node: n.Token, docID: n.ObjToken,
+		w.emit(doc{source: src, title: n.Title, url: link, space: n.SpaceID, node: n.Token, docID: n.ObjToken,
 			version: version(n.EditTime), date: date(n.EditTime), editTime: n.EditTime})
 	}
 	if !n.HasChild {
@@ -338,13 +368,13 @@ func (w *walk) single(ctx context.Context, ref string) error {
 			return err
 		}
 		if n.ObjType != "docx" {
-			w.rep.Skipped = append(w.rep.Skipped, Skip{Title: n.Title, URL: s.cfg.BaseURL + "/wiki/" + tok, Reason: skipReason(n.ObjType)})
+			w.skip(Skip{Title: n.Title, URL: s.cfg.BaseURL + "/wiki/" + tok, Reason: skipReason(n.ObjType)})
 			return nil
 		}
 		src := wikiSource(n.SpaceID, n.Token)
 		if !w.seen[src] {
 			w.seen[src] = true
-			w.docs = append(w.docs, doc{source: src, title: n.Title, url: s.cfg.BaseURL + "/wiki/" + n.Token, space: n.SpaceID, node: n.Token,
+			w.emit(doc{source: src, title: n.Title, url: s.cfg.BaseURL + "/wiki/" + n.Token, space: n.SpaceID, node: n.Token,
 				docID: n.ObjToken, version: version(n.EditTime), date: date(n.EditTime), editTime: n.EditTime})
 		}
 		return nil
@@ -358,7 +388,7 @@ func (w *walk) single(ctx context.Context, ref string) error {
 	// A standalone document's listing carries no edit time: its revision
 	// says whether it changed (a comment bumps it too, so an unchanged
 	// text may be read again; the chunks then stay as they are).
-	w.docs = append(w.docs, doc{source: src, title: d.Title, url: s.cfg.BaseURL + "/docx/" + d.ID, docID: d.ID,
+	w.emit(doc{source: src, title: d.Title, url: s.cfg.BaseURL + "/docx/" + d.ID, docID: d.ID,
 		version: "rev" + strconv.Itoa(d.Revision)})
 	return nil
 }
@@ -381,24 +411,27 @@ func parseDocRef(ref string) (kind, token string) {
 	return "docx", ref
 }
 
-// read reads the changed documents, a few at a time.
-func (s *Syncer) read(ctx context.Context, docs []doc, stored map[string]rag.StoredSource, rep *Report) {
-	var mu sync.Mutex
+// read starts the readers: Workers goroutines reading the documents that
+// arrive on jobs unless stored at their version, until jobs is closed.
+// Wait on the result for them to finish.
+func (s *Syncer) read(ctx context.Context, jobs <-chan doc, stored map[string]rag.StoredSource, rep *Report, mu *sync.Mutex) *sync.WaitGroup {
 	done := 0
 	progress := func(title string) {
 		mu.Lock()
 		done++
-		n := done
+		n, total := done, rep.Documents
 		mu.Unlock()
 		if s.Progress != nil {
-			s.Progress(n, len(docs), title)
+			s.Progress(n, total, title)
 		}
 	}
-	jobs := make(chan doc)
 	var wg sync.WaitGroup
 	for range s.cfg.Workers {
 		wg.Go(func() {
 			for d := range jobs {
+				if ctx.Err() != nil {
+					continue // drain: the walk may still be sending
+				}
 				st, ok := stored[d.source]
 				if ok && st.Version == d.version && d.version != "" {
 					mu.Lock()
@@ -423,17 +456,7 @@ func (s *Syncer) read(ctx context.Context, docs []doc, stored map[string]rag.Sto
 			}
 		})
 	}
-	for _, d := range docs {
-		select {
-		case jobs <- d:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	close(jobs)
-	wg.Wait()
+	return &wg
 }
 
 // readDoc reads one document's blocks and replaces its chunks.

@@ -55,10 +55,14 @@ func (a *app) sync(ctx context.Context, args []string) error {
 	s := a.newSyncer(eng)
 	var bar *progressbar.ProgressBar
 	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		// The total grows as the walk finds documents.
 		s.Progress = func(done, total int, title string) {
 			if bar == nil {
 				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(a.stderr),
 					progressbar.OptionSetDescription("syncing"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+			}
+			if int64(total) != bar.GetMax64() {
+				bar.ChangeMax(total)
 			}
 			bar.Set(done)
 		}
