@@ -114,6 +114,10 @@ type Config struct {
 	}
 	Admins []string
 
+	// AnswersOnly makes a replica that answers queued work and takes no
+	// events: Handler serves no webhook, and RunLongConnection refuses.
+	AnswersOnly bool
+
 	// LongConnection means events arrive over the SDK's WebSocket client
 	// (see RunLongConnection), so Handler serves no webhook: without an
 	// encrypt key it would accept unauthenticated events.
@@ -276,7 +280,7 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 // Handler serves the webhook, the health checks and the source pages.
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
-	if !b.cfg.LongConnection {
+	if !b.cfg.LongConnection && !b.cfg.AnswersOnly {
 		mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log, metrics: b.cfg.Metrics})
 	}
 	mux.HandleFunc("GET /healthz", b.healthz)

@@ -26,6 +26,9 @@ func (b *Bot) RunLongConnection(ctx context.Context, appID, appSecret, domain st
 	if !b.started {
 		return errors.New("RunLongConnection: call Start first")
 	}
+	if b.cfg.AnswersOnly {
+		return errors.New("RunLongConnection: an answers-only replica takes no events")
+	}
 	log := b.log.With("component", "lark-ws")
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -20,6 +20,7 @@ type Config struct {
 	SeedsDir  string // KBBOT_SEEDS_DIR: ingested automatically when the index is empty
 	Workers   int    // KBBOT_WORKERS: answering goroutines
 	Insecure  bool   // KBBOT_INSECURE_DEV: allow serve without an encrypt key
+	Role      string // KBBOT_ROLE: all | events | answers
 	Tokenizer string // KBBOT_TOKENIZER: bigram | unigram+bigram
 
 	FeishuAppID             string // FEISHU_APP_ID
@@ -29,7 +30,8 @@ type Config struct {
 	FeishuBaseURL           string // FEISHU_BASE_URL
 	FeishuMode              string // FEISHU_MODE: webhook | ws
 
-	RedisURL string // REDIS_URL: empty means in-process state
+	RedisURL    string // REDIS_URL: empty means in-process state
+	RedisPrefix string // KBBOT_REDIS_PREFIX: namespaces every key kbbot writes
 
 	WikiSpaces   []string      // FEISHU_WIKI_SPACES: wiki space ids, or "all"
 	WikiRoots    []string      // FEISHU_WIKI_ROOTS: node tokens whose subtrees alone are synced
@@ -99,6 +101,7 @@ func Vars() []Var {
 		{"KBBOT_DATA_DIR", "./data", false, "where the embedded index and in-process state are kept", str(func(c *Config) *string { return &c.DataDir })},
 		{"KBBOT_SEEDS_DIR", "seeds", false, "knowledge ingested automatically when the index is empty", str(func(c *Config) *string { return &c.SeedsDir })},
 		{"KBBOT_WORKERS", "0", false, "answers in progress at once per replica; 0 = auto: 32 with an LLM (answers wait on it), 8 without (extractive answers use the CPU, and more would crowd out the webhook)", intVar(func(c *Config) *int { return &c.Workers })},
+		{"KBBOT_ROLE", "all", false, "what serve does: all (take events and answer them), events (take events, acknowledge and queue them; answer none), answers (answer what is queued; no webhook): with Redis, intake and answering scale apart", str(func(c *Config) *string { return &c.Role })},
 		{"KBBOT_INSECURE_DEV", "false", false, "allow `serve` without FEISHU_ENCRYPT_KEY (requests are then unauthenticated); development only", boolVar(func(c *Config) *bool { return &c.Insecure })},
 		{"KBBOT_TOKENIZER", "bigram", false, "lexical tokenizer: bigram (the measured best) or unigram+bigram; changing it needs `kbbot ingest --rebuild`", str(func(c *Config) *string { return &c.Tokenizer })},
 		{"FEISHU_APP_ID", "", false, "app ID of the Feishu/Lark app (cli_…)", str(func(c *Config) *string { return &c.FeishuAppID })},
@@ -114,6 +117,7 @@ func Vars() []Var {
 		{"KBBOT_SYNC_INTERVAL", "1h", false, "how often serve syncs the Feishu sources (at start, then every interval); 0 turns it off", durOrOffVar(func(c *Config) *time.Duration { return &c.SyncInterval })},
 		{"KBBOT_ADMINS", "", false, "open_ids (comma-separated) who may DM /sync to start a sync", listVar(func(c *Config) *[]string { return &c.Admins })},
 		{"REDIS_URL", "", true, "redis://[:pass@]host:6379/0, redis-sentinel://h1:26379,h2:26379/master[/db], redis-cluster://h1:6379,h2:6379; empty keeps state in process", str(func(c *Config) *string { return &c.RedisURL })},
+		{"KBBOT_REDIS_PREFIX", "kbbot:", false, "prefix of every Redis key kbbot writes, so several deployments (or a load test) can share one Redis; the same on every replica of one deployment", str(func(c *Config) *string { return &c.RedisPrefix })},
 		{"QDRANT_URL", "", false, "Qdrant gRPC address, e.g. http://localhost:6334 (https for TLS); empty uses the embedded index", str(func(c *Config) *string { return &c.QdrantURL })},
 		{"QDRANT_API_KEY", "", true, "Qdrant API key", str(func(c *Config) *string { return &c.QdrantAPIKey })},
 		{"QDRANT_COLLECTION", "kbbot", false, "Qdrant collection (or alias)", str(func(c *Config) *string { return &c.QdrantCollection })},
@@ -183,6 +187,15 @@ func (c Config) Validate() error {
 	}
 	if c.HistoryTurns < 0 {
 		bad("KBBOT_HISTORY_TURNS", "must not be negative, got %d", c.HistoryTurns)
+	}
+	switch c.Role {
+	case "all":
+	case "events", "answers":
+		if c.RedisURL == "" {
+			bad("KBBOT_ROLE", "%s needs REDIS_URL: the replicas of the other role share the queue through Redis", c.Role)
+		}
+	default:
+		bad("KBBOT_ROLE", "must be all, events or answers, got %q", c.Role)
 	}
 	if c.FeishuMode != "webhook" && c.FeishuMode != "ws" {
 		bad("FEISHU_MODE", "must be webhook or ws, got %q", c.FeishuMode)

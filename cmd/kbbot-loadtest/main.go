@@ -61,6 +61,7 @@ type options struct {
 	maxInFlight     int
 
 	spawn    bool
+	split    bool // two children: KBBOT_ROLE=events takes the load, KBBOT_ROLE=answers answers it
 	bin      string
 	redisURL string
 	llmTTFT  time.Duration
@@ -73,6 +74,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	var o options
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/feishu/events", "webhook URL of a running bot (loopback only)")
 	fs.BoolVar(&o.spawn, "spawn", false, "start kbbot serve as a child process against a fake Feishu Open API, and check every message got exactly one reply")
+	fs.BoolVar(&o.split, "split", false, "with -spawn and -redis: two children, one taking the events (KBBOT_ROLE=events, the -url target) and one answering them (KBBOT_ROLE=answers)")
 	fs.StringVar(&o.bin, "bin", "", "with -spawn: the kbbot binary (default: go build ./cmd/kbbot into a temporary directory)")
 	fs.StringVar(&o.metricsURL, "metrics", "", "the bot's /metrics, for its own ack histogram (default: with -spawn the child's KBBOT_ADMIN_ADDR, then KBBOT_ADDR; else -url's host)")
 	fs.IntVar(&o.rate, "rate", 500, "events per second")
@@ -110,6 +112,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, errors.New("-redis, -llm-ttft and -bin only apply with -spawn")
 	case o.llmTTFT < 0 || o.llmTTFT > time.Minute:
 		return o, errors.New("-llm-ttft must be at most 1m")
+	case o.split && (!o.spawn || o.redisURL == ""):
+		return o, errors.New("-split needs -spawn and -redis: the two children share the queue in Redis")
 	}
 	for name, raw := range map[string]string{"-url": o.url, "-redis": o.redisURL, "-metrics": o.metricsURL} {
 		if raw == "" || (o.spawn && name == "-url") {

@@ -36,6 +36,9 @@ type child struct {
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the child has exited
 	waitErr error
+	// answers is the second child of a -split run: it answers what the
+	// first (KBBOT_ROLE=events) queues.
+	answers *child
 	cleanup []func()
 }
 
@@ -102,20 +105,46 @@ func spawn(ctx context.Context, o options, getenv func(string) string, stderr io
 		env = append(env, "OPENAI_API_KEY=loadtest", "OPENAI_BASE_URL="+c.llm.URL, "OPENAI_MODEL=fake")
 	}
 
+	// Keys of their own, so a run never touches a real bot's (or an
+	// earlier run's) on a shared Redis.
+	env = append(env, fmt.Sprintf("KBBOT_REDIS_PREFIX=kbbot-loadtest:%x:", time.Now().UnixNano()))
+	role := "all"
+	if o.split {
+		role = "events"
+	}
+	if err := c.start(ctx, bin, append(env, "KBBOT_ROLE="+role), addr, admin, role, o.redisURL != "", stderr); err != nil {
+		return c, err
+	}
+	if !o.split {
+		return c, nil
+	}
+	// The answering replica: the same Redis, keys, data and fakes, its own
+	// listeners.
+	more, err := freeAddrs(2)
+	if err != nil {
+		return c, err
+	}
+	c.answers = &child{done: make(chan struct{})}
+	env = append(env, "KBBOT_ROLE=answers", "KBBOT_ADDR="+more[0], "KBBOT_ADMIN_ADDR="+more[1])
+	return c, c.answers.start(ctx, bin, env, more[0], more[1], "answers", true, stderr)
+}
+
+// start runs `bin serve` with env and waits until it is ready.
+func (c *child) start(ctx context.Context, bin string, env []string, addr, admin, role string, redis bool, stderr io.Writer) error {
 	c.cmd = exec.Command(bin, "serve")
 	c.cmd.Env = env
 	c.cmd.Stdout, c.cmd.Stderr = stderr, stderr
 	state := "in process"
-	if o.redisURL != "" {
+	if redis {
 		state = "in Redis"
 	}
-	fmt.Fprintf(stderr, "kbbot-loadtest: starting `%s serve` as a child process on %s (state %s)…\n", bin, addr, state)
+	fmt.Fprintf(stderr, "kbbot-loadtest: starting `%s serve` (role %s) as a child process on %s (state %s)…\n", bin, role, addr, state)
 	if err := c.cmd.Start(); err != nil {
 		close(c.done)
-		return c, fmt.Errorf("start the bot: %w", err)
+		return fmt.Errorf("start the bot: %w", err)
 	}
 	go func() { c.waitErr = c.cmd.Wait(); close(c.done) }()
-	return c, c.waitReady(ctx, []string{"http://" + admin + "/readyz", "http://" + addr + "/readyz"})
+	return c.waitReady(ctx, []string{"http://" + admin + "/readyz", "http://" + addr + "/readyz"})
 }
 
 // fakeLLM waits ttft, then streams 20 parts 20 ms apart: the model's own
@@ -158,6 +187,9 @@ func (c *child) waitReady(ctx context.Context, urls []string) error {
 // removes what spawn made. It returns how the child exited.
 func (c *child) stop() error {
 	var err error
+	if c.answers != nil {
+		err = c.answers.stop()
+	}
 	if c.cmd != nil && c.cmd.Process != nil {
 		select {
 		case <-c.done:
@@ -170,7 +202,7 @@ func (c *child) stop() error {
 				<-c.done
 			}
 		}
-		err = c.waitErr
+		err = errors.Join(err, c.waitErr)
 	}
 	for i := len(c.cleanup) - 1; i >= 0; i-- {
 		c.cleanup[i]()

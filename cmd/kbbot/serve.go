@@ -28,12 +28,6 @@ const (
 	drainTimeout        = 30 * time.Second
 )
 
-// serveOptions are what callers other than the command line (the load
-// tool) change about serve.
-type serveOptions struct {
-	redisPrefix string // "" is store.DefaultRedisPrefix
-}
-
 // stateParts are the stores the bot keeps its state in: Redis when
 // REDIS_URL is set (durable, shared by replicas), else in process (one
 // replica only). closeFn releases what they hold.
@@ -48,7 +42,7 @@ type stateParts struct {
 func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, error) {
 	qopt := queue.Options{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
 		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards,
-		MaxPending: a.cfg.QueueMaxPending, Log: a.log}
+		MaxPending: a.cfg.QueueMaxPending, NoWorkers: a.cfg.Role == "events", Log: a.log}
 	if a.cfg.RedisURL == "" {
 		a.log.Info("state in process memory; set REDIS_URL to share it between replicas and keep it across restarts")
 		st := state.NewMemory()
@@ -68,18 +62,23 @@ func (a *app) serve(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
 	ws := fs.Bool("ws", false, "receive events over Feishu's long connection instead of the webhook")
+	role := fs.String("role", a.cfg.Role, "all, events (take and queue events, answer none) or answers (answer the queue, take no events); KBBOT_ROLE")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
 	if *ws {
 		a.cfg.FeishuMode = "ws"
 	}
-	return a.runServe(ctx, serveOptions{})
+	a.cfg.Role = *role
+	if err := a.cfg.Validate(); err != nil {
+		return fmt.Errorf("serve:\n%w", err)
+	}
+	return a.runServe(ctx)
 }
 
 // runServe runs the webhook server until ctx is cancelled, then shuts down
 // gracefully: no new requests, queued answers finish (within drainTimeout).
-func (a *app) runServe(ctx context.Context, o serveOptions) error {
+func (a *app) runServe(ctx context.Context) error {
 	if err := a.cfg.ValidateServe(); err != nil {
 		return fmt.Errorf("serve: refusing to start:\n%w", err)
 	}
@@ -92,7 +91,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: knowledge base: %w", err)
 	}
 	defer idx.Close()
-	parts, err := a.openStateParts(ctx, o.redisPrefix)
+	parts, err := a.openStateParts(ctx, a.cfg.RedisPrefix)
 	if err != nil {
 		return fmt.Errorf("serve: state store: %w", err)
 	}
@@ -108,7 +107,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	// background at start and every KBBOT_SYNC_INTERVAL, and on an admin's
 	// /sync; a lease keeps it to one replica at a time.
 	var runner *wiki.Runner
-	if a.cfg.SyncEnabled() {
+	if a.cfg.SyncEnabled() && a.cfg.Role != "events" {
 		runner = &wiki.Runner{Syncer: a.newSyncer(eng), Leases: parts.leases, Interval: a.cfg.SyncInterval, Log: a.log, Done: metrics.SyncDone}
 	}
 	b, err := bot.New(bot.Config{
@@ -127,6 +126,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		RateUser:          bot.Rate(a.cfg.RateUser),
 		RateChat:          bot.Rate(a.cfg.RateChat),
 		Admins:            a.cfg.Admins,
+		AnswersOnly:       a.cfg.Role == "answers",
 		Syncer:            syncer(runner),
 	}, client, eng, parts.state, a.log)
 	if err != nil {
@@ -154,16 +154,22 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	}
 	addr := ln.Addr().String()
 	events := "webhook POST /feishu/events"
-	if a.cfg.FeishuMode == "ws" {
+	switch {
+	case a.cfg.Role == "answers":
+		events = "none (answers only)"
+	case a.cfg.FeishuMode == "ws":
 		events = "long connection to " + a.cfg.FeishuBaseURL
 	}
-	a.log.Info("serving", "addr", addr, "events", events, "public_url", a.cfg.PublicURL, "redis", a.cfg.RedisURL != "")
+	a.log.Info("serving", "addr", addr, "role", a.cfg.Role, "events", events, "public_url", a.cfg.PublicURL, "redis", a.cfg.RedisURL != "")
 	if a.onListen != nil {
 		a.onListen(addr)
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	lc := a.startLongConnection(ctx, b) // nil unless FEISHU_MODE=ws
+	var lc *longConn
+	if a.cfg.Role != "answers" {
+		lc = a.startLongConnection(ctx, b) // nil unless FEISHU_MODE=ws
+	}
 	syncCtx, stopSync := context.WithCancel(ctx)
 	syncDone := make(chan struct{})
 	go func() {

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
 
 	"kbbot/bot/feishufake"
 	"kbbot/deploy/testkit"
+	"kbbot/store/redistest"
 )
 
 const (
@@ -104,5 +106,40 @@ func TestSyncCommand(t *testing.T) {
 	delete(env, "FEISHU_WIKI_SPACES")
 	if _, _, err := runCLI(t, env, "sync"); err == nil || !strings.Contains(err.Error(), "FEISHU_WIKI_SPACES") {
 		t.Errorf("sync with nothing configured: %v", err)
+	}
+}
+
+// An events replica takes and queues events and answers none; an answers
+// replica answers the queue and takes no events; together, on one Redis,
+// they answer each message once.
+func TestServeRoles(t *testing.T) {
+	fake := feishufake.New(e2eBotID)
+	defer fake.Close()
+	url, prefix := redistest.URL(t), redistest.Prefix(t)
+	base := e2eEnv(t, fake)
+	base["REDIS_URL"] = url
+	base["KBBOT_REDIS_PREFIX"] = prefix
+	events, answers := maps.Clone(base), maps.Clone(base)
+	events["KBBOT_ROLE"], answers["KBBOT_ROLE"] = "events", "answers"
+	answers["KBBOT_DATA_DIR"] = events["KBBOT_DATA_DIR"]
+	in := startServe(t, events)
+	defer in.stop()
+	signer := feishufake.Signer{EncryptKey: e2eKey, Token: e2eToken}
+	m := feishufake.Message{EventID: "ev_roles", MessageID: "om_roles", ChatID: "oc_roles", Sender: "ou_alice", Text: "模型训练的底层原理是什么？"}
+	if status, body := postEvent(t, in.url, signer, signer.MessageEvent(m)); status != 200 {
+		t.Fatalf("events replica answered %d %s", status, body)
+	}
+	time.Sleep(300 * time.Millisecond) // long enough for a worker, were there one
+	if n := fake.Calls(feishufake.OpReply); n != 0 {
+		t.Fatalf("the events replica answered (%d replies)", n)
+	}
+	out := startServe(t, answers)
+	defer out.stop()
+	waitReply(t, fake, m.MessageID)
+	if status, _ := postEvent(t, out.url, signer, signer.MessageEvent(m)); status != 404 && status != 405 {
+		t.Errorf("the answers replica took an event: status %d", status)
+	}
+	if n := fake.Replies(m.MessageID); n != 1 {
+		t.Errorf("%d replies, want 1", n)
 	}
 }

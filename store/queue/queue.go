@@ -70,7 +70,12 @@ var (
 
 // Options tune a queue. Zero values get the defaults named.
 type Options struct {
-	Workers     int           // jobs this process runs at once; default 1
+	// Workers is how many jobs this process runs at once; default 1.
+	// NoWorkers records jobs but runs none here (a Redis queue's intake
+	// replica: other replicas answer); its scan still counts the
+	// deployment's pending jobs for MaxPending.
+	Workers     int
+	NoWorkers   bool
 	MaxAttempts int           // deliveries before a job is given up; default 5
 	RetryBase   time.Duration // wait after a job's first failure, doubling (at most 30 s); default 1 s
 	Log         *slog.Logger  // default slog.Default()
@@ -112,7 +117,10 @@ const (
 )
 
 func (o Options) withDefaults() Options {
-	if o.Workers < 1 {
+	switch {
+	case o.NoWorkers:
+		o.Workers = 0
+	case o.Workers < 1:
 		o.Workers = 1
 	}
 	if o.MaxAttempts < 1 {
