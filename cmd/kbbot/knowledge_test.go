@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -137,5 +138,33 @@ func TestQdrantRoundTripThroughCLI(t *testing.T) {
 	}
 	if r := a.References[0].Title; r != "RAG技术实现的原理步骤" && r != "AI搜索的底层逻辑是怎样的" {
 		t.Errorf("top reference = %q", r)
+	}
+}
+
+// `kbbot eval` takes several files and reports the out-of-domain questions
+// apart from recall.
+func TestEvalReportsOutOfDomain(t *testing.T) {
+	seeds, _ := filepath.Abs("../../seeds")
+	env := map[string]string{"KBBOT_DATA_DIR": t.TempDir(), "KBBOT_SEEDS_DIR": seeds}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	ood := filepath.Join(dir, "ood.jsonl")
+	writeFile(t, in, `{"q": "Transformer 的自注意力机制是怎么回事？", "expect": ["transformer原理"]}`+"\n")
+	writeFile(t, ood, `{"q": "红烧肉怎么做", "expect": []}`+"\n"+`{"q": "How do I fix a flat bicycle tire?", "expect": []}`+"\n")
+	out, _, err := runCLI(t, env, "eval", in, ood)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"questions 1  recall@1 1.000", "out-of-domain 2  with any reference 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eval output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
