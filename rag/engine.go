@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,7 +35,8 @@ const (
 	maxPassages    = 5    // passages given to the LLM
 	maxExtracts    = 3    // documents quoted in an extractive answer
 	coverageFloor  = 0.3  // share of question terms a hit must contain…
-	minMatched     = 3    // …or this many of them
+	minMatched     = 3    // …or this many of them…
+	minTogether    = 2    // …of which this many in one place (see together)
 	faqSimilarity  = 0.75 // question likeness that returns a curated answer
 	denseFloor     = 0.3  // cosine below which a dense match is noise
 	maxFollowUps   = 5
@@ -148,12 +150,81 @@ func (e *Engine) retrieve(ctx context.Context, question, kind string, limit int)
 		matched := int(cov*float64(len(floorTerms)) + 0.5)
 		// A dense match already cleared denseFloor in the store; a lexical one
 		// must share enough of the question's terms: a share of a short
-		// question, or several terms of a long one.
-		if cov >= coverageFloor || matched >= minMatched || (q.Dense != nil && h.DenseScore >= denseFloor) {
+		// question, or several terms of a long one. And the terms must meet:
+		// a question's words scattered over unrelated sentences of a long
+		// chunk (图片 in one, 压缩 in another) are not its topic.
+		lexical := (cov >= coverageFloor || matched >= minMatched) &&
+			(matched < minTogether || e.together(floorTerms, h.Chunk) >= minTogether)
+		if lexical || (q.Dense != nil && h.DenseScore >= denseFloor) {
 			out = append(out, retrieved{Hit: h, coverage: cov})
 		}
 	}
 	return out, nil
+}
+
+// together is the most of terms found in one place of c: within
+// nearBytes of each other in its text, or anywhere in its title and heading
+// path, which name what the whole chunk is about. Terms are found as
+// substrings, which is cheap; only those the chunk's own vector holds are
+// looked for, so a substring inside another word cannot add one.
+func (e *Engine) together(terms []string, c index.Chunk) int {
+	head := strings.ToLower(c.Title + "\n" + strings.Join(c.Path, " / "))
+	text := c.Text
+	if hasLatin(terms) {
+		text = strings.ToLower(text)
+	}
+	type at struct{ pos, term int }
+	var found []at
+	inHead := 0
+	for i, t := range terms {
+		if len(c.Sparse.Indices) > 0 {
+			if _, ok := slices.BinarySearch(c.Sparse.Indices, termIndex(t)); !ok {
+				continue
+			}
+		}
+		if strings.Contains(head, t) {
+			inHead++
+			continue
+		}
+		for off := 0; ; {
+			j := strings.Index(text[off:], t)
+			if j < 0 {
+				break
+			}
+			found = append(found, at{off + j, i})
+			off += j + len(t)
+		}
+	}
+	sort.Slice(found, func(a, b int) bool { return found[a].pos < found[b].pos })
+	// Slide a window over the occurrences, counting distinct terms in it.
+	best, distinct, lo := 0, 0, 0
+	count := make([]int, len(terms))
+	for _, f := range found {
+		if count[f.term]++; count[f.term] == 1 {
+			distinct++
+		}
+		for found[lo].pos < f.pos-nearBytes {
+			if count[found[lo].term]--; count[found[lo].term] == 0 {
+				distinct--
+			}
+			lo++
+		}
+		best = max(best, distinct)
+	}
+	return inHead + best
+}
+
+// nearBytes is how close two terms must be to count as one place: about
+// a sentence (40 Han characters, or 20 English words).
+const nearBytes = 120
+
+func hasLatin(terms []string) bool {
+	for _, t := range terms {
+		if r, _ := utf8.DecodeRuneInString(t); r < utf8.RuneSelf {
+			return true
+		}
+	}
+	return false
 }
 
 // RetrieveTitles returns the titles of the best documents for question, for
