@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +21,11 @@ import (
 type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// Retention is how long a feedback record is kept; zero means
+	// DefaultRetention.
+	Retention time.Duration
+
+	legacy sync.Once // see expireLegacyFeedback
 }
 
 // NewRedis keeps state in r's Redis, under r's key prefix.
@@ -29,7 +36,8 @@ func NewRedis(r *store.Redis) *Redis {
 // Keys. Everything about one conversation carries the conversation as its
 // hash tag, and the feedback keys share one tag, so the multi-key
 // transactions below stay in one Cluster slot.
-func (r *Redis) turnsKey(conv string) string { return r.prefix + "{" + conv + "}:turns" }
+func (r *Redis) turnsKey(conv string) string   { return r.prefix + "{" + conv + "}:turns" }
+func (r *Redis) answerKey(msgID string) string { return r.prefix + "answer:" + msgID }
 
 // ClaimKey is the Redis key a claim on key is kept at. The Redis queue
 // sets claims in the same script that records a job, so it must write them
@@ -86,6 +94,30 @@ func (r *Redis) ResetTurns(ctx context.Context, conv string) error {
 	return nil
 }
 
+// PutAnswer keeps the turn answered in message messageID for ttl (zero or
+// less: until deleted), so a reply to that message finds it.
+func (r *Redis) PutAnswer(ctx context.Context, messageID string, turn []byte, ttl time.Duration) error {
+	if ttl < 0 {
+		ttl = 0 // SET without an expiry
+	}
+	if err := r.rdb.Set(ctx, r.answerKey(messageID), turn, ttl).Err(); err != nil {
+		return fmt.Errorf("store: put answer of %q: %w", messageID, err)
+	}
+	return nil
+}
+
+// Answer returns the turn PutAnswer kept for messageID, or nil.
+func (r *Redis) Answer(ctx context.Context, messageID string) ([]byte, error) {
+	b, err := r.rdb.Get(ctx, r.answerKey(messageID)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: answer of %q: %w", messageID, err)
+	}
+	return b, nil
+}
+
 // Claim reports true for exactly one caller, across all replicas, per key
 // within ttl. The ttl must be positive: a claim that never expires would leak
 // a key per event.
@@ -125,21 +157,28 @@ func (r *Redis) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-// AddFeedback records a vote (newest first, capped at FeedbackCap, kept
-// forever) and returns the running totals.
+// AddFeedback records a vote and returns the running totals. Records are
+// kept in a stream, oldest first, each under an id that is its time: the
+// write that adds one also drops those older than the retention (XADD
+// MINID, O(1) amortised, as each record goes once) and any beyond
+// FeedbackCap. Read them with XRANGE.
 func (r *Redis) AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error) {
 	if err := checkVote(vote); err != nil {
 		return 0, 0, err
 	}
+	r.legacy.Do(func() { r.expireLegacyFeedback(ctx) })
 	other := VoteDown
 	if vote == VoteDown {
 		other = VoteUp
 	}
-	records := r.feedbackKey("records")
+	records := r.feedbackKey("log")
+	minID := strconv.FormatInt(time.Now().Add(-retention(r.Retention)).UnixMilli(), 10)
 	var voted, unvoted *redis.IntCmd
 	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, records, record)
-		p.LTrim(ctx, records, 0, FeedbackCap-1)
+		// Exact trims: votes are rare, and a record past its retention
+		// must go, not wait for its neighbours.
+		p.XAdd(ctx, &redis.XAddArgs{Stream: records, MinID: minID, Values: []any{"record", record}})
+		p.XTrimMaxLen(ctx, records, FeedbackCap)
 		voted = p.Incr(ctx, r.feedbackKey(vote))
 		// INCRBY 0 reads the other total without GET's nil-on-missing case.
 		unvoted = p.IncrBy(ctx, r.feedbackKey(other), 0)
@@ -152,6 +191,18 @@ func (r *Redis) AddFeedback(ctx context.Context, vote string, record []byte) (up
 		return voted.Val(), unvoted.Val(), nil
 	}
 	return unvoted.Val(), voted.Val(), nil
+}
+
+// expireLegacyFeedback gives the list earlier versions kept feedback
+// records in ({feedback}:records, forever) an expiry of one retention, once
+// it has none. Nothing is added to it any more, so by then every record in
+// it is older than the retention. Done once per process; a failure is
+// retried by the next.
+func (r *Redis) expireLegacyFeedback(ctx context.Context) {
+	key := r.feedbackKey("records")
+	if ttl, err := r.rdb.PTTL(ctx, key).Result(); err == nil && ttl == -1 {
+		r.rdb.PExpire(ctx, key, retention(r.Retention))
+	}
 }
 
 // SeenChat reports true the first time chat is seen, ever.
