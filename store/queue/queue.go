@@ -91,6 +91,10 @@ type Options struct {
 	// Redis: approximate cap on a shard stream's length (default
 	// 100000), a safety net only: jobs are deleted once done.
 	MaxLen int64
+	// Redis: how long a job given up stays in the dead-letter stream
+	// (KBBOT_RETENTION; default 30 days). Older entries are trimmed as
+	// new ones arrive.
+	Retention time.Duration
 }
 
 const (
@@ -128,6 +132,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxLen <= 0 {
 		o.MaxLen = 100000
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
 	}
 	return o
 }
