@@ -44,11 +44,16 @@ type Answerer interface {
 }
 
 // State is what the bot needs from the state store (state.Memory,
-// state.Redis): conversation turns, de-duplication claims, feedback.
+// state.Redis): conversation turns, answers by the message showing them,
+// de-duplication claims, feedback.
 type State interface {
 	AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error
 	Turns(ctx context.Context, conv string) ([][]byte, error)
 	ResetTurns(ctx context.Context, conv string) error
+	// PutAnswer and Answer keep an answered turn by the id of the message
+	// that shows it, so a reply to that message finds it (nil: none).
+	PutAnswer(ctx context.Context, messageID string, turn []byte, ttl time.Duration) error
+	Answer(ctx context.Context, messageID string) ([]byte, error)
 	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
 	Release(ctx context.Context, key string) error
 	AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error)

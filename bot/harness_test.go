@@ -167,6 +167,7 @@ type harnessOpts struct {
 	ans        *fakeAnswerer
 	fake       *feishufake.Server // share one fake between two bots (restart tests)
 	appID      string
+	history    int // KBBOT_HISTORY_TURNS; default 4
 }
 
 var appSeq atomic.Int64
@@ -215,6 +216,9 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		RetryBase: time.Millisecond, SendAttempts: 5,
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
 		Metrics: NewMetrics(prometheus.NewRegistry()),
+	}
+	if o.history > 0 {
+		cfg.HistoryTurns = o.history
 	}
 	if o.newQueue != nil {
 		cfg.Queue = o.newQueue(t, log, h.st)

@@ -280,15 +280,16 @@ func (s *streamCard) uuid() string {
 
 // finish puts card (an answer, partial answer or error card of kind) in
 // front of the user: into the streaming card when it was shown, else as
-// one card. It reports whether the user got it.
-func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool {
+// one card. It reports whether the user got it, and the id of the message
+// that shows it.
+func (s *streamCard) finish(ctx context.Context, kind string, card []byte) (string, bool) {
 	close(s.stop)
 	<-s.loopDone
 	log := s.log.With("card_id", s.cardID)
 	if s.msgID == "" {
 		id, ok := s.b.deliver(ctx, log, s.q, kind, card)
 		if !ok || !s.maybeShown || !s.adoptSent(ctx, log, id) {
-			return ok
+			return id, ok
 		}
 		log = s.log.With("card_id", s.cardID)
 	}
@@ -305,16 +306,15 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 			log.Warn("turning streaming mode off failed", "error", err)
 		}
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "text_updates", s.updates)
-		return true
+		return s.msgID, true
 	}
 	log.Warn("CardKit refused the final card; patching the message instead", "kind", kind, "error", err)
 	if err = s.b.feish.Patch(ctx, log, s.msgID, card); err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "by", "patch")
-		return true
+		return s.msgID, true
 	}
 	log.Error("patching the streaming card failed; sending the card anew", "kind", kind, "error", err)
-	_, ok := s.b.deliver(ctx, log, s.q, kind+"-resend", card)
-	return ok
+	return s.b.deliver(ctx, log, s.q, kind+"-resend", card)
 }
 
 // adoptSent checks the message a one-card send returned. The send carries
