@@ -63,13 +63,14 @@ func (a *app) openEngine(ctx context.Context) (*rag.Engine, knowledgeIndex, erro
 		if a.cfg.OpenAIAPIKey != "" {
 			llm = rag.NewLLM(client, a.cfg.OpenAIModel, a.cfg.LLMTimeout)
 			llm.Idle = a.cfg.LLMIdle
+			llm.MaxTokens = a.cfg.OpenAIMaxTokens
 		}
 	}
 	idx, err := a.openIndex(ctx, embed)
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.cfg.Tokenizer})
+	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.cfg.Tokenizer, OutOfKB: a.cfg.OutOfKB})
 	if err != nil {
 		idx.Close()
 		return nil, nil, err

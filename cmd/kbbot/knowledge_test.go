@@ -11,6 +11,7 @@ import (
 
 	"github.com/qdrant/go-client/qdrant"
 
+	"kbbot/rag/llmfake"
 	"kbbot/store/index/qdranttest"
 )
 
@@ -166,5 +167,42 @@ func writeFile(t *testing.T, name, content string) {
 	t.Helper()
 	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The answer settings reach the engine: OPENAI_MAX_TOKENS caps the
+// request, KBBOT_OUT_OF_KB decides what a question outside the knowledge
+// base gets.
+func TestAskOutOfKnowledgeBaseSettings(t *testing.T) {
+	seeds, _ := filepath.Abs("../../seeds")
+	for _, tc := range []struct {
+		outOfKB, mode string
+		requests      int
+	}{
+		{"", "general", 1},
+		{"refuse", "llm", 0},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			llm := llmfake.Start(t, llmfake.Default(llmfake.Reply("目前知识库中暂时没有关于红烧肉的相关内容。但一般来说，先焯水。")))
+			env := map[string]string{"KBBOT_DATA_DIR": t.TempDir(), "KBBOT_SEEDS_DIR": seeds, "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": llm.URL,
+				"OPENAI_MAX_TOKENS": "77", "KBBOT_OUT_OF_KB": tc.outOfKB}
+			out, _, err := runCLI(t, env, "ask", "--json", "红烧肉怎么做")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a askJSON
+			if err := json.Unmarshal([]byte(out), &a); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			chats := llm.Chats()
+			if a.Mode != tc.mode || len(a.References) != 0 || len(chats) != tc.requests {
+				t.Errorf("mode %s, %d references, %d requests; want %s, none, %d", a.Mode, len(a.References), len(chats), tc.mode, tc.requests)
+			}
+			for _, r := range chats {
+				if r.MaxTokens != 77 {
+					t.Errorf("max_tokens %d, want 77", r.MaxTokens)
+				}
+			}
+		})
 	}
 }
