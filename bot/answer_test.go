@@ -159,3 +159,50 @@ func TestFeedbackOnACardOutOfTheWindow(t *testing.T) {
 		t.Errorf("feedback record lacks the question: %s", rec)
 	}
 }
+
+// A question the knowledge base does not cover, with an LLM: the card
+// carries the model's general answer, says it is not from the knowledge
+// base, and lists no sources.
+func TestOutOfKnowledgeBaseCard(t *testing.T) {
+	llm := llmfake.Start(t, llmfake.Default(llmfake.Reply("目前知识库中暂时没有关于红烧肉的相关内容。", "但一般来说，先焯水再炖。")))
+	h := newHarness(t, harnessOpts{ans: llmEngine(t, strings.TrimSuffix(llm.URL, "/v1"), llmOpts{})})
+	m := h.dm("红烧肉怎么做")
+	h.mustPost(h.signer.MessageEvent(m))
+	h.replyTo(m.MessageID)
+	var final string
+	testkit.Eventually(t, "the final card", func() bool {
+		for _, r := range h.fake.Sent() {
+			if text := feishufake.CardText(r.Card); strings.Contains(text, "但一般来说") && strings.Contains(text, "👍") {
+				final = text
+				return true
+			}
+		}
+		return false
+	})
+	if !strings.Contains(final, cards.GeneralNotice) || strings.Contains(final, "参考资料") {
+		t.Errorf("general answer card:\n%s", final)
+	}
+}
+
+// A follow-up button's question is cut like a message's: the callback
+// value is the client's to send.
+func TestHugeClickIsCutAtIntake(t *testing.T) {
+	var mu sync.Mutex
+	var queued []string
+	h := newQueueHarness(t, queueOpts{hook: func(it item) {
+		if it.Click != nil {
+			mu.Lock()
+			queued = append(queued, it.Click.Text)
+			mu.Unlock()
+		}
+	}})
+	chat := "oc_click_" + t.Name()
+	h.mustPost(h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev"), Operator: "ou_alice", MessageID: h.id("om"), ChatID: chat,
+		Value: map[string]any{"action": cards.ActionAsk, "q": strings.Repeat("长", 5000), "conv": "chat:" + chat}}))
+	testkit.Eventually(t, "the click run", func() bool { mu.Lock(); defer mu.Unlock(); return len(queued) == 1 })
+	mu.Lock()
+	defer mu.Unlock()
+	if n := utf8.RuneCountInString(queued[0]); n != rag.MaxQuestionRunes {
+		t.Errorf("queued click question of %d runes, want %d", n, rag.MaxQuestionRunes)
+	}
+}
