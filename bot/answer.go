@@ -26,6 +26,12 @@ type question struct {
 	InThread bool
 	Asker    string // open_id named on the card (answers to clicks)
 	Seed     string // idempotency seed: the message id, or the click's event id
+	ParentID string // the message this one replies to, if any
+}
+
+// question is what m asks, and where the answer goes: a reply to it.
+func (m incoming) question() question {
+	return question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID, ParentID: m.ParentID}
 }
 
 // kind names the event type a question came from, for metrics.
@@ -65,7 +71,7 @@ var (
 // handleMessage runs in a worker: commands, unsupported messages, or an
 // answer.
 func (b *Bot) handleMessage(ctx context.Context, log *slog.Logger, m incoming) {
-	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
+	q := m.question()
 	cmd := strings.ToLower(strings.TrimSpace(m.Text))
 	switch {
 	case m.MsgType != "text" && m.MsgType != "post":
@@ -127,17 +133,17 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	defer cancel()
 	var stream *streamCard
 	finished := false
-	// finish sends the card the user ends up with. It runs on the worker's
-	// context, not the answer's: an answer out of time still gets its card.
-	finish := func(kind string, card []byte) bool {
+	// finish sends the card the user ends up with, and returns the id of
+	// the message showing it. It runs on the worker's context, not the
+	// answer's: an answer out of time still gets its card.
+	finish := func(kind string, card []byte) (string, bool) {
 		finished = true
 		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
 		if stream != nil {
 			return stream.finish(fctx, kind, card)
 		}
-		_, ok := b.deliver(fctx, log, q, kind, card)
-		return ok
+		return b.deliver(fctx, log, q, kind, card)
 	}
 	defer func() {
 		if v := recover(); v != nil {
@@ -162,10 +168,7 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 			// Answering without context beats not answering.
 			log.Warn("reading history failed; answering without it", "error", err)
 		}
-		hist = make([]rag.Turn, len(turns))
-		for i, t := range turns {
-			hist[i] = t.Turn
-		}
+		hist = withReplied(turns, b.repliedTurn(actx, log, q), q.InThread)
 		return hist
 	}
 	start := time.Now()
@@ -192,7 +195,8 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	}
 	card := cards.Answer(view)
 	log.Info("answered", "mode", ans.Mode, "covered", ans.Covered, "refs", len(ans.References), "history", len(hist), "elapsed", time.Since(start), "card_bytes", len(card))
-	if !finish("answer", card) {
+	sentID, ok := finish("answer", card)
+	if !ok {
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
 		return
 	}
@@ -206,6 +210,57 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	if err := b.st.AppendTurn(ctx, q.Conv, raw, b.cfg.HistoryTurns, b.cfg.HistoryTTL); err != nil {
 		log.Warn("saving the turn failed; the next question will lack it", "error", err)
 	}
+	// Kept by the card's message too: a reply to the card brings it back
+	// once it has left the history window.
+	if sentID == "" {
+		return
+	}
+	if err := b.st.Remember(ctx, answerKey(sentID), raw, b.cfg.HistoryTTL); err != nil {
+		log.Warn("saving the answer by its message failed; a reply to its card will lack it", "sent_message_id", sentID, "error", err)
+	}
+}
+
+// repliedTurn is the answer q replies to: the turn the bot answered in
+// message q.ParentID, when that message is one of its answers (found only
+// if the bot sent it), or nil.
+func (b *Bot) repliedTurn(ctx context.Context, log *slog.Logger, q question) *storedTurn {
+	if q.ParentID == "" || b.cfg.HistoryTurns < 1 {
+		return nil
+	}
+	raw, err := b.st.Recall(ctx, answerKey(q.ParentID))
+	if err != nil {
+		log.Warn("reading the answer replied to failed; answering without it", "parent_id", q.ParentID, "error", err)
+		return nil
+	}
+	var t storedTurn
+	if raw == nil || json.Unmarshal(raw, &t) != nil {
+		return nil // not the bot's answer, or one too old
+	}
+	return &t
+}
+
+// withReplied is the history the engine gets: the conversation's turns,
+// and the answer replied to (once, even when it is in the window). A reply
+// to a card is about that card, so its turn comes last, marked: the engine
+// reads the follow-up against it. Inside a thread every message names the
+// thread's root as its parent, so the root's answer is what the thread is
+// about, not what this message replies to: it opens the history instead.
+func withReplied(turns []storedTurn, replied *storedTurn, inThread bool) []rag.Turn {
+	hist := make([]rag.Turn, 0, len(turns)+1)
+	if replied != nil && inThread {
+		hist = append(hist, replied.Turn)
+	}
+	for _, t := range turns {
+		if replied == nil || t.ID != replied.ID {
+			hist = append(hist, t.Turn)
+		}
+	}
+	if replied != nil && !inThread {
+		r := replied.Turn
+		r.Replied = true
+		hist = append(hist, r)
+	}
+	return hist
 }
 
 // history is the conversation's stored turns, oldest first. Undecodable
@@ -249,6 +304,9 @@ type sentRecord struct {
 const sentTTL = 24 * time.Hour
 
 func sentKey(q question) string { return "sent:" + q.Seed }
+
+// answerKey keeps an answered turn under the message that shows it.
+func answerKey(messageID string) string { return "answer:" + messageID }
 
 // sentRecordOf is q's record, the zero record when there is none or it
 // cannot be read (the uuid is then the only guard: a second message is
@@ -308,7 +366,7 @@ func (b *Bot) send(ctx context.Context, log *slog.Logger, q question, content []
 }
 
 func (b *Bot) sendBusy(ctx context.Context, log *slog.Logger, m incoming) {
-	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
+	q := m.question()
 	b.deliver(ctx, log, q, "busy", cards.Busy(m.Text, q.Conv))
 }
 
@@ -344,6 +402,15 @@ func (b *Bot) clickFeedback(ctx context.Context, log *slog.Logger, c click) *cal
 	for _, t := range turns {
 		if t.ID == v.QID {
 			rec.Question, rec.Answer, rec.Sources = t.Question, t.Answer, t.Sources
+		}
+	}
+	if rec.Question == "" && c.MessageID != "" {
+		// Out of the window: the card's message still names it.
+		if raw, err := b.st.Recall(ctx, answerKey(c.MessageID)); err == nil && raw != nil {
+			var t storedTurn
+			if json.Unmarshal(raw, &t) == nil && t.ID == v.QID {
+				rec.Question, rec.Answer, rec.Sources = t.Question, t.Answer, t.Sources
+			}
 		}
 	}
 	if rec.Question == "" {

@@ -45,7 +45,8 @@ type Answerer interface {
 }
 
 // State is what the bot needs from the state store (state.Memory,
-// state.Redis): conversation turns, de-duplication claims, feedback.
+// state.Redis): conversation turns, answers by the message showing them,
+// de-duplication claims, feedback.
 type State interface {
 	AppendTurn(ctx context.Context, conv string, turn []byte, maxTurns int, ttl time.Duration) error
 	Turns(ctx context.Context, conv string) ([][]byte, error)
@@ -56,7 +57,9 @@ type State interface {
 	SeenChat(ctx context.Context, chat string) (first bool, err error)
 	Ping(ctx context.Context) error
 	// Remember keeps a small value for ttl; Recall reads it (nil when
-	// absent): what each question was answered with.
+	// absent): what each question was answered with (sent:<seed>), and
+	// each answered turn by the message that shows it (answer:<id>), so a
+	// reply to that message finds it.
 	Remember(ctx context.Context, key string, value []byte, ttl time.Duration) error
 	Recall(ctx context.Context, key string) ([]byte, error)
 }

@@ -13,6 +13,7 @@ import (
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
 	"kbbot/bot/cards"
+	"kbbot/rag"
 	"kbbot/store/queue"
 )
 
@@ -26,7 +27,10 @@ type incoming struct {
 	ThreadID  string `json:"thread_id,omitempty"`
 	Sender    string `json:"sender,omitempty"` // open_id
 	MsgType   string `json:"msg_type,omitempty"`
-	Text      string `json:"text,omitempty"` // the question, mention placeholders removed
+	Text      string `json:"text,omitempty"` // the question, mention placeholders removed, cut at rag.MaxQuestionRunes
+	// ParentID is the message this one replies to: one of the bot's
+	// answers, maybe. Inside a thread Feishu names the thread's root.
+	ParentID string `json:"parent_id,omitempty"`
 }
 
 // conv is the conversation key: per chat, or per thread inside a chat.
@@ -120,7 +124,7 @@ func (b *Bot) parseMessage(e *larkim.P2MessageReceiveV1) (incoming, string) {
 	}
 	msg, snd := e.Event.Message, e.Event.Sender
 	m.MessageID, m.ChatID, m.ChatType = str(msg.MessageId), str(msg.ChatId), str(msg.ChatType)
-	m.ThreadID, m.MsgType = str(msg.ThreadId), str(msg.MessageType)
+	m.ThreadID, m.MsgType, m.ParentID = str(msg.ThreadId), str(msg.MessageType), str(msg.ParentId)
 	if snd.SenderId != nil {
 		m.Sender = str(snd.SenderId.OpenId)
 	}
@@ -156,7 +160,9 @@ func (b *Bot) parseMessage(e *larkim.P2MessageReceiveV1) (incoming, string) {
 	default:
 		return m, ""
 	}
-	m.Text = stripMentions(m.Text, names)
+	// Cut here, not only where the engine reads it: the text is stored in
+	// the queue, the history and feedback records too.
+	m.Text = rag.CutQuestion(stripMentions(m.Text, names))
 	return m, ""
 }
 
@@ -386,7 +392,7 @@ func toast(typ, content string) *callback.CardActionTriggerResponse {
 }
 
 func (b *Bot) clickAsk(ctx context.Context, log *slog.Logger, c click) *callback.CardActionTriggerResponse {
-	q := strings.TrimSpace(c.Value.Q)
+	q := rag.CutQuestion(strings.TrimSpace(c.Value.Q))
 	if q == "" {
 		return toast("warning", "这个按钮没有问题可以回答")
 	}

@@ -168,6 +168,7 @@ type harnessOpts struct {
 	fake       *feishufake.Server // share one fake between two bots (restart tests)
 	appID      string
 	now        func() time.Time // the bot's clock; default a fixed 2026-11-28 10:00 UTC
+	history    int              // KBBOT_HISTORY_TURNS; default 4
 }
 
 var appSeq atomic.Int64
@@ -216,6 +217,9 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		RetryBase: time.Millisecond, SendAttempts: 5,
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
 		Metrics: NewMetrics(prometheus.NewRegistry()),
+	}
+	if o.history > 0 {
+		cfg.HistoryTurns = o.history
 	}
 	if o.newQueue != nil {
 		cfg.Queue = o.newQueue(t, log, h.st)

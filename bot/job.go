@@ -95,7 +95,7 @@ func (it item) asked() (question, bool) {
 	switch {
 	case it.Msg != nil:
 		m := it.Msg
-		return question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}, true
+		return m.question(), true
 	case it.Click != nil:
 		return it.Click.question(), true
 	}

@@ -280,8 +280,9 @@ func (s *streamCard) uuid() string {
 
 // finish puts card (an answer, partial answer or error card of kind) in
 // front of the user: into the streaming card when it was shown, else as
-// one card. It reports whether the user got it.
-func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool {
+// one card. It reports whether the user got it, and the id of the message
+// that shows it.
+func (s *streamCard) finish(ctx context.Context, kind string, card []byte) (string, bool) {
 	close(s.stop)
 	<-s.loopDone
 	log := s.log.With("card_id", s.cardID)
@@ -293,24 +294,22 @@ func (s *streamCard) finish(ctx context.Context, kind string, card []byte) bool 
 			// way, at worst twice.
 			s.end(ctx, log, card)
 		}
-		_, ok := s.b.deliver(ctx, s.log, s.q, kind, card)
-		return ok
+		return s.b.deliver(ctx, s.log, s.q, kind, card)
 	}
 	err := s.end(ctx, log, card)
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "text_updates", s.updates)
 		s.b.remember(ctx, log, s.q, sentRecord{MessageID: s.msgID, CardID: s.cardID, Final: true})
-		return true
+		return s.msgID, true
 	}
 	log.Warn("CardKit refused the final card; patching the message instead", "kind", kind, "error", err)
 	if err = s.b.feish.Patch(ctx, log, s.msgID, card); err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "by", "patch")
 		s.b.remember(ctx, log, s.q, sentRecord{MessageID: s.msgID, CardID: s.cardID, Final: true})
-		return true
+		return s.msgID, true
 	}
 	log.Error("patching the streaming card failed; sending the card anew", "kind", kind, "error", err)
-	_, ok := s.b.deliver(ctx, log, s.q, kind+"-resend", card)
-	return ok
+	return s.b.deliver(ctx, log, s.q, kind+"-resend", card)
 }
 
 // end turns the card's streaming off, then puts the final card in it.

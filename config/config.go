@@ -51,9 +51,12 @@ type Config struct {
 	OpenAIEmbeddingDim   int           // OPENAI_EMBEDDING_DIM
 	LLMTimeout           time.Duration // OPENAI_TIMEOUT
 	LLMIdle              time.Duration // OPENAI_IDLE_TIMEOUT: longest silence inside a streamed answer
+	OpenAIMaxTokens      int           // OPENAI_MAX_TOKENS: cap on one answer; 0 leaves it to the provider
+	OutOfKB              string        // KBBOT_OUT_OF_KB: general | refuse, for questions the knowledge base does not cover
 
 	HistoryTurns int           // KBBOT_HISTORY_TURNS: turns kept per chat
 	HistoryTTL   time.Duration // KBBOT_HISTORY_TTL
+	Retention    time.Duration // KBBOT_RETENTION: how long feedback records and given-up work are kept
 
 	QueueVisibility time.Duration // KBBOT_QUEUE_VISIBILITY: lease on queued work (Redis)
 	QueueAttempts   int           // KBBOT_QUEUE_ATTEMPTS: tries before an item is given up
@@ -128,8 +131,11 @@ func Vars() []Var {
 		{"OPENAI_EMBEDDING_DIM", "0", false, "embedding dimension (0: the model's default, found by one call)", intVar(func(c *Config) *int { return &c.OpenAIEmbeddingDim })},
 		{"OPENAI_TIMEOUT", "60s", false, "timeout of one LLM call", durVar(func(c *Config) *time.Duration { return &c.LLMTimeout })},
 		{"OPENAI_IDLE_TIMEOUT", "20s", false, "longest wait for the next piece of a streamed answer; a stalled stream ends the card with what was said and a retry button", durVar(func(c *Config) *time.Duration { return &c.LLMIdle })},
+		{"OPENAI_MAX_TOKENS", "1024", false, "most tokens one answer may take (sent as max_tokens, or max_completion_tokens to models that refuse it); 0 leaves it to the provider", intVar(func(c *Config) *int { return &c.OpenAIMaxTokens })},
+		{"KBBOT_OUT_OF_KB", "general", false, "with an LLM, a question the knowledge base does not cover gets: general (say so, then the model's general answer, marked as not from the knowledge base, citing nothing) or refuse (say so only)", str(func(c *Config) *string { return &c.OutOfKB })},
 		{"KBBOT_HISTORY_TURNS", "6", false, "conversation turns kept per chat and sent to the LLM", intVar(func(c *Config) *int { return &c.HistoryTurns })},
 		{"KBBOT_HISTORY_TTL", "24h", false, "how long a quiet chat's context is kept", durVar(func(c *Config) *time.Duration { return &c.HistoryTTL })},
+		{"KBBOT_RETENTION", "720h", false, "how long feedback records and, with Redis, work items given up (the dead-letter stream) are kept; older ones are dropped as new ones arrive", durVar(func(c *Config) *time.Duration { return &c.Retention })},
 		{"KBBOT_QUEUE_VISIBILITY", "30s", false, "with Redis: how long a crashed replica's queued questions wait before another replica takes them over (its lease, renewed while it works)", durVar(func(c *Config) *time.Duration { return &c.QueueVisibility })},
 		{"KBBOT_QUEUE_ATTEMPTS", "5", false, "tries (failures and crashes) before a queued question is given up, moved to the dead-letter stream and answered with an error card", intVar(func(c *Config) *int { return &c.QueueAttempts })},
 		{"KBBOT_QUEUE_SHARDS", "512", false, "with Redis: streams the chats hash into; one question per shard is answered at a time across all replicas, so this caps answers in progress and sets how often a chat waits behind another's; every replica must use the same value", intVar(func(c *Config) *int { return &c.QueueShards })},
@@ -242,6 +248,12 @@ func (c Config) Validate() error {
 			bad("FEISHU_WIKI_SPACES", "all stands alone; got %q", strings.Join(c.WikiSpaces, ","))
 			break
 		}
+	}
+	if c.OutOfKB != "general" && c.OutOfKB != "refuse" {
+		bad("KBBOT_OUT_OF_KB", "must be general or refuse, got %q", c.OutOfKB)
+	}
+	if c.OpenAIMaxTokens < 0 {
+		bad("OPENAI_MAX_TOKENS", "must not be negative (0 leaves the limit to the provider), got %d", c.OpenAIMaxTokens)
 	}
 	if c.OpenAIEmbeddingDim < 0 {
 		bad("OPENAI_EMBEDDING_DIM", "must not be negative, got %d", c.OpenAIEmbeddingDim)

@@ -92,3 +92,26 @@ func TestRedactedHidesSecrets(t *testing.T) {
 		t.Errorf("redacted:\n%s", lines)
 	}
 }
+
+func TestAnswerBoundsAndRetention(t *testing.T) {
+	c, err := Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.OutOfKB != "general" || c.OpenAIMaxTokens != 1024 || c.Retention != 30*24*time.Hour {
+		t.Errorf("defaults: out of kb %q, max tokens %d, retention %v", c.OutOfKB, c.OpenAIMaxTokens, c.Retention)
+	}
+	c, err = Load(env(map[string]string{"KBBOT_OUT_OF_KB": "refuse", "OPENAI_MAX_TOKENS": "0", "KBBOT_RETENTION": "168h"}))
+	if err != nil || c.OutOfKB != "refuse" || c.OpenAIMaxTokens != 0 || c.Retention != 7*24*time.Hour {
+		t.Errorf("set: %+v, %v", c, err)
+	}
+	for name, want := range map[string]map[string]string{
+		"KBBOT_OUT_OF_KB":   {"KBBOT_OUT_OF_KB": "maybe"},
+		"OPENAI_MAX_TOKENS": {"OPENAI_MAX_TOKENS": "-1"},
+		"KBBOT_RETENTION":   {"KBBOT_RETENTION": "0"},
+	} {
+		if _, err := Load(env(want)); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%v: error %v, want one naming %s", want, err, name)
+		}
+	}
+}

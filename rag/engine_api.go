@@ -29,10 +29,12 @@ func (e *Engine) Ask(ctx context.Context, question string, history []Turn) (Answ
 // text, so the caller can show what was said.
 //
 // history is called at most once, and only when the earlier turns matter:
-// for an answer the LLM writes, and for a question that finds nothing on
-// its own. A caller keeping turns in a store loads them in history, so
-// curated and most extractive answers never pay for it. A nil history
-// means none.
+// for an answer the LLM writes (and the rewrite of a follow-up before it),
+// for a follow-up that points back at them (它, "that"), and for a question
+// that finds nothing on its own. A caller keeping turns in a store loads
+// them in history, so curated and most extractive answers never pay for
+// it. A nil history means none. A turn marked Replied, last, is the
+// earlier answer the question replies to.
 func (e *Engine) AskStream(ctx context.Context, question string, history func() []Turn, onDelta func(textSoFar string)) (Answer, error) {
 	return e.ask(ctx, question, history, onDelta)
 }

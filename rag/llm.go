@@ -34,6 +34,16 @@ type LLM struct {
 	MaxRetryAfter time.Duration
 	// Sleep waits between retries; tests replace it.
 	Sleep func(context.Context, time.Duration) error
+	// MaxTokens caps each answer (OPENAI_MAX_TOKENS); 0 leaves it to the
+	// provider.
+	MaxTokens int
+	// ShortTimeout bounds a short call (the rewrite of a follow-up), which
+	// has a fallback and is not retried. Default 5 s.
+	ShortTimeout time.Duration
+
+	// completionTokens is set once the provider refused max_tokens (as
+	// reasoning models do): later requests send max_completion_tokens.
+	completionTokens atomic.Bool
 }
 
 // NewOpenAIClient builds a go-openai client for any OpenAI-compatible
@@ -58,6 +68,7 @@ const (
 	llmAttempts          = 3
 	defaultIdle          = 20 * time.Second
 	defaultMaxRetryAfter = 20 * time.Second
+	defaultShortTimeout  = 5 * time.Second
 )
 
 // Complete streams one chat completion, calling onDelta with the text so far.
@@ -129,7 +140,12 @@ func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, o
 		return err
 	}
 
-	st, err := l.client.CreateChatCompletionStream(ctx, openai.ChatCompletionRequest{Model: l.model, Messages: msgs, Stream: true})
+	req := openai.ChatCompletionRequest{Model: l.model, Messages: msgs, Stream: true}
+	l.limit(&req, l.MaxTokens)
+	st, err := l.client.CreateChatCompletionStream(ctx, req)
+	if l.refusedMaxTokens(&req, err) {
+		st, err = l.client.CreateChatCompletionStream(ctx, req)
+	}
 	if err != nil {
 		return "", false, stallErr(err)
 	}
@@ -167,6 +183,67 @@ func (l *LLM) stream(ctx context.Context, msgs []openai.ChatCompletionMessage, o
 		b.WriteString(" …")
 	}
 	return b.String(), true, nil
+}
+
+// Short runs one small completion, not streamed: at most maxTokens, within
+// ShortTimeout, with no retries, for a caller that has a fallback.
+func (l *LLM) Short(ctx context.Context, msgs []openai.ChatCompletionMessage, maxTokens int) (string, error) {
+	timeout := l.ShortTimeout
+	if timeout <= 0 {
+		timeout = defaultShortTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req := openai.ChatCompletionRequest{Model: l.model, Messages: msgs}
+	l.limit(&req, maxTokens)
+	resp, err := l.client.CreateChatCompletion(ctx, req)
+	if l.refusedMaxTokens(&req, err) {
+		resp, err = l.client.CreateChatCompletion(ctx, req)
+	}
+	if err != nil {
+		return "", fmt.Errorf("llm %s: %w", l.model, err)
+	}
+	if len(resp.Choices) == 0 || strings.TrimSpace(resp.Choices[0].Message.Content) == "" {
+		return "", fmt.Errorf("llm %s: the model returned an empty answer", l.model)
+	}
+	return resp.Choices[0].Message.Content, nil
+}
+
+// limit caps req at n tokens, in the field the provider takes.
+func (l *LLM) limit(req *openai.ChatCompletionRequest, n int) {
+	if n <= 0 {
+		return
+	}
+	if l.completionTokens.Load() {
+		req.MaxCompletionTokens = n
+	} else {
+		req.MaxTokens = n
+	}
+}
+
+// refusedMaxTokens reports whether err is the provider (or go-openai, which
+// knows the reasoning models) refusing max_tokens; it then moves the limit
+// to max_completion_tokens, for req's one retry and every later request.
+func (l *LLM) refusedMaxTokens(req *openai.ChatCompletionRequest, err error) bool {
+	if req.MaxTokens == 0 || !maxTokensRefused(err) {
+		return false
+	}
+	l.completionTokens.Store(true)
+	req.MaxTokens, req.MaxCompletionTokens = 0, req.MaxTokens
+	return true
+}
+
+func maxTokensRefused(err error) bool {
+	if errors.Is(err, openai.ErrReasoningModelMaxTokensDeprecated) {
+		return true
+	}
+	var apiErr *openai.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.HTTPStatusCode == http.StatusBadRequest &&
+			((apiErr.Param != nil && *apiErr.Param == "max_tokens") || strings.Contains(apiErr.Message, "max_tokens"))
+	}
+	var reqErr *openai.RequestError
+	return errors.As(err, &reqErr) && reqErr.HTTPStatusCode == http.StatusBadRequest && strings.Contains(string(reqErr.Body), "max_tokens")
 }
 
 func retryable(err error) bool {
@@ -230,76 +307,6 @@ func (d hintDoer) Do(req *http.Request) (*http.Response, error) {
 		h.set(retry.After(resp.Header, time.Now()))
 	}
 	return resp, nil
-}
-
-const systemPromptZH = `你是一个知识库问答助手。只根据用户消息中编号的参考资料回答问题：
-- 每个来自资料的论断后用 [n] 标注来源编号，n 是资料的编号；不要编造编号。
-- 资料里没有的内容不要回答；如果资料不足以回答，直接说明知识库没有涉及这个问题。
-- 用提问者使用的语言回答；使用简洁的 Markdown（列表、加粗），不要使用标题。`
-
-const systemPromptEN = `You answer questions from a knowledge base, using only the numbered passages in the user's message:
-- After each claim taken from a passage, cite it as [n], n being the passage number; never invent numbers.
-- Do not answer beyond the passages; if they do not cover the question, say plainly that the knowledge base does not cover it.
-- Answer in the language the question is asked in; use concise Markdown (lists, bold), no headings.`
-
-// maxHistoryRunes caps the conversation history sent to the LLM, newest
-// turns kept first.
-const maxHistoryRunes = 6000
-
-// buildMessages lays out the system rules, the conversation so far, and the
-// question with its numbered passages.
-func buildMessages(question string, history []Turn, passages []retrieved, zh bool) []openai.ChatCompletionMessage {
-	sys := systemPromptEN
-	if zh {
-		sys = systemPromptZH
-	}
-	msgs := []openai.ChatCompletionMessage{{Role: openai.ChatMessageRoleSystem, Content: sys}}
-	budget := maxHistoryRunes
-	start := len(history)
-	for start > 0 {
-		t := history[start-1]
-		n := len([]rune(t.Question)) + len([]rune(t.Answer))
-		if n > budget {
-			break
-		}
-		budget -= n
-		start--
-	}
-	for _, t := range history[start:] {
-		msgs = append(msgs,
-			openai.ChatCompletionMessage{Role: openai.ChatMessageRoleUser, Content: t.Question},
-			openai.ChatCompletionMessage{Role: openai.ChatMessageRoleAssistant, Content: t.Answer})
-	}
-	var b strings.Builder
-	if zh {
-		b.WriteString("参考资料：\n")
-	} else {
-		b.WriteString("Passages:\n")
-	}
-	if len(passages) == 0 {
-		b.WriteString("(none)\n")
-	}
-	for i, p := range passages {
-		b.WriteString("\n[" + strconv.Itoa(i+1) + "] 《" + p.Chunk.Title + "》")
-		if len(p.Chunk.Path) > 0 {
-			b.WriteString(" " + strings.Join(p.Chunk.Path, " / "))
-		}
-		b.WriteString("\n")
-		if p.Chunk.Kind == "qa" {
-			b.WriteString(p.Chunk.Answer)
-		} else {
-			b.WriteString(p.Chunk.Text)
-		}
-		b.WriteString("\n")
-	}
-	if zh {
-		b.WriteString("\n问题：")
-	} else {
-		b.WriteString("\nQuestion: ")
-	}
-	b.WriteString(question)
-	msgs = append(msgs, openai.ChatCompletionMessage{Role: openai.ChatMessageRoleUser, Content: b.String()})
-	return msgs
 }
 
 // Embedder computes dense vectors through an OpenAI-compatible embeddings

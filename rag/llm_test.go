@@ -34,8 +34,9 @@ func newLLM(s *llmfake.Server, rec *sleepRecorder, idle time.Duration) *LLM {
 }
 
 func TestLLMAnswerCitesPassagesAndUsesHistory(t *testing.T) {
-	// Cite passage 3 first, then 1, and one that does not exist.
-	f := startLLM(t, llmfake.Reply("RAG 先检索", "再生成 [3]。", "它还会标注来源 [1][9]。"))
+	// The follow-up is rewritten first (as itself: it stands alone); the
+	// answer cites passage 3 first, then 1, and one that does not exist.
+	f := startLLM(t, llmfake.Reply("检索增强生成的原理和实现步骤"), llmfake.Reply("RAG 先检索", "再生成 [3]。", "它还会标注来源 [1][9]。"))
 	eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0)})
 	history := []Turn{{Question: "什么是 AIGC？", Answer: "AIGC 是生成式 AI 创作的内容。"}}
 	var deltas []string
@@ -47,7 +48,10 @@ func TestLLMAnswerCitesPassagesAndUsesHistory(t *testing.T) {
 	if ans.Mode != ModeLLM || !slices.Equal(deltas, []string{"RAG 先检索", "RAG 先检索再生成 [1]。", "RAG 先检索再生成 [1]。它还会标注来源 [2]。"}) {
 		t.Errorf("mode %s, deltas %q", ans.Mode, deltas)
 	}
-	req := f.Chats()[0]
+	if rw := f.Chats()[0]; rw.Stream || rw.MaxTokens != rewriteTokens || !strings.Contains(rw.Question(), "什么是 AIGC？") {
+		t.Errorf("rewrite request stream=%v max_tokens=%d asks %q", rw.Stream, rw.MaxTokens, rw.Question())
+	}
+	req := f.Chats()[1]
 	if !req.Stream || req.Model != "fake-model" {
 		t.Errorf("request stream=%v model=%q", req.Stream, req.Model)
 	}
@@ -239,5 +243,104 @@ func TestStreamedText(t *testing.T) {
 	final, _ := renumber(whole, 3)
 	if prev != final || final != "先检索 [1]，再生成 [2]。见 [1]。" {
 		t.Errorf("streamed %q, final %q", prev, final)
+	}
+}
+
+const generalText = "目前知识库中暂时没有关于红烧肉做法的相关内容。但一般来说，红烧肉要先焯水 [1]，再炒糖色。"
+
+// A question the knowledge base does not cover gets the model's general
+// answer, streamed, marked general and citing nothing; with refuse, the
+// refusal without asking the model.
+func TestOutOfKnowledgeBase(t *testing.T) {
+	t.Run("general", func(t *testing.T) {
+		f := startLLM(t, llmfake.Reply("目前知识库中暂时没有关于红烧肉做法的相关内容。", "但一般来说，红烧肉要先焯水 [1]，再炒糖色。"))
+		eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0)})
+		var deltas []string
+		ans, err := eng.AskStream(context.Background(), "红烧肉怎么做", nil, func(s string) { deltas = append(deltas, s) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.Mode != ModeGeneral || ans.Covered || len(ans.References) != 0 || strings.Contains(ans.Text, "[1]") {
+			t.Errorf("answer %+v; want general, not covered, citing nothing", ans)
+		}
+		if len(deltas) != 2 || strings.Contains(deltas[1], "[1]") {
+			t.Errorf("deltas %q; want the answer streamed without markers", deltas)
+		}
+		chats := f.Chats()
+		if len(chats) != 1 || !chats[0].Stream || chats[0].Messages[0].Content != generalPromptZH || chats[0].Question() != "红烧肉怎么做" {
+			t.Fatalf("requests %+v; want one streamed request with the general prompt", chats)
+		}
+	})
+	t.Run("refuse", func(t *testing.T) {
+		f := startLLM(t, llmfake.Reply(generalText))
+		eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0), OutOfKB: OutOfKBRefuse})
+		ans, err := eng.Ask(context.Background(), "红烧肉怎么做", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ans.Text != notCovered(true) || ans.Mode != ModeLLM || ans.Covered || len(ans.References) != 0 || len(f.Chats()) != 0 {
+			t.Errorf("answer %+v after %d requests; want the refusal, without the model", ans, len(f.Chats()))
+		}
+	})
+	t.Run("unknown policy", func(t *testing.T) {
+		if _, err := New(Options{Index: seededEngine(t, Options{}).index, OutOfKB: "maybe"}); err == nil {
+			t.Error("New accepted OutOfKB maybe")
+		}
+	})
+}
+
+// Passages the model finds unrelated (its answer cites none) are not
+// listed as references.
+func TestAnswerCitingNothingHasNoReferences(t *testing.T) {
+	for _, policy := range []string{OutOfKBGeneral, OutOfKBRefuse} {
+		t.Run(policy, func(t *testing.T) {
+			f := startLLM(t, llmfake.Reply("目前知识库中暂时没有关于这个问题的相关内容。"))
+			eng := seededEngine(t, Options{LLM: newLLM(f, &sleepRecorder{}, 0), OutOfKB: policy})
+			ans, err := eng.Ask(context.Background(), "检索增强生成的原理和实现步骤", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(f.Chats()[0].Question(), "[1] 《") {
+				t.Fatal("the question found no passages; the test needs one that does")
+			}
+			want := map[string]string{OutOfKBGeneral: ModeGeneral, OutOfKBRefuse: ModeLLM}[policy]
+			if ans.Mode != want || ans.Covered || len(ans.References) != 0 {
+				t.Errorf("mode %s covered %v references %+v; want %s, none", ans.Mode, ans.Covered, ans.References, want)
+			}
+		})
+	}
+}
+
+// max_tokens goes on every answer; a provider refusing it (reasoning
+// models) gets max_completion_tokens instead, from then on.
+func TestMaxTokens(t *testing.T) {
+	refuse := llmfake.Handle(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprint(w, `{"error":{"message":"Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.","type":"invalid_request_error","param":"max_tokens","code":"unsupported_parameter"}}`)
+	})
+	f := startLLM(t, llmfake.Reply("一。"), refuse, llmfake.Reply("二。"))
+	l := newLLM(f, &sleepRecorder{}, 0)
+	l.MaxTokens = 512
+	for _, want := range []string{"一。", "二。", "二。"} {
+		if text, err := l.Complete(context.Background(), testMsgs, nil); err != nil || text != want {
+			t.Fatalf("text %q err %v, want %q", text, err, want)
+		}
+	}
+	var got [][2]int
+	for _, r := range f.Chats() {
+		got = append(got, [2]int{r.MaxTokens, r.MaxCompletionTokens})
+	}
+	if want := [][2]int{{512, 0}, {512, 0}, {0, 512}, {0, 512}}; !slices.Equal(got, want) {
+		t.Errorf("(max_tokens, max_completion_tokens) per request = %v, want %v", got, want)
+	}
+	// The short call switches too, and go-openai's own check (it knows
+	// the reasoning models) counts as a refusal.
+	o := NewLLM(NewOpenAIClient("test-key", f.URL), "o3-mini", 10*time.Second)
+	if _, err := o.Short(context.Background(), testMsgs, 50); err != nil {
+		t.Fatal(err)
+	}
+	if last := f.Chats()[len(f.Chats())-1]; last.MaxTokens != 0 || last.MaxCompletionTokens != 50 {
+		t.Errorf("o3-mini request: max_tokens %d, max_completion_tokens %d", last.MaxTokens, last.MaxCompletionTokens)
 	}
 }

@@ -138,10 +138,12 @@ func (t Tokenizer) Tokens(text string) []string {
 	return out
 }
 
-// functionChars are Chinese particles and pronouns. A question bigram
-// containing one ("是怎", "作的") straddles a word boundary and says little
-// about the topic, so queries leave such bigrams out; the index keeps them.
-const functionChars = "的了是么些吗呢吧啊呀怎哪们把被很我你他她它这那"
+// functionChars are Chinese particles, pronouns and conjunctions. A question
+// bigram containing one ("是怎", "作的", "合和" of 过拟合和欠拟合) straddles a
+// word boundary and says little about the topic, so queries leave such
+// bigrams out; the index keeps them. Left in, they diluted the floor: half
+// the terms of 过拟合和欠拟合有什么区别 were such bigrams.
+const functionChars = "的了是么些吗呢吧啊呀怎哪们把被很我你他她它这那和与或及"
 
 // QueryTerms returns the distinct terms of a question that carry its topic.
 func (t Tokenizer) QueryTerms(question string) []string {

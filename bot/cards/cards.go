@@ -147,6 +147,11 @@ const (
 // AINotice is the notice under every answer.
 const AINotice = "内容由 AI 大模型生成，请仔细甄别"
 
+// GeneralNotice is the note under an answer the model gave from its
+// general knowledge (rag.ModeGeneral): the knowledge base has nothing on
+// the question.
+const GeneralNotice = "ℹ️ 这条回答不是来自知识库：知识库中没有相关内容，以上是模型的一般性回答。"
+
 const (
 	// MaxCardBytes is Feishu's limit on a card. The budget is measured on
 	// the card as it travels (a JSON string inside the request), with room
@@ -231,7 +236,11 @@ func buildAnswerCard(v AnswerView, text string) card {
 	if strings.TrimSpace(text) == "" {
 		text = "（没有找到可以回答的内容）"
 	}
-	els = append(els, answerText(text), note(AINotice))
+	els = append(els, answerText(text))
+	if v.Answer.Mode == rag.ModeGeneral {
+		els = append(els, note(GeneralNotice))
+	}
+	els = append(els, note(AINotice))
 	els = append(els, referenceList(v)...)
 	if fus := v.Answer.FollowUps; len(fus) > 0 {
 		els = append(els, md("**其他人在问**"))
@@ -273,8 +282,8 @@ func askerLine(v AnswerView) []any {
 
 func referenceList(v AnswerView) []any {
 	refs := v.Answer.References
-	if len(refs) == 0 {
-		return nil
+	if len(refs) == 0 || v.Answer.Mode == rag.ModeGeneral {
+		return nil // a general answer is not from the knowledge base
 	}
 	var sb strings.Builder
 	sb.WriteString("**参考资料**")

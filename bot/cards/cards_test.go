@@ -174,3 +174,20 @@ func TestLimitCardGolden(t *testing.T) {
 		t.Errorf("chat limit card says %s", chat)
 	}
 }
+
+// An answer from the model's general knowledge says so under the text and
+// lists no sources, even were it handed some.
+func TestGeneralAnswerCard(t *testing.T) {
+	ans := rag.Answer{Text: "目前知识库中暂时没有关于红烧肉做法的相关内容。但一般来说，先焯水，再炒糖色、慢炖。", FollowUps: []string{"如何开始？"}, Mode: rag.ModeGeneral}
+	card := Answer(AnswerView{Question: "红烧肉怎么做？", Answer: ans, QID: "q3", Conv: "chat:oc_1", BaseURL: testPublic})
+	checkCard(t, card)
+	golden(t, "answer_general.json", card)
+	ans.References = []rag.Reference{{DocID: "doc-1", Title: "无关的资料"}}
+	text := feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "红烧肉怎么做？", Answer: ans, QID: "q3", Conv: "chat:oc_1", BaseURL: testPublic})))
+	if !strings.Contains(text, GeneralNotice) || !strings.Contains(text, AINotice) || strings.Contains(text, "参考资料") || strings.Contains(text, "无关的资料") {
+		t.Errorf("general answer card:\n%s", text)
+	}
+	if strings.Contains(feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "q", Answer: rag.Answer{Text: "t", Mode: rag.ModeLLM}}))), GeneralNotice) {
+		t.Error("an answer from the knowledge base carries the general notice")
+	}
+}

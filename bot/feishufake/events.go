@@ -45,6 +45,8 @@ type Message struct {
 	ChatID     string
 	ChatType   string // p2p (default) | group
 	ThreadID   string
+	ParentID   string // the message replied to; in a thread, its root, as Feishu sends it
+	RootID     string // default: ParentID
 	Sender     string // open_id
 	SenderType string // user (default) | bot | app
 	MsgType    string // text (default) | post | image …
@@ -105,6 +107,12 @@ func (s Signer) MessageEvent(m Message) []byte {
 	}
 	if m.ThreadID != "" {
 		msg["thread_id"] = m.ThreadID
+	}
+	if m.ParentID != "" {
+		msg["parent_id"], msg["root_id"] = m.ParentID, m.ParentID
+		if m.RootID != "" {
+			msg["root_id"] = m.RootID
+		}
 	}
 	if len(mentions) > 0 {
 		msg["mentions"] = mentions

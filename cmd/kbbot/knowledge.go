@@ -63,13 +63,14 @@ func (a *app) openEngine(ctx context.Context) (*rag.Engine, knowledgeIndex, erro
 		if a.cfg.OpenAIAPIKey != "" {
 			llm = rag.NewLLM(client, a.cfg.OpenAIModel, a.cfg.LLMTimeout)
 			llm.Idle = a.cfg.LLMIdle
+			llm.MaxTokens = a.cfg.OpenAIMaxTokens
 		}
 	}
 	idx, err := a.openIndex(ctx, embed)
 	if err != nil {
 		return nil, nil, err
 	}
-	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.cfg.Tokenizer})
+	eng, err := rag.New(rag.Options{Index: idx, Embedder: embed, LLM: llm, Logger: a.log, Tokenizer: a.cfg.Tokenizer, OutOfKB: a.cfg.OutOfKB})
 	if err != nil {
 		idx.Close()
 		return nil, nil, err
@@ -243,18 +244,22 @@ func (a *app) openEngineRebuilt(ctx context.Context) (*rag.Engine, knowledgeInde
 }
 
 func (a *app) eval(ctx context.Context, args []string) error {
-	if len(args) != 1 {
-		fmt.Fprintln(a.stderr, "usage: kbbot eval FILE.jsonl")
+	if len(args) == 0 {
+		fmt.Fprintln(a.stderr, "usage: kbbot eval FILE.jsonl...")
 		return errUsage
 	}
-	f, err := os.Open(args[0])
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	cases, err := rag.ReadEvalCases(f)
-	if err != nil {
-		return fmt.Errorf("%s: %w", args[0], err)
+	var cases []rag.EvalCase
+	for _, name := range args {
+		f, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		cs, err := rag.ReadEvalCases(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		cases = append(cases, cs...)
 	}
 	eng, idx, err := a.openSeededEngine(ctx)
 	if err != nil {
@@ -268,6 +273,14 @@ func (a *app) eval(ctx context.Context, args []string) error {
 	for _, m := range res.Misses {
 		fmt.Fprintln(a.stdout, "miss:", m)
 	}
-	fmt.Fprintf(a.stdout, "questions %d  recall@1 %.3f  recall@3 %.3f  MRR %.3f\n", res.Cases, res.Recall1, res.Recall3, res.MRR)
+	for _, q := range res.Cited {
+		fmt.Fprintln(a.stdout, "cited out of domain:", q)
+	}
+	if res.Cases > 0 {
+		fmt.Fprintf(a.stdout, "questions %d  recall@1 %.3f  recall@3 %.3f  MRR %.3f\n", res.Cases, res.Recall1, res.Recall3, res.MRR)
+	}
+	if res.OutOfDomain > 0 {
+		fmt.Fprintf(a.stdout, "out-of-domain %d  with any reference %d\n", res.OutOfDomain, len(res.Cited))
+	}
 	return nil
 }

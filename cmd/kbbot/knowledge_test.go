@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/qdrant/go-client/qdrant"
 
+	"kbbot/rag/llmfake"
 	"kbbot/store/index/qdranttest"
 )
 
@@ -137,5 +139,70 @@ func TestQdrantRoundTripThroughCLI(t *testing.T) {
 	}
 	if r := a.References[0].Title; r != "RAG技术实现的原理步骤" && r != "AI搜索的底层逻辑是怎样的" {
 		t.Errorf("top reference = %q", r)
+	}
+}
+
+// `kbbot eval` takes several files and reports the out-of-domain questions
+// apart from recall.
+func TestEvalReportsOutOfDomain(t *testing.T) {
+	seeds, _ := filepath.Abs("../../seeds")
+	env := map[string]string{"KBBOT_DATA_DIR": t.TempDir(), "KBBOT_SEEDS_DIR": seeds}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.jsonl")
+	ood := filepath.Join(dir, "ood.jsonl")
+	writeFile(t, in, `{"q": "Transformer 的自注意力机制是怎么回事？", "expect": ["transformer原理"]}`+"\n")
+	writeFile(t, ood, `{"q": "红烧肉怎么做", "expect": []}`+"\n"+`{"q": "How do I fix a flat bicycle tire?", "expect": []}`+"\n")
+	out, _, err := runCLI(t, env, "eval", in, ood)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"questions 1  recall@1 1.000", "out-of-domain 2  with any reference 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eval output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func writeFile(t *testing.T, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// The answer settings reach the engine: OPENAI_MAX_TOKENS caps the
+// request, KBBOT_OUT_OF_KB decides what a question outside the knowledge
+// base gets.
+func TestAskOutOfKnowledgeBaseSettings(t *testing.T) {
+	seeds, _ := filepath.Abs("../../seeds")
+	for _, tc := range []struct {
+		outOfKB, mode string
+		requests      int
+	}{
+		{"", "general", 1},
+		{"refuse", "llm", 0},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			llm := llmfake.Start(t, llmfake.Default(llmfake.Reply("目前知识库中暂时没有关于红烧肉的相关内容。但一般来说，先焯水。")))
+			env := map[string]string{"KBBOT_DATA_DIR": t.TempDir(), "KBBOT_SEEDS_DIR": seeds, "OPENAI_API_KEY": "k", "OPENAI_BASE_URL": llm.URL,
+				"OPENAI_MAX_TOKENS": "77", "KBBOT_OUT_OF_KB": tc.outOfKB}
+			out, _, err := runCLI(t, env, "ask", "--json", "红烧肉怎么做")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var a askJSON
+			if err := json.Unmarshal([]byte(out), &a); err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			chats := llm.Chats()
+			if a.Mode != tc.mode || len(a.References) != 0 || len(chats) != tc.requests {
+				t.Errorf("mode %s, %d references, %d requests; want %s, none, %d", a.Mode, len(a.References), len(chats), tc.mode, tc.requests)
+			}
+			for _, r := range chats {
+				if r.MaxTokens != 77 {
+					t.Errorf("max_tokens %d, want 77", r.MaxTokens)
+				}
+			}
+		})
 	}
 }

@@ -11,7 +11,7 @@
 //	kbbot ingest [--rebuild] [PATH...]
 //	kbbot sync
 //	kbbot ask [--json] QUESTION
-//	kbbot eval FILE.jsonl
+//	kbbot eval FILE.jsonl...
 //	kbbot serve [--ws]
 //	kbbot doctor
 //	kbbot healthcheck
@@ -49,7 +49,7 @@ const usage = `kbbot: a Feishu knowledge-base bot
   kbbot ask [--json] QUESTION     answer one question from the knowledge base
   kbbot ingest [--rebuild] [PATH...]  ingest files or folders (default: seeds/)
   kbbot sync                      sync the Feishu wiki spaces and docs (FEISHU_WIKI_SPACES…) into the index
-  kbbot eval FILE.jsonl           retrieval quality: recall@1, recall@3, MRR
+  kbbot eval FILE.jsonl...        retrieval quality: recall@1, recall@3, MRR; out-of-domain questions cited
   kbbot serve [--ws]              run the Feishu bot (webhook, or long connection with --ws)
   kbbot doctor                    check the configuration and every dependency
   kbbot healthcheck               GET /healthz on KBBOT_ADDR (for container health checks)

@@ -42,10 +42,11 @@ type stateParts struct {
 func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, error) {
 	qopt := queue.Options{Workers: a.cfg.Workers, Capacity: max(16*a.cfg.Workers, 64),
 		MaxAttempts: a.cfg.QueueAttempts, Visibility: a.cfg.QueueVisibility, Shards: a.cfg.QueueShards,
-		MaxPending: a.cfg.QueueMaxPending, NoWorkers: a.cfg.Role == "events", Log: a.log}
+		MaxPending: a.cfg.QueueMaxPending, NoWorkers: a.cfg.Role == "events", Retention: a.cfg.Retention, Log: a.log}
 	if a.cfg.RedisURL == "" {
 		a.log.Info("state in process memory; set REDIS_URL to share it between replicas and keep it across restarts")
 		st := state.NewMemory()
+		st.Retention = a.cfg.Retention
 		return stateParts{state: st, queue: queue.NewMemory(st, qopt), limiter: ratelimit.NewMemory(), leases: st,
 			closeFn: func() error { return nil }}, nil
 	}
@@ -54,6 +55,7 @@ func (a *app) openStateParts(ctx context.Context, prefix string) (stateParts, er
 		return stateParts{}, err
 	}
 	st := state.NewRedis(rdb)
+	st.Retention = a.cfg.Retention
 	return stateParts{state: st, queue: queue.NewRedis(rdb, st, qopt), limiter: ratelimit.NewRedis(rdb), leases: st,
 		closeFn: rdb.Close}, nil
 }

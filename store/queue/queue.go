@@ -107,6 +107,10 @@ type Options struct {
 	// about a second's worth. Nothing is ever trimmed from a shard: a job
 	// recorded is a job answered or given up.
 	MaxPending int
+	// Redis: how long a job given up stays in the dead-letter stream
+	// (KBBOT_RETENTION; default 30 days). Older entries are trimmed as
+	// new ones arrive.
+	Retention time.Duration
 }
 
 const (
@@ -147,6 +151,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPending <= 0 {
 		o.MaxPending = 10000
+	}
+	if o.Retention <= 0 {
+		o.Retention = 30 * 24 * time.Hour
 	}
 	return o
 }

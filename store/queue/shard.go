@@ -288,9 +288,17 @@ func (q *Redis) ack(l *lease, id string) bool {
 func (q *Redis) bury(l *lease, j Job, reason string) bool {
 	l.log.Error("job given up; moving it to the dead-letter stream", "job", j.ID, "key", j.Key, "attempts", j.Attempt, "reason", firstLine(reason))
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := q.rdb.XAdd(ctx, &redis.XAddArgs{Stream: q.DeadKey(), MaxLen: deadStreamLen, Approx: true, Values: []any{
-		"key", j.Key, "payload", j.Payload, "job", j.ID, "shard", l.shard, "attempts", j.Attempt,
-		"reason", reason, "at", time.Now().UTC().Format(time.RFC3339)}}).Err()
+	// Entries older than the retention go as this one comes (a stream id
+	// is its time; "~" trims whole nodes, O(1) amortised), and the length
+	// stays capped.
+	now := time.Now()
+	_, err := q.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: q.DeadKey(), MinID: strconv.FormatInt(now.Add(-q.opt.Retention).UnixMilli(), 10), Approx: true, Values: []any{
+			"key", j.Key, "payload", j.Payload, "job", j.ID, "shard", l.shard, "attempts", j.Attempt,
+			"reason", reason, "at", now.UTC().Format(time.RFC3339)}})
+		p.XTrimMaxLenApprox(ctx, q.DeadKey(), deadStreamLen, 0)
+		return nil
+	})
 	cancel()
 	if err != nil {
 		l.log.Warn("writing to the dead-letter stream failed; the job stays pending", "job", j.ID, "error", err)

@@ -1,7 +1,8 @@
-// Package state keeps each chat's conversation, the de-duplication claims
-// that make a redelivered event a no-op, feedback votes and the chats
-// already welcomed: in process (Memory, one replica) or in Redis (Redis,
-// shared by replicas). Both pass the same suite (state_test.go).
+// Package state keeps each chat's conversation (and each answer by the
+// message that shows it), the de-duplication claims that make a
+// redelivered event a no-op, feedback votes and the chats already
+// welcomed: in process (Memory, one replica) or in Redis (Redis, shared by
+// replicas). Both pass the same suite (state_test.go).
 package state
 
 import (
@@ -16,6 +17,9 @@ const (
 	// FeedbackCap is how many feedback records are kept; older ones are
 	// dropped so the list cannot grow without bound.
 	FeedbackCap = 10000
+	// DefaultRetention is how long feedback records are kept when the
+	// store's Retention is zero (KBBOT_RETENTION): 30 days.
+	DefaultRetention = 30 * 24 * time.Hour
 
 	// VoteUp and VoteDown are the only votes AddFeedback accepts.
 	VoteUp   = "up"
@@ -40,12 +44,15 @@ type Memory struct {
 	// Now is the clock used for TTLs; tests replace it to expire entries
 	// without sleeping.
 	Now func() time.Time
+	// Retention is how long a feedback record is kept; zero means
+	// DefaultRetention.
+	Retention time.Duration
 
 	mu         sync.Mutex
 	turns      map[string]memoryTurns
 	claims     map[string]time.Time // key → expiry; zero means never
 	chats      map[string]struct{}
-	feedback   [][]byte
+	feedback   []memoryRecord // oldest first
 	up, down   int64
 	sinceSweep int
 	leases     map[string]bool
@@ -55,6 +62,16 @@ type Memory struct {
 type memoryTurns struct {
 	items   [][]byte
 	expires time.Time // zero means never
+}
+
+type memoryValue struct {
+	data    []byte
+	expires time.Time // zero means never
+}
+
+type memoryRecord struct {
+	data []byte
+	at   time.Time
 }
 
 // NewMemory returns an empty in-process state store.
@@ -180,17 +197,25 @@ func (m *Memory) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-// AddFeedback records a vote and returns the running totals.
+// AddFeedback records a vote and returns the running totals. Records
+// older than the retention, and any beyond FeedbackCap, are dropped.
 func (m *Memory) AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error) {
 	if err := checkVote(vote); err != nil {
 		return 0, 0, err
 	}
+	now := m.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.feedback = append(m.feedback, append([]byte(nil), record...))
-	if n := len(m.feedback); n > FeedbackCap {
-		m.feedback = m.feedback[n-FeedbackCap:]
+	m.feedback = append(m.feedback, memoryRecord{data: append([]byte(nil), record...), at: now})
+	// Oldest first, so what goes is a prefix, and each record goes once:
+	// O(1) amortised. Appends move the live part to fresh arrays, so the
+	// dropped records are not pinned for long.
+	cutoff := now.Add(-retention(m.Retention))
+	drop := max(0, len(m.feedback)-FeedbackCap)
+	for drop < len(m.feedback) && m.feedback[drop].at.Before(cutoff) {
+		drop++
 	}
+	m.feedback = m.feedback[drop:]
 	if vote == VoteUp {
 		m.up++
 	} else {
@@ -213,6 +238,13 @@ func (m *Memory) SeenChat(ctx context.Context, chat string) (bool, error) {
 // Ping always succeeds: memory is always reachable.
 func (m *Memory) Ping(ctx context.Context) error { return nil }
 
+func retention(d time.Duration) time.Duration {
+	if d <= 0 {
+		return DefaultRetention
+	}
+	return d
+}
+
 func checkVote(vote string) error {
 	if vote != VoteUp && vote != VoteDown {
 		return fmt.Errorf("store: add feedback: vote must be %q or %q, got %q", VoteUp, VoteDown, vote)
@@ -232,7 +264,7 @@ func (m *Memory) Remember(ctx context.Context, key string, value []byte, ttl tim
 	if m.kv == nil {
 		m.kv = map[string]memoryValue{}
 	}
-	m.kv[key] = memoryValue{value: append([]byte(nil), value...), expires: now.Add(ttl)}
+	m.kv[key] = memoryValue{data: append([]byte(nil), value...), expires: now.Add(ttl)}
 	return nil
 }
 
@@ -247,10 +279,5 @@ func (m *Memory) Recall(ctx context.Context, key string) ([]byte, error) {
 		delete(m.kv, key)
 		return nil, nil
 	}
-	return append([]byte(nil), v.value...), nil
-}
-
-type memoryValue struct {
-	value   []byte
-	expires time.Time
+	return append([]byte(nil), v.data...), nil
 }

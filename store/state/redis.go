@@ -5,6 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"strconv"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -19,6 +21,11 @@ import (
 type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
+	// Retention is how long a feedback record is kept; zero means
+	// DefaultRetention.
+	Retention time.Duration
+
+	legacy sync.Once // see expireLegacyFeedback
 }
 
 // NewRedis keeps state in r's Redis, under r's key prefix.
@@ -125,21 +132,28 @@ func (r *Redis) Release(ctx context.Context, key string) error {
 	return nil
 }
 
-// AddFeedback records a vote (newest first, capped at FeedbackCap, kept
-// forever) and returns the running totals.
+// AddFeedback records a vote and returns the running totals. Records are
+// kept in a stream, oldest first, each under an id that is its time: the
+// write that adds one also drops those older than the retention (XADD
+// MINID, O(1) amortised, as each record goes once) and any beyond
+// FeedbackCap. Read them with XRANGE.
 func (r *Redis) AddFeedback(ctx context.Context, vote string, record []byte) (up, down int64, err error) {
 	if err := checkVote(vote); err != nil {
 		return 0, 0, err
 	}
+	r.legacy.Do(func() { r.expireLegacyFeedback(ctx) })
 	other := VoteDown
 	if vote == VoteDown {
 		other = VoteUp
 	}
-	records := r.feedbackKey("records")
+	records := r.feedbackKey("log")
+	minID := strconv.FormatInt(time.Now().Add(-retention(r.Retention)).UnixMilli(), 10)
 	var voted, unvoted *redis.IntCmd
 	_, err = r.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.LPush(ctx, records, record)
-		p.LTrim(ctx, records, 0, FeedbackCap-1)
+		// Exact trims: votes are rare, and a record past its retention
+		// must go, not wait for its neighbours.
+		p.XAdd(ctx, &redis.XAddArgs{Stream: records, MinID: minID, Values: []any{"record", record}})
+		p.XTrimMaxLen(ctx, records, FeedbackCap)
 		voted = p.Incr(ctx, r.feedbackKey(vote))
 		// INCRBY 0 reads the other total without GET's nil-on-missing case.
 		unvoted = p.IncrBy(ctx, r.feedbackKey(other), 0)
@@ -152,6 +166,18 @@ func (r *Redis) AddFeedback(ctx context.Context, vote string, record []byte) (up
 		return voted.Val(), unvoted.Val(), nil
 	}
 	return unvoted.Val(), voted.Val(), nil
+}
+
+// expireLegacyFeedback gives the list earlier versions kept feedback
+// records in ({feedback}:records, forever) an expiry of one retention, once
+// it has none. Nothing is added to it any more, so by then every record in
+// it is older than the retention. Done once per process; a failure is
+// retried by the next.
+func (r *Redis) expireLegacyFeedback(ctx context.Context) {
+	key := r.feedbackKey("records")
+	if ttl, err := r.rdb.PTTL(ctx, key).Result(); err == nil && ttl == -1 {
+		r.rdb.PExpire(ctx, key, retention(r.Retention))
+	}
 }
 
 // SeenChat reports true the first time chat is seen, ever.

@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"kbbot/deploy/testkit"
 	"kbbot/store"
@@ -203,6 +206,46 @@ func stateTests() []stateTest {
 				t.Fatalf("ResetTurns of unknown conversation: %v", err)
 			}
 		}},
+		{"AnswerByMessage", func(t *testing.T, e stateEnv) {
+			ctx := t.Context()
+			if got, err := e.st.Recall(ctx, "answer:"+"om_never"); err != nil || got != nil {
+				t.Fatalf("Answer of an unknown message = %q, %v; want nil", got, err)
+			}
+			buf := []byte("{\"q\":\"你好\"}\x00")
+			want := string(buf)
+			if err := e.st.Remember(ctx, "answer:"+"om_1", buf, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			buf[0] = 'X' // the store must not keep the caller's buffer
+			if err := e.st.Remember(ctx, "answer:"+"om_2", []byte("other"), time.Hour); err != nil {
+				t.Fatal(err)
+			}
+			got, err := e.st.Recall(ctx, "answer:"+"om_1")
+			if err != nil || string(got) != want {
+				t.Fatalf("Answer(om_1) = %q, %v; want %q", got, err, want)
+			}
+			got[0] = 'Y' // nor hand out its own
+			if got, _ := e.st.Recall(ctx, "answer:"+"om_1"); string(got) != want {
+				t.Fatalf("Answer(om_1) after changing a copy = %q", got)
+			}
+		}},
+		{"AnswersExpire", func(t *testing.T, e stateEnv) {
+			ctx := t.Context()
+			for id, ttl := range map[string]time.Duration{"om_short": e.short, "om_long": time.Hour} {
+				if err := e.st.Remember(ctx, "answer:"+id, []byte(id), ttl); err != nil {
+					t.Fatal(err)
+				}
+			}
+			e.elapse(e.short)
+			if !e.eventually(func() bool { got, err := e.st.Recall(ctx, "answer:"+"om_short"); return err == nil && got == nil }) {
+				t.Fatal("answer still there after its TTL")
+			}
+			for _, id := range []string{"om_long"} {
+				if got, err := e.st.Recall(ctx, "answer:"+id); err != nil || string(got) != id {
+					t.Errorf("Answer(%s) = %q, %v", id, got, err)
+				}
+			}
+		}},
 		{"ClaimOnce", func(t *testing.T, e stateEnv) {
 			wantClaim(t, e.st, "evt1", time.Hour, true)
 			wantClaim(t, e.st, "evt1", time.Hour, false)
@@ -379,35 +422,89 @@ func TestMemoryFeedbackCap(t *testing.T) {
 	if len(m.feedback) != FeedbackCap {
 		t.Fatalf("kept %d feedback records, want %d", len(m.feedback), FeedbackCap)
 	}
-	if got, want := string(m.feedback[len(m.feedback)-1]), fmt.Sprint(FeedbackCap+4); got != want {
+	if got, want := string(m.feedback[len(m.feedback)-1].data), fmt.Sprint(FeedbackCap+4); got != want {
 		t.Fatalf("newest record = %q, want %q", got, want)
 	}
 }
 
-func TestRedisFeedbackCapAndKeys(t *testing.T) {
+// Records older than the retention go at the next write.
+func TestMemoryFeedbackRetention(t *testing.T) {
+	clock := testkit.NewClock(time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC))
+	m := NewMemory()
+	m.Now, m.Retention = clock.Now, 48*time.Hour
+	for _, rec := range []string{"old", "older than a day"} {
+		if _, _, err := m.AddFeedback(t.Context(), VoteUp, []byte(rec)); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(25 * time.Hour)
+	}
+	if _, _, err := m.AddFeedback(t.Context(), VoteDown, []byte("new")); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range m.feedback {
+		got = append(got, string(r.data))
+	}
+	if want := []string{"older than a day", "new"}; !slices.Equal(got, want) {
+		t.Fatalf("records kept = %q, want %q", got, want)
+	}
+	if up, down, _ := m.AddFeedback(t.Context(), VoteUp, []byte("x")); up != 3 || down != 1 {
+		t.Errorf("totals %d up %d down; retention must not touch them", up, down)
+	}
+}
+
+func TestRedisFeedbackRetentionCapAndKeys(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	r := openRedis(t, redistest.URL(t), prefix)
+	r.Retention = time.Hour
 	ctx := t.Context()
-	records := prefix + "{feedback}:records"
-	// Fill to the cap directly; 10000 round trips would only slow the test.
-	fill := make([]any, FeedbackCap)
-	for i := range fill {
-		fill[i] = "old"
+	records := prefix + "{feedback}:log"
+	// Records older than the retention, written directly with ids in the
+	// past (a stream id is its time in ms), and a recent one.
+	old := time.Now().Add(-2 * time.Hour).UnixMilli()
+	for i := range 3 {
+		if err := r.rdb.XAdd(ctx, &redis.XAddArgs{Stream: records, ID: fmt.Sprintf("%d-%d", old, i), Values: []any{"record", "old"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if err := r.rdb.RPush(ctx, records, fill...).Err(); err != nil {
+	if err := r.rdb.XAdd(ctx, &redis.XAddArgs{Stream: records, Values: []any{"record", "recent"}}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	// A list from an earlier version, kept forever until now.
+	legacy := prefix + "{feedback}:records"
+	if err := r.rdb.LPush(ctx, legacy, "legacy").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := r.AddFeedback(ctx, VoteDown, []byte("newest")); err != nil {
 		t.Fatal(err)
 	}
-	if n := r.rdb.LLen(ctx, records).Val(); n != FeedbackCap {
-		t.Fatalf("feedback list length = %d, want %d", n, FeedbackCap)
+	var kept []any
+	for _, m := range r.rdb.XRange(ctx, records, "-", "+").Val() {
+		kept = append(kept, m.Values["record"])
 	}
-	if got := r.rdb.LIndex(ctx, records, 0).Val(); got != "newest" {
-		t.Fatalf("first record = %q, want the newest", got)
+	if want := []any{"recent", "newest"}; !slices.Equal(kept, want) {
+		t.Fatalf("records kept = %v, want %v", kept, want)
 	}
-	if ttl := r.rdb.PTTL(ctx, records).Val(); ttl != -1 {
-		t.Fatalf("feedback list TTL = %v, want none", ttl)
+	if ttl := r.rdb.PTTL(ctx, legacy).Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("legacy feedback list TTL = %v, want the retention", ttl)
+	}
+
+	// Fill to the cap directly; 10000 round trips would only slow the test.
+	pipe := r.rdb.Pipeline()
+	for range FeedbackCap {
+		pipe.XAdd(ctx, &redis.XAddArgs{Stream: records, Values: []any{"record", "filler"}})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := r.AddFeedback(ctx, VoteUp, []byte("last")); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.rdb.XLen(ctx, records).Val(); n != FeedbackCap {
+		t.Fatalf("feedback stream length = %d, want %d", n, FeedbackCap)
+	}
+	if last := r.rdb.XRevRangeN(ctx, records, "+", "-", 1).Val(); len(last) != 1 || last[0].Values["record"] != "last" {
+		t.Fatalf("newest record %v, want the last one added", last)
 	}
 
 	// The layout other tools (and Cluster slotting) rely on.
@@ -415,9 +512,13 @@ func TestRedisFeedbackCapAndKeys(t *testing.T) {
 	if _, err := r.SeenChat(ctx, "oc_9"); err != nil {
 		t.Fatal(err)
 	}
+	if err := r.Remember(ctx, "answer:"+"om_9", []byte("t"), time.Hour); err != nil {
+		t.Fatal(err)
+	}
 	wantClaim(t, r, "evt", time.Hour, true)
 	for _, key := range []string{
 		prefix + "{oc_9}:turns",
+		prefix + "kv:answer:om_9",
 		prefix + "claim:evt",
 		prefix + "chats",
 		prefix + "{feedback}:down",
@@ -426,6 +527,9 @@ func TestRedisFeedbackCapAndKeys(t *testing.T) {
 		if r.rdb.Exists(ctx, key).Val() != 1 {
 			t.Errorf("key %q missing", key)
 		}
+	}
+	if ttl := r.rdb.PTTL(ctx, prefix+"kv:answer:om_9").Val(); ttl <= 0 || ttl > time.Hour {
+		t.Errorf("answer TTL = %v, want the one given", ttl)
 	}
 }
 
