@@ -153,6 +153,7 @@ func crashEnv(t *testing.T, fake *feishufake.Server, redisURL string) map[string
 		"KBBOT_QUEUE_VISIBILITY":    "2s",
 		"FEISHU_APP_ID":             fmt.Sprintf("cli_crash_%d_%d", time.Now().UnixNano(), e2eSeq.Add(1)),
 		"FEISHU_APP_SECRET":         "crash-secret",
+		"KBBOT_LINK_SECRET":         e2eLinkKey,
 		"FEISHU_VERIFICATION_TOKEN": e2eToken,
 		"FEISHU_ENCRYPT_KEY":        e2eKey,
 		"FEISHU_BASE_URL":           fake.URL,

@@ -168,12 +168,12 @@ func (d *doctorRun) configuration(context.Context) []finding {
 		return out
 	}
 	if c.FeishuMode == "ws" {
-		return []finding{passed("long-connection mode: app credentials set (no encrypt key or verification token needed)")}
+		return []finding{passed("long-connection mode: app credentials and link secret set (no encrypt key or verification token needed)")}
 	}
 	if c.FeishuEncryptKey == "" {
 		return []finding{passed("webhook mode with KBBOT_INSECURE_DEV=true: requests are neither signed nor encrypted; development only")}
 	}
-	return []finding{passed("webhook mode: app credentials, encrypt key and verification token set")}
+	return []finding{passed("webhook mode: app credentials, encrypt key, verification token and link secret set")}
 }
 
 func unjoin(err error) []error {

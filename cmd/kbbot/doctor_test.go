@@ -25,6 +25,7 @@ const (
 	doctorEncryptKey = "doctor-encrypt-key"
 	doctorVerifyTok  = "doctor-verification-token"
 	doctorOpenAIKey  = "sk-doctor-good"
+	doctorLinkSecret = "doctor-link-secret-of-32-bytes-or-more"
 )
 
 // startFakeOpenAI is an OpenAI-compatible provider that knows the key
@@ -67,6 +68,7 @@ func doctorEnv(t *testing.T, feishuURL, openaiURL, qdrantURL string) map[string]
 		"KBBOT_DATA_DIR":            t.TempDir(),
 		"FEISHU_APP_ID":             fmt.Sprintf("cli_%s_%d", t.Name(), time.Now().UnixNano()),
 		"FEISHU_APP_SECRET":         doctorAppSecret,
+		"KBBOT_LINK_SECRET":         doctorLinkSecret,
 		"FEISHU_ENCRYPT_KEY":        doctorEncryptKey,
 		"FEISHU_VERIFICATION_TOKEN": doctorVerifyTok,
 		"FEISHU_BASE_URL":           feishuURL,
@@ -121,7 +123,7 @@ func parseDoctor(t *testing.T, out string) []doctorLine {
 
 func assertNoSecrets(t *testing.T, out string) {
 	t.Helper()
-	for _, s := range []string{doctorAppSecret, doctorEncryptKey, doctorVerifyTok, doctorOpenAIKey} {
+	for _, s := range []string{doctorAppSecret, doctorEncryptKey, doctorVerifyTok, doctorOpenAIKey, doctorLinkSecret} {
 		if strings.Contains(out, s) {
 			t.Errorf("the report shows the secret %q:\n%s", s, out)
 		}
@@ -179,6 +181,7 @@ func TestDoctorSkipsWhatIsNotConfigured(t *testing.T) {
 		"KBBOT_DATA_DIR":    dataDir,
 		"FEISHU_APP_ID":     fmt.Sprintf("cli_%s_%d", t.Name(), time.Now().UnixNano()),
 		"FEISHU_APP_SECRET": doctorAppSecret,
+		"KBBOT_LINK_SECRET": doctorLinkSecret,
 		"FEISHU_BASE_URL":   fake.URL,
 	}
 	out, stderr, err := runCLI(t, env, "doctor", "--ws")
@@ -262,6 +265,13 @@ func TestDoctorFailures(t *testing.T) {
 				delete(env, "FEISHU_ENCRYPT_KEY")
 			},
 			fails: map[string]string{"configuration": "Encryption Strategy"},
+		},
+		{
+			name: "missing link secret",
+			setup: func(t *testing.T, env map[string]string, _ *feishufake.Server) {
+				delete(env, "KBBOT_LINK_SECRET")
+			},
+			fails: map[string]string{"configuration": "openssl rand -hex 32"},
 		},
 		{
 			name: "redis stopped",

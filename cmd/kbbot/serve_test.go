@@ -21,6 +21,7 @@ import (
 const (
 	e2eToken   = "e2e-verification-token"
 	e2eKey     = "e2e-encrypt-key"
+	e2eLinkKey = "e2e-link-secret-of-at-least-32-bytes"
 	e2eBotID   = "ou_e2e_bot"
 	e2ePublic  = "https://kb.test"
 	e2eTimeout = 20 * time.Second
@@ -62,6 +63,7 @@ func e2eEnv(t *testing.T, fake *feishufake.Server) map[string]string {
 		"KBBOT_WORKERS":             "2",
 		"FEISHU_APP_ID":             fmt.Sprintf("cli_e2e_%d_%d", time.Now().UnixNano(), e2eSeq.Add(1)),
 		"FEISHU_APP_SECRET":         "e2e-secret",
+		"KBBOT_LINK_SECRET":         e2eLinkKey,
 		"FEISHU_VERIFICATION_TOKEN": e2eToken,
 		"FEISHU_ENCRYPT_KEY":        e2eKey,
 		"FEISHU_BASE_URL":           fake.URL,
