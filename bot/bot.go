@@ -25,6 +25,7 @@ import (
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
+	"kbbot/bot/kblink"
 	"kbbot/bot/openapi"
 	"kbbot/rag"
 	"kbbot/store/queue"
@@ -62,6 +63,11 @@ type Config struct {
 	VerificationToken string // checked on every event and challenge; empty only in insecure dev mode
 	EncryptKey        string // empty: events are neither signed nor encrypted (insecure dev mode)
 	PublicURL         string // base of /kb/{doc_id} links for sources without a URL
+	// LinkSecret signs those links (kblink); empty is a random secret, so
+	// links die with the process (serve allows that in insecure dev mode
+	// only). LinkTTL is how long a link works; default 720h.
+	LinkSecret []byte
+	LinkTTL    time.Duration
 
 	Workers      int // answering goroutines
 	QueueSize    int // in-process queue: answers waiting for a worker; default 16 per worker, at least 64
@@ -123,6 +129,7 @@ type Bot struct {
 	log   *slog.Logger
 	feish *openapi.Client
 	disp  *dispatcher.EventDispatcher
+	links *kblink.Signer // signs and checks /kb links, on the clock Now
 
 	work    Queue // answers: cfg.Queue
 	started bool  // Start has started the queues
@@ -173,6 +180,12 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		cfg.Queue = queue.NewMemory(st, queue.Options{Workers: cfg.Workers, Capacity: cfg.QueueSize, Log: log})
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if len(cfg.LinkSecret) == 0 {
+		cfg.LinkSecret = kblink.RandomSecret()
+	}
+	if cfg.LinkTTL <= 0 {
+		cfg.LinkTTL = 720 * time.Hour
+	}
 	b := &Bot{
 		cfg:       cfg,
 		ans:       ans,
@@ -184,6 +197,7 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		work:      cfg.Queue,
 		notices:   queue.NewMemory(nil, queue.Options{Workers: 2, Capacity: 4096, MaxAttempts: 1, Log: log}),
 	}
+	b.links = kblink.New(cfg.LinkSecret, cfg.LinkTTL, cfg.PublicURL, func() time.Time { return b.Now() })
 	b.disp = b.newDispatcher()
 	return b, nil
 }
@@ -262,7 +276,10 @@ func (b *Bot) Handler() http.Handler {
 	}
 	mux.HandleFunc("GET /healthz", b.healthz)
 	mux.HandleFunc("GET /readyz", b.readyz)
-	mux.HandleFunc("GET /kb/{doc_id}", b.kbPage)
+	// Everything under /kb/, even a 404 or 405 from the mux, gets kbHeaders.
+	kb := http.NewServeMux()
+	kb.HandleFunc("GET /kb/{doc_id}", b.kbPage)
+	mux.Handle("/kb/", kbHeaders(kb))
 	return recoverHandler(b.log, mux)
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/bot/kblink"
 	"kbbot/deploy/testkit"
 	"kbbot/rag"
 	"kbbot/store/index"
@@ -72,7 +74,7 @@ func TestDirectMessageGetsOneAnswerCard(t *testing.T) {
 		}
 		text := feishufake.CardText(r.Card)
 		for _, want := range []string{"关于「什么是知识库？」：答案在这里 [1]", cards.AINotice, "**参考资料**",
-			"[文档一](" + testPublic + "/kb/doc-1)", "[Doc Two](https://example.com/doc-2)", "**其他人在问**"} {
+			"[文档一](" + testPublic + "/kb/doc-1?exp=", "[Doc Two](https://example.com/doc-2)", "**其他人在问**"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("card lacks %q:\n%s", want, text)
 			}
@@ -644,16 +646,31 @@ func TestKBPage(t *testing.T) {
 		}
 		return rag.Document{}, index.ErrNotFound
 	}}})
-	get := func(path string) (int, string) {
-		resp, err := http.Get(h.srv.URL + path)
+	// link is the path and query of the link a card would carry for id.
+	link := func(id string) string { return strings.TrimPrefix(h.bot.links.URL(id), testPublic) }
+	get := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, h.srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		for k, want := range map[string]string{
+			"Cache-Control":           "private, no-store",
+			"X-Robots-Tag":            "noindex",
+			"Referrer-Policy":         "no-referrer",
+			"X-Content-Type-Options":  "nosniff",
+			"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+		} {
+			if got := resp.Header.Get(k); got != want {
+				t.Errorf("%s %s: %s %q, want %q", method, path, k, got, want)
+			}
+		}
 		return resp.StatusCode, string(b)
 	}
-	status, page := get("/kb/doc-1")
+	status, page := get("GET", link("doc-1"))
 	if status != 200 {
 		t.Fatalf("status %d", status)
 	}
@@ -665,11 +682,51 @@ func TestKBPage(t *testing.T) {
 	if strings.Contains(page, "<script>") || strings.Contains(page, "javascript:") {
 		t.Error("page does not escape its content")
 	}
-	if _, page := get("/kb/qa-1"); !strings.Contains(page, "怎么提问？") || !strings.Contains(page, "直接发消息。") || !strings.Contains(page, "回答") {
+	if _, page := get("GET", link("qa-1")); !strings.Contains(page, "怎么提问？") || !strings.Contains(page, "直接发消息。") || !strings.Contains(page, "回答") {
 		t.Errorf("Q&A page lacks question or answer:\n%s", page)
 	}
-	if status, _ := get("/kb/nope"); status != 404 {
-		t.Errorf("unknown doc: status %d, want 404", status)
+	if status, _ := get("GET", link("nope")); status != 404 {
+		t.Errorf("unknown doc with a valid link: status %d, want 404", status)
+	}
+
+	// Without a valid, unexpired link: 403 and a page saying so, with no
+	// content, whether or not the document exists.
+	_, exp, _ := strings.Cut(link("doc-1"), "?exp=")
+	exp, sig, _ := strings.Cut(exp, "&sig=")
+	past := strconv.FormatInt(h.bot.Now().Add(-time.Minute).Unix(), 10)
+	for name, path := range map[string]string{
+		"no signature":     "/kb/doc-1",
+		"wrong signature":  "/kb/doc-1?exp=" + exp + "&sig=" + strings.Repeat("0", 64),
+		"another doc's":    "/kb/qa-1?exp=" + exp + "&sig=" + sig,
+		"a later expiry":   "/kb/doc-1?exp=" + exp + "9&sig=" + sig,
+		"expired":          "/kb/doc-1?exp=" + past + "&sig=" + kblink.Sig([]byte(testLinkKey), "doc-1", past),
+		"unknown, no link": "/kb/nope",
+	} {
+		status, page := get("GET", path)
+		if status != 403 || !strings.Contains(page, "链接已过期或无效") || !strings.Contains(page, "再向机器人提问") || strings.Contains(page, "模型训练") {
+			t.Errorf("%s: %d\n%s", name, status, page)
+		}
+	}
+	// Even the mux's own answers under /kb/ carry the headers.
+	if status, _ := get("POST", link("doc-1")); status != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", status)
+	}
+	if status, _ := get("GET", "/kb/a/b"); status != 404 {
+		t.Errorf("/kb/a/b: %d", status)
+	}
+}
+
+func TestHealthChecks(t *testing.T) {
+	h := newHarness(t, harnessOpts{})
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
 	}
 	if status, _ := get("/healthz"); status != 200 {
 		t.Errorf("healthz %d", status)

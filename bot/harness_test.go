@@ -33,6 +33,7 @@ const (
 	testToken   = "vtoken-test"
 	testEncrypt = "encrypt-key-test"
 	testPublic  = "https://kb.example.com"
+	testLinkKey = "link-secret-test-at-least-32-bytes"
 )
 
 // fakeAnswerer answers from function fields and records what it was asked.
@@ -210,7 +211,7 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 	}
 	log := testkit.Logger(t)
 	cfg := Config{
-		VerificationToken: testToken, EncryptKey: key, PublicURL: testPublic,
+		VerificationToken: testToken, EncryptKey: key, PublicURL: testPublic, LinkSecret: []byte(testLinkKey),
 		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
 		RetryBase: time.Millisecond, SendAttempts: 5,
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,

@@ -3,6 +3,7 @@ package bot
 import (
 	"bytes"
 	"context"
+	"embed"
 	"errors"
 	"html/template"
 	"net/http"
@@ -50,46 +51,73 @@ func (b *Bot) readyz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
-var kbTemplate = template.Must(template.New("kb").Parse(`<!doctype html>
-<html lang="zh">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>
-body{font-family:-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;max-width:46rem;margin:2rem auto;padding:0 1rem;line-height:1.7;color:#1f2329}
-h1{font-size:1.5rem;line-height:1.4}
-.meta{color:#646a73;font-size:.9rem}
-.path{color:#646a73;font-size:.9rem;margin:.2rem 0 1rem}
-.text{white-space:pre-wrap;word-wrap:break-word}
-.qa dt{font-weight:600;margin-top:1rem}
-.qa dd{margin:0;white-space:pre-wrap}
-</style>
-</head>
-<body>
-<article>
-<h1>{{.Title}}</h1>
-<p class="meta">{{if .Date}}<time>{{.Date}}</time>{{end}}{{if .URL}}{{if .Date}} · {{end}}<a href="{{.URL}}" rel="noopener noreferrer">原文链接</a>{{end}}</p>
-{{if .Path}}<p class="path">{{range $i, $p := .Path}}{{if $i}} › {{end}}{{$p}}{{end}}</p>{{end}}
-{{if .QA}}<dl class="qa"><dt>问题</dt><dd>{{.Title}}</dd><dt>回答</dt><dd>{{.Text}}</dd></dl>
-{{else}}<div class="text">{{.Text}}</div>{{end}}
-</article>
-</body>
-</html>
-`))
+// The source page and the notices /kb answers with instead (expired link,
+// no such document), as files of their own.
+//
+//go:embed templates/kb.html templates/notice.html
+var pageFiles embed.FS
+
+var (
+	kbTemplate     = template.Must(template.ParseFS(pageFiles, "templates/kb.html"))
+	noticeTemplate = template.Must(template.ParseFS(pageFiles, "templates/notice.html"))
+)
+
+// kbHeaders go on every /kb response, page or refusal. The pages hold
+// knowledge that is not public: no cache or search engine keeps them, the
+// full link (its signature) never leaks as a Referer, and nothing but the
+// inline style runs or loads.
+func kbHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Cache-Control", "private, no-store")
+		h.Set("X-Robots-Tag", "noindex")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// notice is a short page in place of a source page.
+type notice struct{ Title, Text, English string }
+
+var (
+	noticeLink = notice{"链接已过期或无效", "这个链接已过期或无效。请回到飞书，再向机器人提问一次，获取新的链接。",
+		"This link has expired or is invalid. Ask the bot again in Feishu for a fresh link."}
+	noticeGone = notice{"没有这篇文档", "这篇文档已不在知识库中。请回到飞书，再向机器人提问一次。",
+		"This document is no longer in the knowledge base. Ask the bot again in Feishu."}
+	noticeFailed = notice{"暂时无法打开", "加载这篇文档时出错了，请稍后再试。",
+		"The document could not be loaded. Please try again later."}
+)
+
+func writeNotice(w http.ResponseWriter, status int, n notice) {
+	var buf bytes.Buffer
+	_ = noticeTemplate.Execute(&buf, n) // fixed text: it cannot fail
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
+}
 
 // kbPage shows one knowledge-base source, for cards linking sources that
-// have no URL of their own.
+// have no URL of their own, to whoever holds a valid link (kblink).
 func (b *Bot) kbPage(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("doc_id")
+	q := r.URL.Query()
+	// The signature first: without a valid link nobody learns whether a
+	// document exists.
+	if err := b.links.Check(id, q.Get("exp"), q.Get("sig")); err != nil {
+		b.log.Debug("source page refused", "doc_id", id, "reason", err)
+		writeNotice(w, http.StatusForbidden, noticeLink)
+		return
+	}
 	doc, err := b.ans.Document(r.Context(), id)
 	if errors.Is(err, index.ErrNotFound) {
-		http.Error(w, "no such document", http.StatusNotFound)
+		writeNotice(w, http.StatusNotFound, noticeGone)
 		return
 	}
 	if err != nil {
 		b.log.Error("loading document failed", "doc_id", id, "error", err)
-		http.Error(w, "could not load the document", http.StatusInternalServerError)
+		writeNotice(w, http.StatusInternalServerError, noticeFailed)
 		return
 	}
 	data := struct {
@@ -105,7 +133,7 @@ func (b *Bot) kbPage(w http.ResponseWriter, r *http.Request) {
 	var buf bytes.Buffer
 	if err := kbTemplate.Execute(&buf, data); err != nil {
 		b.log.Error("rendering document failed", "doc_id", id, "error", err)
-		http.Error(w, "could not render the document", http.StatusInternalServerError)
+		writeNotice(w, http.StatusInternalServerError, noticeFailed)
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")

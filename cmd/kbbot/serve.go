@@ -83,6 +83,9 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	if a.cfg.FeishuEncryptKey == "" && a.cfg.FeishuMode != "ws" {
 		a.log.Warn("KBBOT_INSECURE_DEV: FEISHU_ENCRYPT_KEY is empty, so webhook requests are neither signed nor encrypted; never run like this in production")
 	}
+	if a.cfg.LinkSecret == "" { // ValidateServe allows it in insecure dev mode only
+		a.log.Warn("KBBOT_INSECURE_DEV: KBBOT_LINK_SECRET is empty, so source-page links are signed with a random secret and stop working when this process ends; set it to the output of `openssl rand -hex 32` to keep them")
+	}
 
 	eng, idx, err := a.openSeededEngine(ctx)
 	if err != nil {
@@ -105,6 +108,8 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		VerificationToken: a.cfg.FeishuVerificationToken,
 		EncryptKey:        a.cfg.FeishuEncryptKey,
 		PublicURL:         a.cfg.PublicURL,
+		LinkSecret:        []byte(a.cfg.LinkSecret), // empty: bot.New makes a random one
+		LinkTTL:           a.cfg.LinkTTL,
 		Workers:           a.cfg.Workers,
 		HistoryTurns:      a.cfg.HistoryTurns,
 		HistoryTTL:        a.cfg.HistoryTTL,

@@ -213,16 +213,29 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 		t.Error("no follow-up buttons")
 	}
 
-	// Sources without a URL of their own link to this server's page.
+	// Sources without a URL of their own link to this server's page, with
+	// a signature (KBBOT_LINK_SECRET) that the page checks.
+	kbLinks := 0
 	for _, l := range links {
-		if id, ok := strings.CutPrefix(l[1], e2ePublic+"/kb/"); ok {
-			if status, page := get(t, srv.url+"/kb/"+id); status != 200 || !strings.Contains(page, "<h1>") {
-				t.Errorf("/kb/%s: %d", id, status)
+		if rest, ok := strings.CutPrefix(l[1], e2ePublic+"/kb/"); ok {
+			kbLinks++
+			id, query, _ := strings.Cut(rest, "?")
+			if !strings.Contains(query, "exp=") || !strings.Contains(query, "sig=") {
+				t.Errorf("unsigned source link %s", l[1])
+			}
+			if status, page := get(t, srv.url+"/kb/"+rest); status != 200 || !strings.Contains(page, "<h1>") {
+				t.Errorf("/kb/%s: %d", rest, status)
+			}
+			if status, _ := get(t, srv.url+"/kb/"+id); status != 403 {
+				t.Errorf("/kb/%s without its signature: %d, want 403", id, status)
 			}
 		}
 	}
-	if status, _ := get(t, srv.url+"/kb/no-such-doc"); status != 404 {
-		t.Errorf("unknown doc: %d, want 404", status)
+	if kbLinks == 0 {
+		t.Errorf("no /kb links in the card:\n%s", text)
+	}
+	if status, _ := get(t, srv.url+"/kb/no-such-doc"); status != 403 {
+		t.Errorf("unknown doc without a link: %d, want 403", status)
 	}
 	if status, body := get(t, srv.url+"/readyz"); status != 200 {
 		t.Errorf("readyz: %d %s", status, body)
