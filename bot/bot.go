@@ -17,6 +17,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	lark "github.com/larksuite/oapi-sdk-go/v3"
@@ -77,9 +79,13 @@ type Config struct {
 	// BotOpenID is this bot's open_id; when empty Start asks bot/v3/info.
 	BotOpenID string
 
-	// Ready, when set, is the knowledge-store check of /readyz; by default
-	// the Answerer is asked for one starter question.
+	// Ready, when set, is the knowledge-store check (reported by /readyz
+	// and kbbot_dependency_up, not failing readiness); by default the
+	// Answerer is asked for one starter question.
 	Ready func(ctx context.Context) error
+	// DependencyInterval is how often a background check refreshes
+	// kbbot_dependency_up between probes; default 15s.
+	DependencyInterval time.Duration
 
 	// Send retries: attempts per message and the first backoff (doubling).
 	SendAttempts int
@@ -147,6 +153,11 @@ type Bot struct {
 	Now func() time.Time
 
 	botOpenID string
+
+	depDown  [2]atomic.Bool // state, knowledge: down at the last check
+	stopDeps chan struct{}  // closed by Shutdown (once): ends watchDependencies
+	stopOnce sync.Once
+	depsDone chan struct{}
 }
 
 // New wires a bot. client must be an SDK client for this app (see
@@ -252,6 +263,8 @@ func (b *Bot) Start(ctx context.Context) error {
 	if err := b.notices.Start(ctx, queue.Handlers{Handle: b.runJob}); err != nil {
 		return fmt.Errorf("starting the notice queue: %w", err)
 	}
+	b.stopDeps, b.depsDone = make(chan struct{}), make(chan struct{})
+	go b.watchDependencies(b.stopDeps, b.depsDone)
 	b.started = true
 	return nil
 }
@@ -265,10 +278,19 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 	if !b.started {
 		return nil
 	}
-	return errors.Join(b.work.Stop(ctx), b.notices.Stop(ctx))
+	b.stopOnce.Do(func() { close(b.stopDeps) })
+	err := errors.Join(b.work.Stop(ctx), b.notices.Stop(ctx))
+	select {
+	case <-b.depsDone:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	return err
 }
 
-// Handler serves the webhook, the health checks and the source pages.
+// Handler serves what the public listener offers: the webhook, the health
+// checks and the source pages. Metrics belong on the admin listener, with
+// HealthHandler.
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if !b.cfg.LongConnection {
@@ -280,6 +302,14 @@ func (b *Bot) Handler() http.Handler {
 	kb := http.NewServeMux()
 	kb.HandleFunc("GET /kb/{doc_id}", b.kbPage)
 	mux.Handle("/kb/", kbHeaders(kb))
+	return recoverHandler(b.log, mux)
+}
+
+// HealthHandler serves /healthz and /readyz alone, for the admin listener.
+func (b *Bot) HealthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", b.healthz)
+	mux.HandleFunc("GET /readyz", b.readyz)
 	return recoverHandler(b.log, mux)
 }
 

@@ -11,8 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
@@ -716,8 +719,25 @@ func TestKBPage(t *testing.T) {
 	}
 }
 
-func TestHealthChecks(t *testing.T) {
-	h := newHarness(t, harnessOpts{})
+// pingState is a State whose Ping fails while down is set.
+type pingState struct {
+	State
+	down atomic.Bool
+}
+
+func (p *pingState) Ping(ctx context.Context) error {
+	if p.down.Load() {
+		return errors.New("redis at 10.0.0.7:6379 unreachable")
+	}
+	return p.State.Ping(ctx)
+}
+
+// Readiness follows the state store alone: with the knowledge store down
+// /readyz stays 200 (a Qdrant outage must not take every replica out of the
+// load balancer) and says so, in its body and in kbbot_dependency_up.
+func TestReadinessFollowsTheStateStore(t *testing.T) {
+	st := &pingState{State: state.NewMemory()}
+	h := newHarness(t, harnessOpts{state: st})
 	get := func(path string) (int, string) {
 		t.Helper()
 		resp, err := http.Get(h.srv.URL + path)
@@ -728,19 +748,51 @@ func TestHealthChecks(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+	up := func(dep string) float64 { return testutil.ToFloat64(h.bot.cfg.Metrics.deps.WithLabelValues(dep)) }
 	if status, _ := get("/healthz"); status != 200 {
 		t.Errorf("healthz %d", status)
 	}
-	if status, body := get("/readyz"); status != 200 {
-		t.Errorf("readyz %d %s", status, body)
+	if status, body := get("/readyz"); status != 200 || up("state") != 1 || up("knowledge") != 1 {
+		t.Errorf("readyz %d %s; state up %v, knowledge up %v", status, body, up("state"), up("knowledge"))
 	}
+
+	h.ans.set(func(f *fakeAnswerer) {
+		f.StartFn = func(context.Context, int) ([]string, error) { return nil, errors.New("index at 10.0.0.8 unreachable") }
+	})
+	// Which dependency, not its error text (it may name internal hosts).
+	status, body := get("/readyz")
+	if status != 200 || !strings.Contains(body, "knowledge store unavailable") || strings.Contains(body, "10.0.0") {
+		t.Errorf("readyz with a broken index: %d %s, want 200 naming the knowledge store", status, body)
+	}
+	if up("knowledge") != 0 || up("state") != 1 {
+		t.Errorf("with a broken index: knowledge up %v, state up %v", up("knowledge"), up("state"))
+	}
+
+	st.down.Store(true)
+	if status, body := get("/readyz"); status != 503 || !strings.Contains(body, "state store") || strings.Contains(body, "10.0.0") {
+		t.Errorf("readyz with the state store down: %d %s, want 503 naming the state store", status, body)
+	}
+	if up("state") != 0 {
+		t.Errorf("state up %v with the state store down", up("state"))
+	}
+	st.down.Store(false)
+	h.ans.set(func(f *fakeAnswerer) { f.StartFn = nil })
+	if status, body := get("/readyz"); status != 200 || body != "ready\n" || up("state") != 1 || up("knowledge") != 1 {
+		t.Errorf("after recovery: %d %q; state up %v, knowledge up %v", status, body, up("state"), up("knowledge"))
+	}
+}
+
+// kbbot_dependency_up follows an outage between probes too.
+func TestDependencyGaugeRefreshesInTheBackground(t *testing.T) {
+	h := newHarness(t, harnessOpts{depInterval: 10 * time.Millisecond})
+	up := func() float64 { return testutil.ToFloat64(h.bot.cfg.Metrics.deps.WithLabelValues("knowledge")) }
+	testkit.Eventually(t, "the first background check", func() bool { return up() == 1 })
 	h.ans.set(func(f *fakeAnswerer) {
 		f.StartFn = func(context.Context, int) ([]string, error) { return nil, errors.New("index unreachable") }
 	})
-	// Which dependency failed, not its error text (it may name internal hosts).
-	if status, body := get("/readyz"); status != 503 || !strings.Contains(body, "knowledge store") || strings.Contains(body, "index unreachable") {
-		t.Errorf("readyz with a broken index: %d %s", status, body)
-	}
+	testkit.Eventually(t, "knowledge reported down", func() bool { return up() == 0 })
+	h.ans.set(func(f *fakeAnswerer) { f.StartFn = nil })
+	testkit.Eventually(t, "knowledge reported up again", func() bool { return up() == 1 })
 }
 
 // A card at the size limit still gets through the fake's 30 KB check.

@@ -168,6 +168,8 @@ type harnessOpts struct {
 	ans        *fakeAnswerer
 	fake       *feishufake.Server // share one fake between two bots (restart tests)
 	appID      string
+	// depInterval is Config.DependencyInterval (default 15s).
+	depInterval time.Duration
 }
 
 var appSeq atomic.Int64
@@ -215,7 +217,8 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
 		RetryBase: time.Millisecond, SendAttempts: 5,
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
-		Metrics: NewMetrics(prometheus.NewRegistry()),
+		Metrics:            NewMetrics(prometheus.NewRegistry()),
+		DependencyInterval: o.depInterval,
 	}
 	if o.newQueue != nil {
 		cfg.Queue = o.newQueue(t, log, h.st)

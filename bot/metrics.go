@@ -12,6 +12,7 @@ type Metrics struct {
 	events *prometheus.CounterVec
 	stages *prometheus.HistogramVec
 	queue  *prometheus.GaugeVec
+	deps   *prometheus.GaugeVec
 }
 
 // Event outcomes counted by kbbot_events_total.
@@ -52,8 +53,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kbbot_queue_depth",
 			Help: "Work items waiting for a worker, by queue.",
 		}, []string{"queue"}),
+		deps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kbbot_dependency_up",
+			Help: "Whether a dependency answered its last check (1) or not (0): state (Redis or in-process) and knowledge (the index). Refreshed by /readyz and every 15 s.",
+		}, []string{"dependency"}),
 	}
-	reg.MustRegister(m.events, m.stages, m.queue)
+	reg.MustRegister(m.events, m.stages, m.queue, m.deps)
 	return m
 }
 
@@ -66,6 +71,16 @@ func (m *Metrics) event(typ, outcome string) {
 func (m *Metrics) observe(stage string, d time.Duration) {
 	if m != nil && d > 0 {
 		m.stages.WithLabelValues(stage).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) dependencyUp(name string, up bool) {
+	if m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.deps.WithLabelValues(name).Set(v)
 	}
 }
 

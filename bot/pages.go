@@ -19,16 +19,49 @@ func (b *Bot) healthz(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ok\n"))
 }
 
-// readyz reports whether the state store and the knowledge store answer.
+// readyz reports whether this replica can take webhook requests: whether
+// the state store answers, since claims and queued work live there. The
+// knowledge store is checked too, but only reported (in the body and in
+// kbbot_dependency_up): when the index is down every replica is, so failing
+// readiness on it would take them all out of the load balancer together,
+// and Feishu's events would go unacknowledged instead of being queued and
+// answered, late or with an error card.
 func (b *Bot) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+	ctx, cancel := context.WithTimeout(r.Context(), depCheckTimeout)
 	defer cancel()
+	stateErr, knowledgeErr := b.checkDependencies(ctx)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	var problems, failed []string
-	if err := b.st.Ping(ctx); err != nil {
-		problems = append(problems, "state store: "+err.Error())
-		failed = append(failed, "state store")
+	// Which dependency, not its error text: /readyz is unauthenticated and
+	// errors carry internal addresses. The log has the detail.
+	note := ""
+	if knowledgeErr != nil {
+		note = "knowledge store unavailable\n"
 	}
+	if stateErr != nil {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte("not ready: state store\n" + note))
+		return
+	}
+	_, _ = w.Write([]byte("ready\n" + note))
+}
+
+// Dependency checks: each gets depCheckTimeout; the background check runs
+// every depCheckInterval unless Config.DependencyInterval says otherwise.
+const (
+	depCheckTimeout  = 3 * time.Second
+	depCheckInterval = 15 * time.Second
+)
+
+// Dependencies, the label values of kbbot_dependency_up.
+const (
+	depState     = "state"
+	depKnowledge = "knowledge"
+)
+
+// checkDependencies pings the state store and the knowledge store at once,
+// records the outcome in kbbot_dependency_up, and logs when one goes down
+// or comes back (not at every probe).
+func (b *Bot) checkDependencies(ctx context.Context) (stateErr, knowledgeErr error) {
 	ready := b.cfg.Ready
 	if ready == nil {
 		ready = func(ctx context.Context) error {
@@ -36,19 +69,59 @@ func (b *Bot) readyz(w http.ResponseWriter, r *http.Request) {
 			return err
 		}
 	}
-	if err := ready(ctx); err != nil {
-		problems = append(problems, "knowledge store: "+err.Error())
-		failed = append(failed, "knowledge store")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		knowledgeErr = ready(ctx)
+	}()
+	stateErr = b.st.Ping(ctx)
+	<-done // ready returns once ctx ends
+	b.recordDependency(depState, stateErr)
+	b.recordDependency(depKnowledge, knowledgeErr)
+	return stateErr, knowledgeErr
+}
+
+func (b *Bot) recordDependency(name string, err error) {
+	b.cfg.Metrics.dependencyUp(name, err == nil)
+	down := &b.depDown[0]
+	if name == depKnowledge {
+		down = &b.depDown[1]
 	}
-	if len(problems) > 0 {
-		b.log.Warn("not ready", "problems", problems)
-		// Which dependency, not its error text: /readyz is unauthenticated
-		// and errors carry internal addresses. The log has the detail.
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte("not ready: " + strings.Join(failed, ", ") + "\n"))
-		return
+	switch was := down.Swap(err != nil); {
+	case err != nil && !was:
+		b.log.Warn("dependency down", "dependency", name, "error", err)
+	case err == nil && was:
+		b.log.Info("dependency back", "dependency", name)
 	}
-	_, _ = w.Write([]byte("ready\n"))
+}
+
+// watchDependencies refreshes kbbot_dependency_up between probes, so a
+// dashboard sees an index outage even where nothing polls /readyz.
+func (b *Bot) watchDependencies(stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	every := b.cfg.DependencyInterval
+	if every <= 0 {
+		every = depCheckInterval
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), depCheckTimeout)
+		go func() { // a check must not outlive Shutdown by its whole timeout
+			select {
+			case <-stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		b.checkDependencies(ctx)
+		cancel()
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // The source page and the notices /kb answers with instead (expired link,
