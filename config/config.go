@@ -224,9 +224,9 @@ func (c Config) Validate() error {
 		bad("KBBOT_LINK_SECRET", "must be at least %d bytes, got %d; make one with `openssl rand -hex 32`", minLinkSecret, len(c.LinkSecret))
 	}
 	if c.AdminAddr != AdminOff {
-		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil {
 			bad("KBBOT_ADMIN_ADDR", "must be host:port such as 127.0.0.1:9090, or off, got %q", c.AdminAddr)
-		} else if c.AdminAddr == c.Addr {
+		} else if c.AdminAddr == c.Addr && port != "0" { // port 0: each gets its own
 			bad("KBBOT_ADMIN_ADDR", "must differ from KBBOT_ADDR (%s): /metrics stays off the public listener", c.Addr)
 		}
 	}

@@ -4,27 +4,28 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kbbot/bot"
 	"kbbot/bot/openapi"
+	"kbbot/config"
 	"kbbot/store"
 	"kbbot/store/queue"
 	"kbbot/store/ratelimit"
 	"kbbot/store/state"
 )
 
-// Shutdown budget: stop taking requests, then let queued answers finish.
+// Shutdown budget: stop taking requests, let queued answers finish, then
+// close the admin listener. deploy/k8s's terminationGracePeriodSeconds must
+// exceed the sum plus the preStop pause (TestGracePeriodCoversShutdown).
 const (
-	httpShutdownTimeout = 10 * time.Second
-	drainTimeout        = 30 * time.Second
+	httpShutdownTimeout  = 10 * time.Second
+	drainTimeout         = 30 * time.Second
+	adminShutdownTimeout = time.Second
 )
 
 // serveOptions are what callers other than the command line (the load
@@ -127,33 +128,43 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		return fmt.Errorf("serve: %w (check FEISHU_APP_ID, FEISHU_APP_SECRET and FEISHU_BASE_URL)", err)
 	}
 
+	// The public listener: the webhook, source pages and health checks
+	// only. /metrics is on the admin listener.
 	ln, err := net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
 		_ = b.Shutdown(context.Background())
 		return fmt.Errorf("serve: KBBOT_ADDR: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/", b.Handler())
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	admin, adminLn, err := a.listenAdmin(reg, b)
+	if err != nil {
+		ln.Close()
+		_ = b.Shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
 	}
-	addr := ln.Addr().String()
+	srv := a.httpServer(b.Handler())
+	addr, adminAddr := ln.Addr().String(), config.AdminOff
+	if adminLn != nil {
+		adminAddr = adminLn.Addr().String()
+	}
+	if a.cfg.DevLoopback {
+		a.log.Warn("KBBOT_INSECURE_DEV: listening on " + addr + " only, since KBBOT_ADDR is unset; set KBBOT_ADDR (e.g. :8080) to listen on other interfaces")
+	}
 	events := "webhook POST /feishu/events"
 	if a.cfg.FeishuMode == "ws" {
-		events = "long connection to " + a.cfg.FeishuBaseURL
+		events = "long connection to " + config.RedactURL(a.cfg.FeishuBaseURL)
 	}
-	a.log.Info("serving", "addr", addr, "events", events, "public_url", a.cfg.PublicURL, "redis", a.cfg.RedisURL != "")
+	a.log.Info("serving", "addr", addr, "admin_addr", adminAddr, "events", events, "public_url", config.RedactURL(a.cfg.PublicURL), "redis", a.cfg.RedisURL != "")
+	if a.onAdminListen != nil && adminLn != nil { // first: tests wait for onListen
+		a.onAdminListen(adminAddr)
+	}
 	if a.onListen != nil {
 		a.onListen(addr)
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if admin != nil {
+		go func() { errc <- fmt.Errorf("admin listener: %w", admin.Serve(adminLn)) }()
+	}
 	lc := a.startLongConnection(ctx, b) // nil unless FEISHU_MODE=ws
 
 	var serveErr error
@@ -175,6 +186,11 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 	defer cancel2()
 	if err := b.Shutdown(dctx); err != nil {
 		a.log.Warn("answers still running at shutdown were cancelled", "error", err)
+	}
+	if admin != nil { // last, so /metrics can be scraped while answers drain
+		actx, cancel3 := context.WithTimeout(context.Background(), adminShutdownTimeout)
+		defer cancel3()
+		_ = admin.Shutdown(actx)
 	}
 	a.log.Info("stopped")
 	return serveErr

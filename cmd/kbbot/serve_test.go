@@ -57,6 +57,7 @@ func e2eEnv(t *testing.T, fake *feishufake.Server) map[string]string {
 	}
 	return map[string]string{
 		"KBBOT_ADDR":                "127.0.0.1:0",
+		"KBBOT_ADMIN_ADDR":          "127.0.0.1:0",
 		"KBBOT_PUBLIC_URL":          e2ePublic,
 		"KBBOT_DATA_DIR":            t.TempDir(),
 		"KBBOT_SEEDS_DIR":           seeds,
@@ -74,6 +75,7 @@ func e2eEnv(t *testing.T, fake *feishufake.Server) map[string]string {
 type runningServe struct {
 	url    string
 	addr   string
+	admin  string // the admin listener's URL; "" when KBBOT_ADMIN_ADDR=off
 	stderr *lockedBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -99,9 +101,9 @@ func startServe(t *testing.T, env map[string]string, args ...string) *runningSer
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningServe{stderr: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	addrc := make(chan string, 1)
+	addrc, adminc := make(chan string, 1), make(chan string, 1)
 	a := &app{getenv: func(k string) string { return env[k] }, stdout: io.Discard, stderr: r.stderr,
-		onListen: func(addr string) { addrc <- addr }}
+		onListen: func(addr string) { addrc <- addr }, onAdminListen: func(addr string) { adminc <- addr }}
 	go func() { r.done <- runApp(ctx, a, append([]string{"serve"}, args...)) }()
 	select {
 	case r.addr = <-addrc:
@@ -113,6 +115,11 @@ func startServe(t *testing.T, env map[string]string, args ...string) *runningSer
 		t.Fatalf("serve did not listen within %v\n%s", e2eTimeout, r.stderr.String())
 	}
 	r.url = "http://" + r.addr
+	select {
+	case admin := <-adminc: // serve tells it before addr
+		r.admin = "http://" + admin
+	default:
+	}
 	t.Cleanup(func() {
 		if err := r.stop(); err != nil {
 			t.Errorf("serve: %v", err)
@@ -237,8 +244,13 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 	if status, _ := get(t, srv.url+"/kb/no-such-doc"); status != 403 {
 		t.Errorf("unknown doc without a link: %d, want 403", status)
 	}
-	if status, body := get(t, srv.url+"/readyz"); status != 200 {
-		t.Errorf("readyz: %d %s", status, body)
+	// The health checks answer on both listeners.
+	for _, base := range []string{srv.url, srv.admin} {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if status, body := get(t, base+path); status != 200 {
+				t.Errorf("%s%s: %d %s", base, path, status, body)
+			}
+		}
 	}
 
 	// kbbot healthcheck finds the server from KBBOT_ADDR's port.
@@ -259,9 +271,16 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 
 	// The handful of events shows up in /metrics: per-stage histograms and
 	// counts by outcome.
-	status, metrics := get(t, srv.url+"/metrics")
+	// /metrics is on the admin listener only; the public one serves the
+	// webhook, source pages and health checks, nothing else.
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/"} {
+		if status, _ := get(t, srv.url+path); status != 404 {
+			t.Errorf("public %s: %d, want 404", path, status)
+		}
+	}
+	status, metrics := get(t, srv.admin+"/metrics")
 	if status != 200 {
-		t.Fatalf("/metrics: %d", status)
+		t.Fatalf("admin /metrics: %d", status)
 	}
 	for _, want := range []string{
 		`kbbot_stage_seconds_count{stage="ack"}`,
@@ -271,6 +290,8 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 		`kbbot_events_total{outcome="answered",type="message"} 1`,
 		`kbbot_events_total{outcome="deduplicated",type="message"} 2`,
 		`kbbot_queue_depth{queue="answers"}`,
+		`kbbot_dependency_up{dependency="knowledge"} 1`,
+		`kbbot_dependency_up{dependency="state"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(metrics, want) {
