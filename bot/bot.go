@@ -117,7 +117,8 @@ type Config struct {
 }
 
 // Dedup windows. Feishu redelivers an unacknowledged event after 15 s, 5 min,
-// 1 h and 6 h, so event and message claims must outlive about 7.2 h.
+// 1 h and 6 h, so event and message claims must outlive about 7.2 h, and
+// the webhook's timestamp window (maxRequestAge + maxClockSkew, webhook.go).
 const (
 	dedupTTL    = 8 * time.Hour
 	clickTTL    = 10 * time.Minute
@@ -149,8 +150,11 @@ type Bot struct {
 	// runs, before it runs.
 	jobHook func(it item)
 
-	// Now is the clock, for turn timestamps and feedback records.
+	// Now is the clock, for turn timestamps, feedback records and links.
 	Now func() time.Time
+	// webhookNow, when set (by tests, before Handler), is the clock the
+	// webhook judges request timestamps by; nil is time.Now.
+	webhookNow func() time.Time
 
 	botOpenID string
 
@@ -294,7 +298,12 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if !b.cfg.LongConnection {
-		mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log, metrics: b.cfg.Metrics})
+		now := b.webhookNow
+		if now == nil {
+			now = time.Now
+		}
+		mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey,
+			log: b.log, metrics: b.cfg.Metrics, now: now, rejects: newRejectLog(b.log)})
 	}
 	mux.HandleFunc("GET /healthz", b.healthz)
 	mux.HandleFunc("GET /readyz", b.readyz)

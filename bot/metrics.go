@@ -13,6 +13,7 @@ type Metrics struct {
 	stages *prometheus.HistogramVec
 	queue  *prometheus.GaugeVec
 	deps   *prometheus.GaugeVec
+	reject *prometheus.CounterVec
 }
 
 // Event outcomes counted by kbbot_events_total.
@@ -58,7 +59,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Whether a dependency answered its last check (1) or not (0): state (Redis or in-process) and knowledge (the index). Refreshed by /readyz and every 15 s.",
 		}, []string{"dependency"}),
 	}
-	reg.MustRegister(m.events, m.stages, m.queue, m.deps)
+	m.reject = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kbbot_webhook_rejected_total",
+		Help: "Webhook requests rejected, by reason (every one gets the same answer; the log is rate-limited).",
+	}, []string{"reason"})
+	reg.MustRegister(m.events, m.stages, m.queue, m.deps, m.reject)
 	return m
 }
 
@@ -71,6 +76,12 @@ func (m *Metrics) event(typ, outcome string) {
 func (m *Metrics) observe(stage string, d time.Duration) {
 	if m != nil && d > 0 {
 		m.stages.WithLabelValues(stage).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) rejected(reason string) {
+	if m != nil {
+		m.reject.WithLabelValues(reason).Inc()
 	}
 }
 
