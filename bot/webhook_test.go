@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 )
 
@@ -213,4 +214,46 @@ func TestReplayWindowInsideClaims(t *testing.T) {
 	if dedupTTL <= maxRequestAge+maxClockSkew {
 		t.Errorf("dedupTTL %v does not outlive the timestamp window (%v + %v): a replay could pass between them", dedupTTL, maxRequestAge, maxClockSkew)
 	}
+}
+
+// A reset button's callback is claimed like other clicks: replayed (same
+// event id), it does nothing, so a turn added since survives.
+func TestReplayedResetClickDoesNothing(t *testing.T) {
+	states(t, func(t *testing.T, st State) {
+		h := newHarness(t, harnessOpts{state: st})
+		ctx := context.Background()
+		chat := h.id("oc_reset")
+		conv := convKey(chat, "")
+		turn := func(q string) {
+			t.Helper()
+			b, _ := json.Marshal(map[string]string{"id": h.id("q"), "question": q}) // only counted here
+			if err := h.st.AppendTurn(ctx, conv, b, 4, time.Hour); err != nil {
+				t.Fatal(err)
+			}
+		}
+		turns := func() int {
+			t.Helper()
+			ts, err := h.st.Turns(ctx, conv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return len(ts)
+		}
+		turn("之前的问题")
+		click := h.signer.CardActionEvent(feishufake.CardAction{EventID: h.id("ev_reset"), Operator: "ou_alice", MessageID: h.id("om_card"), ChatID: chat,
+			Value: map[string]any{"action": cards.ActionReset, "conv": conv}})
+		if status, body := h.post(click); status != 200 || decodeJSON(t, body)["toast"] == nil {
+			t.Fatalf("reset click: %d %s", status, body)
+		}
+		if n := turns(); n != 0 {
+			t.Fatalf("%d turns after the reset, want 0", n)
+		}
+		turn("新话题的问题")
+		if status, body := h.post(click); status != 200 || decodeJSON(t, body)["toast"] == nil {
+			t.Fatalf("replayed reset click: %d %s", status, body)
+		}
+		if n := turns(); n != 1 {
+			t.Errorf("%d turns after the replayed click, want 1: the replay reset the conversation again", n)
+		}
+	})
 }
