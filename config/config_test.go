@@ -157,9 +157,14 @@ func TestRedactURL(t *testing.T) {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
 	}
-	got := RedactText(`Post "https://u:hunter2@llm.example/v1/chat/completions?api-key=sk1": dial tcp: refused`)
-	if want := `Post "https://u:REDACTED@llm.example/v1/chat/completions?api-key=REDACTED": dial tcp: refused`; got != want {
-		t.Errorf("RedactText = %q, want %q", got, want)
+	for in, want := range map[string]string{
+		`Post "https://u:hunter2@llm.example/v1/chat/completions?api-key=sk1": dial tcp: refused`: `Post "https://u:REDACTED@llm.example/v1/chat/completions?api-key=REDACTED": dial tcp: refused`,
+		`check X (http://a:hunter2@h/v1?k=sk1) and Y (http://h/?t=sk2; or not)`:                   `check X (http://a:REDACTED@h/v1?k=REDACTED) and Y (http://h/?t=REDACTED; or not)`,
+		`no URL here: a:b@c`: `no URL here: a:b@c`,
+	} {
+		if got := RedactText(in); got != want {
+			t.Errorf("RedactText(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 

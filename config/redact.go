@@ -57,10 +57,14 @@ func redactLoose(raw string) string {
 // scheme, "://", then anything up to a space or quote.
 var urlInText = regexp.MustCompile(`[A-Za-z][A-Za-z0-9+.-]*://[^\s"'<>` + "`" + `]+`)
 
-// RedactText is s with RedactURL applied to every URL in it.
+// RedactText is s with RedactURL applied to every URL in it. Punctuation
+// ending a URL, as in "(see https://x/?k=v)", is taken as the text's.
 func RedactText(s string) string {
 	if !strings.Contains(s, "://") {
 		return s
 	}
-	return urlInText.ReplaceAllStringFunc(s, RedactURL)
+	return urlInText.ReplaceAllStringFunc(s, func(u string) string {
+		trimmed := strings.TrimRight(u, ").,;:!]")
+		return RedactURL(trimmed) + u[len(trimmed):]
+	})
 }

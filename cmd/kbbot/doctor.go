@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"kbbot/bot/openapi"
+	"kbbot/config"
 	"kbbot/rag"
 	"kbbot/store"
 	"kbbot/store/index"
@@ -132,10 +133,13 @@ func (a *app) doctor(ctx context.Context, args []string) error {
 	return nil
 }
 
+// printFinding writes one line of the report, and its fix. Both go
+// through config.RedactText: fixes name base URLs, and errors quote request
+// URLs, either of which may carry user:password@ or ?api-key=.
 func printFinding(w io.Writer, name string, f finding) {
-	fmt.Fprintf(w, "%-6s%-17s%s\n", f.status, name, oneLine(f.detail))
+	fmt.Fprintf(w, "%-6s%-17s%s\n", f.status, name, config.RedactText(oneLine(f.detail)))
 	if f.fix != "" {
-		fmt.Fprintf(w, "      fix: %s\n", oneLine(f.fix))
+		fmt.Fprintf(w, "      fix: %s\n", config.RedactText(oneLine(f.fix)))
 	}
 }
 

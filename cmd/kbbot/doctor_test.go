@@ -355,3 +355,24 @@ func TestDoctorFailures(t *testing.T) {
 		})
 	}
 }
+
+// URLs with credentials and query strings are printed redacted: doctor
+// prints base URLs in its fixes and errors that quote request URLs.
+func TestDoctorRedactsURLs(t *testing.T) {
+	env := doctorEnv(t, "http://app:hunter2@"+unusedAddr(t)+"/?token=sk-feishu-query", "http://admin:hunter2@"+unusedAddr(t)+"/v1?api-key=sk-query-secret", "")
+	delete(env, "OPENAI_EMBEDDING_MODEL")
+	out, stderr, err := runCLI(t, env, "doctor")
+	if err == nil {
+		t.Fatalf("doctor passed against unreachable services:\n%s", out)
+	}
+	for _, secret := range []string{"hunter2", "sk-query-secret", "sk-feishu-query"} {
+		if strings.Contains(out, secret) || strings.Contains(stderr, secret) {
+			t.Errorf("doctor printed %q:\n%s\nstderr:\n%s", secret, out, stderr)
+		}
+	}
+	for _, want := range []string{"admin:REDACTED@", "api-key=REDACTED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks the redacted URL (%s):\n%s", want, out)
+		}
+	}
+}

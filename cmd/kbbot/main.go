@@ -29,7 +29,8 @@ func main() {
 	stop()
 	if err != nil {
 		if !errors.Is(err, errUsage) {
-			fmt.Fprintln(os.Stderr, "kbbot:", err)
+			// Errors may quote a URL (a request's, or a setting's).
+			fmt.Fprintln(os.Stderr, "kbbot:", config.RedactText(err.Error()))
 		}
 		os.Exit(1)
 	}
