@@ -4,7 +4,8 @@
 // records the work as queue items (job.go) and runs them: answers with the
 // conversation's history (answer.go), streamed into a CardKit card when an
 // LLM writes them (stream.go). The Open API client is bot/openapi, the card
-// renderer bot/cards; pages.go serves the health checks and source pages.
+// renderer bot/cards, the signer of source-page links bot/kblink; pages.go
+// serves the health checks and the source pages.
 // The webhook only records work and acknowledges within Feishu's 3 s;
 // workers answer from the queue.
 package bot

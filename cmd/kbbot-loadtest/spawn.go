@@ -84,7 +84,7 @@ func spawn(ctx context.Context, o options, getenv func(string) string, stderr io
 	c.cleanup = append(c.cleanup, c.fake.Close)
 	env := append(os.Environ(),
 		"KBBOT_ADDR="+addr,
-		"KBBOT_ADMIN_ADDR="+admin, // where /metrics moves once serve has an admin listener
+		"KBBOT_ADMIN_ADDR="+admin, // serve's /metrics is there, not on KBBOT_ADDR
 		"KBBOT_DATA_DIR="+data,
 		"KBBOT_SEEDS_DIR="+seeds,
 		"FEISHU_MODE=webhook",
