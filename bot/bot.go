@@ -4,7 +4,8 @@
 // records the work as queue items (job.go) and runs them: answers with the
 // conversation's history (answer.go), streamed into a CardKit card when an
 // LLM writes them (stream.go). The Open API client is bot/openapi, the card
-// renderer bot/cards; pages.go serves the health checks and source pages.
+// renderer bot/cards, the signer of source-page links bot/kblink; pages.go
+// serves the health checks and the source pages.
 // The webhook only records work and acknowledges within Feishu's 3 s;
 // workers answer from the queue.
 package bot
@@ -17,6 +18,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	lark "github.com/larksuite/oapi-sdk-go/v3"
@@ -25,6 +28,7 @@ import (
 	"github.com/larksuite/oapi-sdk-go/v3/event/dispatcher/callback"
 	larkim "github.com/larksuite/oapi-sdk-go/v3/service/im/v1"
 
+	"kbbot/bot/kblink"
 	"kbbot/bot/openapi"
 	"kbbot/bot/wiki"
 	"kbbot/rag"
@@ -70,6 +74,11 @@ type Config struct {
 	VerificationToken string // checked on every event and challenge; empty only in insecure dev mode
 	EncryptKey        string // empty: events are neither signed nor encrypted (insecure dev mode)
 	PublicURL         string // base of /kb/{doc_id} links for sources without a URL
+	// LinkSecret signs those links (kblink); empty is a random secret, so
+	// links die with the process (serve allows that in insecure dev mode
+	// only). LinkTTL is how long a link works; default 720h.
+	LinkSecret []byte
+	LinkTTL    time.Duration
 
 	Workers      int // answering goroutines
 	QueueSize    int // in-process queue: answers waiting for a worker; default 16 per worker, at least 64
@@ -79,9 +88,13 @@ type Config struct {
 	// BotOpenID is this bot's open_id; when empty Start asks bot/v3/info.
 	BotOpenID string
 
-	// Ready, when set, is the knowledge-store check of /readyz; by default
-	// the Answerer is asked for one starter question.
+	// Ready, when set, is the knowledge-store check (reported by /readyz
+	// and kbbot_dependency_up, not failing readiness); by default the
+	// Answerer is asked for one starter question.
 	Ready func(ctx context.Context) error
+	// DependencyInterval is how often a background check refreshes
+	// kbbot_dependency_up between probes; default 15s.
+	DependencyInterval time.Duration
 
 	// Send retries: attempts per message and the first backoff (doubling).
 	SendAttempts int
@@ -128,7 +141,8 @@ type Config struct {
 }
 
 // Dedup windows. Feishu redelivers an unacknowledged event after 15 s, 5 min,
-// 1 h and 6 h, so event and message claims must outlive about 7.2 h.
+// 1 h and 6 h, so event and message claims must outlive about 7.2 h, and
+// the webhook's timestamp window (maxRequestAge + maxClockSkew, webhook.go).
 const (
 	dedupTTL    = 8 * time.Hour
 	clickTTL    = 10 * time.Minute
@@ -146,6 +160,7 @@ type Bot struct {
 	log   *slog.Logger
 	feish *openapi.Client
 	disp  *dispatcher.EventDispatcher
+	links *kblink.Signer // signs and checks /kb links, on the clock Now
 
 	work    Queue // answers: cfg.Queue
 	started bool  // Start has started the queues
@@ -159,10 +174,18 @@ type Bot struct {
 	// runs, before it runs.
 	jobHook func(it item)
 
-	// Now is the clock, for turn timestamps and feedback records.
+	// Now is the clock, for turn timestamps, feedback records and links.
 	Now func() time.Time
+	// webhookNow, when set (by tests, before Handler), is the clock the
+	// webhook judges request timestamps by; nil is time.Now.
+	webhookNow func() time.Time
 
 	botOpenID string
+
+	depDown  [2]atomic.Bool // state, knowledge: down at the last check
+	stopDeps chan struct{}  // closed by Shutdown (once): ends watchDependencies
+	stopOnce sync.Once
+	depsDone chan struct{}
 }
 
 // New wires a bot. client must be an SDK client for this app (see
@@ -199,6 +222,12 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		cfg.Queue = queue.NewMemory(st, queue.Options{Workers: cfg.Workers, Capacity: cfg.QueueSize, Log: log})
 	}
 	cfg.PublicURL = strings.TrimRight(cfg.PublicURL, "/")
+	if len(cfg.LinkSecret) == 0 {
+		cfg.LinkSecret = kblink.RandomSecret()
+	}
+	if cfg.LinkTTL <= 0 {
+		cfg.LinkTTL = 720 * time.Hour
+	}
 	b := &Bot{
 		cfg:       cfg,
 		ans:       ans,
@@ -210,6 +239,7 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		work:      cfg.Queue,
 		notices:   queue.NewMemory(nil, queue.Options{Workers: 2, Capacity: 4096, MaxAttempts: 1, Log: log}),
 	}
+	b.links = kblink.New(cfg.LinkSecret, cfg.LinkTTL, cfg.PublicURL, func() time.Time { return b.Now() })
 	b.disp = b.newDispatcher()
 	return b, nil
 }
@@ -264,6 +294,8 @@ func (b *Bot) Start(ctx context.Context) error {
 	if err := b.notices.Start(ctx, queue.Handlers{Handle: b.runJob}); err != nil {
 		return fmt.Errorf("starting the notice queue: %w", err)
 	}
+	b.stopDeps, b.depsDone = make(chan struct{}), make(chan struct{})
+	go b.watchDependencies(b.stopDeps, b.depsDone)
 	b.started = true
 	return nil
 }
@@ -277,18 +309,43 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 	if !b.started {
 		return nil
 	}
-	return errors.Join(b.work.Stop(ctx), b.notices.Stop(ctx))
+	b.stopOnce.Do(func() { close(b.stopDeps) })
+	err := errors.Join(b.work.Stop(ctx), b.notices.Stop(ctx))
+	select {
+	case <-b.depsDone:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	return err
 }
 
-// Handler serves the webhook, the health checks and the source pages.
+// Handler serves what the public listener offers: the webhook, the health
+// checks and the source pages. Metrics belong on the admin listener, with
+// HealthHandler.
 func (b *Bot) Handler() http.Handler {
 	mux := http.NewServeMux()
 	if !b.cfg.LongConnection && !b.cfg.AnswersOnly {
-		mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey, log: b.log, metrics: b.cfg.Metrics})
+		now := b.webhookNow
+		if now == nil {
+			now = time.Now
+		}
+		mux.Handle("POST /feishu/events", &webhook{disp: b.disp, token: b.cfg.VerificationToken, encryptKey: b.cfg.EncryptKey,
+			log: b.log, metrics: b.cfg.Metrics, now: now, rejects: newRejectLog(b.log)})
 	}
 	mux.HandleFunc("GET /healthz", b.healthz)
 	mux.HandleFunc("GET /readyz", b.readyz)
-	mux.HandleFunc("GET /kb/{doc_id}", b.kbPage)
+	// Everything under /kb/, even a 404 or 405 from the mux, gets kbHeaders.
+	kb := http.NewServeMux()
+	kb.HandleFunc("GET /kb/{doc_id}", b.kbPage)
+	mux.Handle("/kb/", kbHeaders(kb))
+	return recoverHandler(b.log, mux)
+}
+
+// HealthHandler serves /healthz and /readyz alone, for the admin listener.
+func (b *Bot) HealthHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", b.healthz)
+	mux.HandleFunc("GET /readyz", b.readyz)
 	return recoverHandler(b.log, mux)
 }
 

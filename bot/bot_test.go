@@ -1,20 +1,24 @@
 package bot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
+	"kbbot/bot/kblink"
 	"kbbot/deploy/testkit"
 	"kbbot/rag"
 	"kbbot/store/index"
@@ -50,8 +54,8 @@ func TestURLVerification(t *testing.T) {
 			}
 
 			wrong := feishufake.Signer{EncryptKey: tc.key, Token: "not-the-token"}
-			if status, _ := h.post(wrong.Challenge("ch-x")); status != http.StatusForbidden {
-				t.Errorf("challenge with a wrong token: status %d, want 403", status)
+			if status, body := h.post(wrong.Challenge("ch-x")); status != rejectStatus || body != rejectBody {
+				t.Errorf("challenge with a wrong token: %d %s, want the common rejection", status, body)
 			}
 		})
 	}
@@ -72,7 +76,7 @@ func TestDirectMessageGetsOneAnswerCard(t *testing.T) {
 		}
 		text := feishufake.CardText(r.Card)
 		for _, want := range []string{"关于「什么是知识库？」：答案在这里 [1]", cards.AINotice, "**参考资料**",
-			"[文档一](" + testPublic + "/kb/doc-1)", "[Doc Two](https://example.com/doc-2)", "**其他人在问**"} {
+			"[文档一](" + testPublic + "/kb/doc-1?exp=", "[Doc Two](https://example.com/doc-2)", "**其他人在问**"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("card lacks %q:\n%s", want, text)
 			}
@@ -160,63 +164,6 @@ func TestRedeliveryAnsweredOnce(t *testing.T) {
 			t.Errorf("answerer asked %d times, want 2", n)
 		}
 	})
-}
-
-func TestBadRequestsRejected(t *testing.T) {
-	h := newHarness(t, harnessOpts{workers: 1})
-	url := h.srv.URL + "/feishu/events"
-	ctx := context.Background()
-	var sent []string
-
-	// Wrong signature: a body signed with another key.
-	m := h.dm("wrong signature")
-	sent = append(sent, m.MessageID)
-	body, _ := h.signer.Body(h.signer.MessageEvent(m))
-	req, _ := (feishufake.Signer{EncryptKey: "other-key"}).SignedRequest(ctx, url, body)
-	if status, _ := h.do(req); status != http.StatusUnauthorized {
-		t.Errorf("wrong signature: status %d, want 401", status)
-	}
-	// Missing signature headers.
-	req, _ = http.NewRequest("POST", url, bytes.NewReader(body))
-	if status, _ := h.do(req); status != http.StatusUnauthorized {
-		t.Errorf("unsigned: status %d, want 401", status)
-	}
-	// Wrong verification token, correctly encrypted and signed.
-	m = h.dm("wrong token")
-	sent = append(sent, m.MessageID)
-	if status, _ := h.post((feishufake.Signer{EncryptKey: testEncrypt, Token: "stolen"}).MessageEvent(m)); status != http.StatusForbidden {
-		t.Errorf("wrong token: status %d, want 403", status)
-	}
-	// Malformed JSON, signed.
-	req, _ = h.signer.SignedRequest(ctx, url, []byte(`{"encrypt": `))
-	if status, _ := h.do(req); status != http.StatusBadRequest {
-		t.Errorf("malformed JSON: status %d, want 400", status)
-	}
-	// Plain text where encryption is required.
-	m = h.dm("not encrypted")
-	sent = append(sent, m.MessageID)
-	req, _ = (feishufake.Signer{EncryptKey: testEncrypt}).SignedRequest(ctx, url, h.signer.MessageEvent(m))
-	if status, _ := h.do(req); status != http.StatusBadRequest {
-		t.Errorf("unencrypted body: status %d, want 400", status)
-	}
-	// Over 1 MiB.
-	huge := append([]byte(`{"encrypt":"`), bytes.Repeat([]byte("A"), maxBodySize+10)...)
-	huge = append(huge, `"}`...)
-	req, _ = h.signer.SignedRequest(ctx, url, huge)
-	if status, _ := h.do(req); status != http.StatusRequestEntityTooLarge {
-		t.Errorf("huge body: status %d, want 413", status)
-	}
-
-	// Still serving: a good event is answered, and none of the bad ones was.
-	h.sentinel()
-	for _, id := range sent {
-		if n := h.fake.Replies(id); n != 0 {
-			t.Errorf("rejected message %s got %d replies", id, n)
-		}
-	}
-	if n := len(h.ans.Calls()); n != 1 {
-		t.Errorf("answerer asked %d times, want 1 (the sentinel)", n)
-	}
 }
 
 func TestFollowUpClick(t *testing.T) {
@@ -644,16 +591,31 @@ func TestKBPage(t *testing.T) {
 		}
 		return rag.Document{}, index.ErrNotFound
 	}}})
-	get := func(path string) (int, string) {
-		resp, err := http.Get(h.srv.URL + path)
+	// link is the path and query of the link a card would carry for id.
+	link := func(id string) string { return strings.TrimPrefix(h.bot.links.URL(id), testPublic) }
+	get := func(method, path string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, h.srv.URL+path, nil)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
+		for k, want := range map[string]string{
+			"Cache-Control":           "private, no-store",
+			"X-Robots-Tag":            "noindex",
+			"Referrer-Policy":         "no-referrer",
+			"X-Content-Type-Options":  "nosniff",
+			"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+		} {
+			if got := resp.Header.Get(k); got != want {
+				t.Errorf("%s %s: %s %q, want %q", method, path, k, got, want)
+			}
+		}
 		return resp.StatusCode, string(b)
 	}
-	status, page := get("/kb/doc-1")
+	status, page := get("GET", link("doc-1"))
 	if status != 200 {
 		t.Fatalf("status %d", status)
 	}
@@ -665,25 +627,114 @@ func TestKBPage(t *testing.T) {
 	if strings.Contains(page, "<script>") || strings.Contains(page, "javascript:") {
 		t.Error("page does not escape its content")
 	}
-	if _, page := get("/kb/qa-1"); !strings.Contains(page, "怎么提问？") || !strings.Contains(page, "直接发消息。") || !strings.Contains(page, "回答") {
+	if _, page := get("GET", link("qa-1")); !strings.Contains(page, "怎么提问？") || !strings.Contains(page, "直接发消息。") || !strings.Contains(page, "回答") {
 		t.Errorf("Q&A page lacks question or answer:\n%s", page)
 	}
-	if status, _ := get("/kb/nope"); status != 404 {
-		t.Errorf("unknown doc: status %d, want 404", status)
+	if status, _ := get("GET", link("nope")); status != 404 {
+		t.Errorf("unknown doc with a valid link: status %d, want 404", status)
 	}
+
+	// Without a valid, unexpired link: 403 and a page saying so, with no
+	// content, whether or not the document exists.
+	_, exp, _ := strings.Cut(link("doc-1"), "?exp=")
+	exp, sig, _ := strings.Cut(exp, "&sig=")
+	past := strconv.FormatInt(h.bot.Now().Add(-time.Minute).Unix(), 10)
+	for name, path := range map[string]string{
+		"no signature":     "/kb/doc-1",
+		"wrong signature":  "/kb/doc-1?exp=" + exp + "&sig=" + strings.Repeat("0", 64),
+		"another doc's":    "/kb/qa-1?exp=" + exp + "&sig=" + sig,
+		"a later expiry":   "/kb/doc-1?exp=" + exp + "9&sig=" + sig,
+		"expired":          "/kb/doc-1?exp=" + past + "&sig=" + kblink.Sig([]byte(testLinkKey), "doc-1", past),
+		"unknown, no link": "/kb/nope",
+	} {
+		status, page := get("GET", path)
+		if status != 403 || !strings.Contains(page, "链接已过期或无效") || !strings.Contains(page, "再向机器人提问") || strings.Contains(page, "模型训练") {
+			t.Errorf("%s: %d\n%s", name, status, page)
+		}
+	}
+	// Even the mux's own answers under /kb/ carry the headers.
+	if status, _ := get("POST", link("doc-1")); status != http.StatusMethodNotAllowed {
+		t.Errorf("POST: %d", status)
+	}
+	if status, _ := get("GET", "/kb/a/b"); status != 404 {
+		t.Errorf("/kb/a/b: %d", status)
+	}
+}
+
+// pingState is a State whose Ping fails while down is set.
+type pingState struct {
+	State
+	down atomic.Bool
+}
+
+func (p *pingState) Ping(ctx context.Context) error {
+	if p.down.Load() {
+		return errors.New("redis at 10.0.0.7:6379 unreachable")
+	}
+	return p.State.Ping(ctx)
+}
+
+// Readiness follows the state store alone: with the knowledge store down
+// /readyz stays 200 (a Qdrant outage must not take every replica out of the
+// load balancer) and says so, in its body and in kbbot_dependency_up.
+func TestReadinessFollowsTheStateStore(t *testing.T) {
+	st := &pingState{State: state.NewMemory()}
+	h := newHarness(t, harnessOpts{state: st})
+	get := func(path string) (int, string) {
+		t.Helper()
+		resp, err := http.Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	up := func(dep string) float64 { return testutil.ToFloat64(h.bot.cfg.Metrics.deps.WithLabelValues(dep)) }
 	if status, _ := get("/healthz"); status != 200 {
 		t.Errorf("healthz %d", status)
 	}
-	if status, body := get("/readyz"); status != 200 {
-		t.Errorf("readyz %d %s", status, body)
+	if status, body := get("/readyz"); status != 200 || up("state") != 1 || up("knowledge") != 1 {
+		t.Errorf("readyz %d %s; state up %v, knowledge up %v", status, body, up("state"), up("knowledge"))
 	}
+
+	h.ans.set(func(f *fakeAnswerer) {
+		f.StartFn = func(context.Context, int) ([]string, error) { return nil, errors.New("index at 10.0.0.8 unreachable") }
+	})
+	// Which dependency, not its error text (it may name internal hosts).
+	status, body := get("/readyz")
+	if status != 200 || !strings.Contains(body, "knowledge store unavailable") || strings.Contains(body, "10.0.0") {
+		t.Errorf("readyz with a broken index: %d %s, want 200 naming the knowledge store", status, body)
+	}
+	if up("knowledge") != 0 || up("state") != 1 {
+		t.Errorf("with a broken index: knowledge up %v, state up %v", up("knowledge"), up("state"))
+	}
+
+	st.down.Store(true)
+	if status, body := get("/readyz"); status != 503 || !strings.Contains(body, "state store") || strings.Contains(body, "10.0.0") {
+		t.Errorf("readyz with the state store down: %d %s, want 503 naming the state store", status, body)
+	}
+	if up("state") != 0 {
+		t.Errorf("state up %v with the state store down", up("state"))
+	}
+	st.down.Store(false)
+	h.ans.set(func(f *fakeAnswerer) { f.StartFn = nil })
+	if status, body := get("/readyz"); status != 200 || body != "ready\n" || up("state") != 1 || up("knowledge") != 1 {
+		t.Errorf("after recovery: %d %q; state up %v, knowledge up %v", status, body, up("state"), up("knowledge"))
+	}
+}
+
+// kbbot_dependency_up follows an outage between probes too.
+func TestDependencyGaugeRefreshesInTheBackground(t *testing.T) {
+	h := newHarness(t, harnessOpts{depInterval: 10 * time.Millisecond})
+	up := func() float64 { return testutil.ToFloat64(h.bot.cfg.Metrics.deps.WithLabelValues("knowledge")) }
+	testkit.Eventually(t, "the first background check", func() bool { return up() == 1 })
 	h.ans.set(func(f *fakeAnswerer) {
 		f.StartFn = func(context.Context, int) ([]string, error) { return nil, errors.New("index unreachable") }
 	})
-	// Which dependency failed, not its error text (it may name internal hosts).
-	if status, body := get("/readyz"); status != 503 || !strings.Contains(body, "knowledge store") || strings.Contains(body, "index unreachable") {
-		t.Errorf("readyz with a broken index: %d %s", status, body)
-	}
+	testkit.Eventually(t, "knowledge reported down", func() bool { return up() == 0 })
+	h.ans.set(func(f *fakeAnswerer) { f.StartFn = nil })
+	testkit.Eventually(t, "knowledge reported up again", func() bool { return up() == 1 })
 }
 
 // A card at the size limit still gets through the fake's 30 KB check.

@@ -355,17 +355,34 @@ func (b *Bot) onCardAction(ctx context.Context, e *callback.CardActionTriggerEve
 	case cards.ActionAsk, cards.ActionRetry:
 		return b.clickAsk(ctx, log, c), nil
 	case cards.ActionReset:
-		if err := b.st.ResetTurns(ctx, c.Value.Conv); err != nil {
-			log.Error("reset failed", "error", err)
-			return toast("error", "出错了，请稍后重试"), nil
-		}
-		log.Info("conversation reset by button", "conv", c.Value.Conv)
-		return toast("success", "已开始新话题"), nil
+		return b.clickReset(ctx, log, c), nil
 	case cards.ActionFeedback:
 		return b.clickFeedback(ctx, log, c), nil
 	}
 	log.Warn("unknown card action")
 	return &callback.CardActionTriggerResponse{}, nil
+}
+
+// clickReset clears the card's conversation, once per callback: the claim
+// on the event id makes a replayed callback (captured and re-sent within
+// the timestamp window) do nothing, rather than wipe turns added since.
+func (b *Bot) clickReset(ctx context.Context, log *slog.Logger, c click) *callback.CardActionTriggerResponse {
+	keys, first, err := b.claim(ctx, "evt:"+c.EventID)
+	switch {
+	case err != nil:
+		log.Error("claiming the reset failed", "error", err)
+		return toast("error", "出错了，请稍后重试")
+	case !first:
+		log.Info("duplicate reset click skipped")
+		return toast("success", "已开始新话题")
+	}
+	if err := b.st.ResetTurns(ctx, c.Value.Conv); err != nil {
+		b.release(log, keys) // nothing was reset: the same callback may try again
+		log.Error("reset failed", "error", err)
+		return toast("error", "出错了，请稍后重试")
+	}
+	log.Info("conversation reset by button", "conv", c.Value.Conv)
+	return toast("success", "已开始新话题")
 }
 
 // click is a decoded card.action.trigger.

@@ -33,6 +33,7 @@ const (
 	testToken   = "vtoken-test"
 	testEncrypt = "encrypt-key-test"
 	testPublic  = "https://kb.example.com"
+	testLinkKey = "link-secret-test-at-least-32-bytes"
 )
 
 // fakeAnswerer answers from function fields and records what it was asked.
@@ -169,6 +170,8 @@ type harnessOpts struct {
 	appID      string
 	now        func() time.Time // the bot's clock; default a fixed 2026-11-28 10:00 UTC
 	history    int              // KBBOT_HISTORY_TURNS; default 4
+	// depInterval is Config.DependencyInterval (default 15s).
+	depInterval time.Duration
 }
 
 var appSeq atomic.Int64
@@ -212,11 +215,12 @@ func startHarness(t *testing.T, o queueOpts, shutdownMayLag bool) *harness {
 	}
 	log := testkit.Logger(t)
 	cfg := Config{
-		VerificationToken: testToken, EncryptKey: key, PublicURL: testPublic,
+		VerificationToken: testToken, EncryptKey: key, PublicURL: testPublic, LinkSecret: []byte(testLinkKey),
 		Workers: o.workers, QueueSize: o.queue, HistoryTurns: 4, HistoryTTL: time.Hour,
 		RetryBase: time.Millisecond, SendAttempts: 5,
 		Limiter: o.limiter, RateUser: o.rateUser, RateChat: o.rateChat,
-		Metrics: NewMetrics(prometheus.NewRegistry()),
+		Metrics:            NewMetrics(prometheus.NewRegistry()),
+		DependencyInterval: o.depInterval,
 	}
 	if o.history > 0 {
 		cfg.HistoryTurns = o.history

@@ -20,6 +20,8 @@ type Metrics struct {
 	syncDocs *prometheus.GaugeVec
 	syncRuns *prometheus.CounterVec
 	syncTook prometheus.Gauge
+	deps     *prometheus.GaugeVec
+	reject   *prometheus.CounterVec
 }
 
 // Event outcomes counted by kbbot_events_total.
@@ -65,6 +67,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "kbbot_queue_oldest_seconds",
 			Help: "How long the oldest work item not yet done has waited, by queue.",
 		}, []string{"queue"}),
+		deps: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kbbot_dependency_up",
+			Help: "Whether a dependency answered its last check (1) or not (0): state (Redis or in-process) and knowledge (the index). Refreshed by /readyz and every 15 s.",
+		}, []string{"dependency"}),
 	}
 	m.syncLast = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "kbbot_sync_last_success_timestamp_seconds",
@@ -82,7 +88,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "kbbot_sync_duration_seconds",
 		Help: "How long the last completed sync took.",
 	})
-	reg.MustRegister(m.events, m.stages, m.queue, m.oldest, m.syncLast, m.syncDocs, m.syncRuns, m.syncTook)
+	m.reject = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kbbot_webhook_rejected_total",
+		Help: "Webhook requests rejected, by reason (every one gets the same answer; the log is rate-limited).",
+	}, []string{"reason"})
+	reg.MustRegister(m.events, m.stages, m.queue, m.oldest, m.deps, m.reject, m.syncLast, m.syncDocs, m.syncRuns, m.syncTook)
 	return m
 }
 
@@ -95,6 +105,22 @@ func (m *Metrics) event(typ, outcome string) {
 func (m *Metrics) observe(stage string, d time.Duration) {
 	if m != nil && d > 0 {
 		m.stages.WithLabelValues(stage).Observe(d.Seconds())
+	}
+}
+
+func (m *Metrics) rejected(reason string) {
+	if m != nil {
+		m.reject.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) dependencyUp(name string, up bool) {
+	if m != nil {
+		v := 0.0
+		if up {
+			v = 1
+		}
+		m.deps.WithLabelValues(name).Set(v)
 	}
 }
 

@@ -104,7 +104,7 @@ func (b *Bot) openStream(ctx context.Context, log *slog.Logger, q question, rec 
 	if gap <= 0 {
 		gap = defaultStreamInterval
 	}
-	v := cards.AnswerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, BaseURL: b.cfg.PublicURL}
+	v := cards.AnswerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, KBLink: b.links.URL}
 	s := &streamCard{b: b, log: log, q: q, runID: strconv.FormatUint(rand.Uint64(), 36), view: v, gap: gap, budget: cards.StreamBudget(v),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	if rec.CardID != "" && rec.MessageID != "" {

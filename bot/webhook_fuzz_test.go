@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	larkevent "github.com/larksuite/oapi-sdk-go/v3/event"
 
@@ -54,13 +56,14 @@ func fuzzSigner(plain []byte) feishufake.Signer {
 	return feishufake.Signer{EncryptKey: testEncrypt, Token: testToken, Rand: bytes.NewReader(sum[:])}
 }
 
-// FuzzWebhookDecode drives the webhook's decoding (JSON, decryption,
-// signature, token) with arbitrary bodies and headers. Properties: it never
-// panics; with an encrypt key set it never answers 200 unless the signature
-// verifies (the unsigned url_verification challenge, which must decrypt
-// and carry the token, is the one exception); and input that is not JSON,
-// does not decrypt, or is not signed gets a 4xx, not a 5xx Feishu would
-// retry.
+// FuzzWebhookDecode drives the webhook's decoding (signature, timestamp,
+// JSON, decryption, token) with arbitrary bodies and headers. Properties:
+// it never panics; with an encrypt key set it never answers 200 unless the
+// signature verifies and the timestamp is within hours of the clock (the
+// url_verification challenge, which must decrypt and carry the token, is
+// the one exception); and input that is not JSON, does not decrypt, is not
+// signed or is signed at the wrong time gets the one common rejection,
+// byte for byte, not a 5xx Feishu would retry.
 func FuzzWebhookDecode(f *testing.F) {
 	// Each input gets a fresh bot, built but not started: events that pass
 	// are queued and never answered, and no de-duplication state carries
@@ -70,16 +73,19 @@ func FuzzWebhookDecode(f *testing.F) {
 	var panics atomic.Int64
 	log := slog.New(panicCounter{&panics})
 	client := openapi.NewLarkClient(uniqueAppID(), "secret", "http://127.0.0.1:1", log)
+	const ts, nonce = "1764324000", "fuzz-nonce"
+	// The webhook's clock stands at the seeds' timestamp, so they are fresh.
+	clock := time.Unix(1764324000, 0)
 	newHandler := func(t testing.TB) http.Handler {
 		b, err := New(Config{VerificationToken: testToken, EncryptKey: testEncrypt, PublicURL: testPublic, BotOpenID: testBotID, Workers: 1},
 			client, &fakeAnswerer{}, state.NewMemory(), log)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b.webhookNow = func() time.Time { return clock }
 		return b.Handler()
 	}
 
-	const ts, nonce = "1764324000", "fuzz-nonce"
 	seed := fuzzSigner(nil)
 	event := seed.MessageEvent(feishufake.Message{EventID: "ev_fuzz", MessageID: "om_fuzz", ChatID: "oc_fuzz", Text: "你好"})
 	click := seed.CardActionEvent(feishufake.CardAction{EventID: "ev_fuzz_click", Operator: "ou_fuzz", MessageID: "om_fuzz", ChatID: "oc_fuzz",
@@ -97,6 +103,11 @@ func FuzzWebhookDecode(f *testing.F) {
 	f.Add([]byte("}a{"), ts, nonce, "", byte(fuzzEncryptedSig)) // decrypts to "}" before "{": the SDK's EventDecrypt panics on it
 	for _, garbage := range []string{"", "not json", "{}", "null", "[]", `{"encrypt":""}`, `{"encrypt":"!!!"}`, `{"encrypt":"AAAAAAAAAAAAAAAAAAAAAA=="}`, `{"encrypt":5}`} {
 		f.Add([]byte(garbage), ts, nonce, "", byte(fuzzRaw))
+	}
+	// Signed at the wrong time: 8 h 1 min before the clock, 10 min after
+	// it, in milliseconds (the right time), not at all.
+	for _, when := range []string{"1764295140", "1764324600", "1764324000000", "", "soon"} {
+		f.Add(event, when, nonce, "", byte(fuzzEncrypted))
 	}
 
 	f.Fuzz(func(t *testing.T, body []byte, ts, nonce, sig string, mode byte) {
@@ -124,15 +135,37 @@ func FuzzWebhookDecode(f *testing.F) {
 		}
 		status := rec.Code
 
-		signed := sig == seed.Sign(ts, nonce, raw)
+		signed := sig != "" && sig == seed.Sign(ts, nonce, raw)
+		fresh := signedNear(ts, clock, 8*time.Hour, 6*time.Minute)
 		malformed, isChallenge := decodeLikeFeishu(raw)
-		if status == http.StatusOK && !signed && !isChallenge {
-			t.Fatalf("200 for a request with a wrong signature: body %q", raw)
+		if status == http.StatusOK && !isChallenge && !(signed && fresh) {
+			t.Fatalf("200 for a request with a wrong signature or timestamp (%q): body %q", ts, raw)
 		}
-		if (malformed || (!signed && !isChallenge)) && (status < 400 || status >= 500) {
-			t.Fatalf("status %d for malformed or unsigned input, want 4xx: body %q", status, raw)
+		if malformed || (!isChallenge && !(signed && fresh)) {
+			if status != rejectStatus || rec.Body.String() != rejectBody {
+				t.Fatalf("%d %q for malformed, unsigned or stale input, want the common rejection: body %q", status, rec.Body.String(), raw)
+			}
+		}
+		if status >= 400 && status < 500 && (status != rejectStatus || rec.Body.String() != rejectBody) {
+			t.Fatalf("a rejection unlike the others: %d %q", status, rec.Body.String())
 		}
 	})
+}
+
+// signedNear reports whether ts is a Unix time (seconds, or milliseconds)
+// at most back before now and at most ahead after it: bounds a little
+// wider than the webhook's window, written down independently of it.
+func signedNear(ts string, now time.Time, back, ahead time.Duration) bool {
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	for _, at := range []time.Time{time.Unix(n, 0), time.UnixMilli(n)} {
+		if age := now.Sub(at); age <= back && age >= -ahead {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeLikeFeishu says whether raw is malformed (not a JSON object with an

@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -14,7 +15,8 @@ import (
 
 // Config is every setting kbbot reads from its environment.
 type Config struct {
-	Addr      string // KBBOT_ADDR
+	Addr      string // KBBOT_ADDR: the webhook, source pages and health checks
+	AdminAddr string // KBBOT_ADMIN_ADDR: /metrics and health checks; "off" turns it off
 	PublicURL string // KBBOT_PUBLIC_URL: base for /kb/{doc_id} links in cards
 	DataDir   string // KBBOT_DATA_DIR: embedded index and in-process state
 	SeedsDir  string // KBBOT_SEEDS_DIR: ingested automatically when the index is empty
@@ -22,6 +24,14 @@ type Config struct {
 	Insecure  bool   // KBBOT_INSECURE_DEV: allow serve without an encrypt key
 	Role      string // KBBOT_ROLE: all | events | answers
 	Tokenizer string // KBBOT_TOKENIZER: bigram | unigram+bigram
+
+	// DevLoopback is set when insecure development mode left KBBOT_ADDR
+	// unset: serve then listens on 127.0.0.1:8080 only, not on every
+	// interface, since nothing authenticates its webhook.
+	DevLoopback bool
+
+	LinkSecret string        // KBBOT_LINK_SECRET: signs the /kb links cards give out
+	LinkTTL    time.Duration // KBBOT_LINK_TTL: how long such a link works
 
 	FeishuAppID             string // FEISHU_APP_ID
 	FeishuAppSecret         string // FEISHU_APP_SECRET
@@ -99,13 +109,16 @@ func Vars() []Var {
 		return func(c *Config, v string) error { *dst(c) = v; return nil }
 	}
 	return []Var{
-		{"KBBOT_ADDR", ":8080", false, "address `serve` listens on", str(func(c *Config) *string { return &c.Addr })},
+		{"KBBOT_ADDR", ":8080", false, "address `serve` listens on for Feishu (the webhook), the /kb source pages and /healthz, /readyz; with KBBOT_INSECURE_DEV=true and this unset, 127.0.0.1:8080", str(func(c *Config) *string { return &c.Addr })},
+		{"KBBOT_ADMIN_ADDR", DefaultAdminAddr, false, "address of the admin listener: /metrics, /healthz, /readyz; keep it off the public network; off turns it off", str(func(c *Config) *string { return &c.AdminAddr })},
 		{"KBBOT_PUBLIC_URL", "http://localhost:8080", false, "public base URL of the bot; cards link sources without a URL to {this}/kb/{doc_id}", str(func(c *Config) *string { return &c.PublicURL })},
 		{"KBBOT_DATA_DIR", "./data", false, "where the embedded index and in-process state are kept", str(func(c *Config) *string { return &c.DataDir })},
 		{"KBBOT_SEEDS_DIR", "seeds", false, "knowledge ingested automatically when the index is empty", str(func(c *Config) *string { return &c.SeedsDir })},
 		{"KBBOT_WORKERS", "0", false, "answers in progress at once per replica; 0 = auto: 32 with an LLM (answers wait on it), 8 without (extractive answers use the CPU, and more would crowd out the webhook)", intVar(func(c *Config) *int { return &c.Workers })},
 		{"KBBOT_ROLE", "all", false, "what serve does: all (take events and answer them), events (take events, acknowledge and queue them; answer none), answers (answer what is queued; no webhook): with Redis, intake and answering scale apart", str(func(c *Config) *string { return &c.Role })},
-		{"KBBOT_INSECURE_DEV", "false", false, "allow `serve` without FEISHU_ENCRYPT_KEY (requests are then unauthenticated); development only", boolVar(func(c *Config) *bool { return &c.Insecure })},
+		{"KBBOT_INSECURE_DEV", "false", false, "allow `serve` without FEISHU_ENCRYPT_KEY (requests are then unauthenticated) and without KBBOT_LINK_SECRET; listens on 127.0.0.1 unless KBBOT_ADDR says otherwise; development only", boolVar(func(c *Config) *bool { return &c.Insecure })},
+		{"KBBOT_LINK_SECRET", "", true, "secret (at least 32 bytes) that signs the expiring /kb/{doc_id} links on cards; make one with `openssl rand -hex 32`; required by `serve` unless KBBOT_INSECURE_DEV=true; changing it ends every link given out", str(func(c *Config) *string { return &c.LinkSecret })},
+		{"KBBOT_LINK_TTL", "720h", false, "how long a /kb link on a card works (rounded up to the hour)", durVar(func(c *Config) *time.Duration { return &c.LinkTTL })},
 		{"KBBOT_TOKENIZER", "bigram", false, "lexical tokenizer: bigram (the measured best) or unigram+bigram; changing it needs `kbbot ingest --rebuild`", str(func(c *Config) *string { return &c.Tokenizer })},
 		{"FEISHU_APP_ID", "", false, "app ID of the Feishu/Lark app (cli_…)", str(func(c *Config) *string { return &c.FeishuAppID })},
 		{"FEISHU_APP_SECRET", "", true, "app secret", str(func(c *Config) *string { return &c.FeishuAppSecret })},
@@ -160,11 +173,14 @@ func Load(getenv func(string) string) (Config, error) {
 			val = v.Default
 		}
 		if err := v.set(&c, val); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q: %w", v.Name, val, err))
+			errs = append(errs, fmt.Errorf("%s=%q: %w", v.Name, printable(v, val), err))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return c, err
+	}
+	if c.Insecure && strings.TrimSpace(getenv("KBBOT_ADDR")) == "" {
+		c.Addr, c.DevLoopback = DevAddr, true
 	}
 	if c.Workers == 0 {
 		// Measured with the load tool at 500 events/s: 32 extractive
@@ -177,6 +193,20 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 	return c, c.Validate()
 }
+
+// DefaultAdminAddr keeps /metrics on the loopback interface unless
+// KBBOT_ADMIN_ADDR says otherwise; DevAddr is KBBOT_ADDR's default in
+// insecure development mode.
+const (
+	DefaultAdminAddr = "127.0.0.1:9090"
+	DevAddr          = "127.0.0.1:8080"
+)
+
+// AdminOff is the KBBOT_ADMIN_ADDR that turns the admin listener off.
+const AdminOff = "off"
+
+// minLinkSecret is the HMAC-SHA256 key size (kblink.MinSecretLen).
+const minLinkSecret = 32
 
 // maxQueueShards bounds KBBOT_QUEUE_SHARDS: every replica scans every
 // shard each second.
@@ -210,7 +240,17 @@ func (c Config) Validate() error {
 		{"KBBOT_PUBLIC_URL", c.PublicURL}, {"FEISHU_BASE_URL", c.FeishuBaseURL}, {"OPENAI_BASE_URL", c.OpenAIBaseURL},
 	} {
 		if p, err := url.Parse(u.val); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad(u.name, "must be an http(s) URL such as https://example.com, got %q", u.val)
+			bad(u.name, "must be an http(s) URL such as https://example.com, got %q", RedactURL(u.val))
+		}
+	}
+	if c.LinkSecret != "" && len(c.LinkSecret) < minLinkSecret {
+		bad("KBBOT_LINK_SECRET", "must be at least %d bytes, got %d; make one with `openssl rand -hex 32`", minLinkSecret, len(c.LinkSecret))
+	}
+	if c.AdminAddr != AdminOff {
+		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			bad("KBBOT_ADMIN_ADDR", "must be host:port such as 127.0.0.1:9090, or off, got %q", c.AdminAddr)
+		} else if c.AdminAddr == c.Addr && port != "0" { // port 0: each gets its own
+			bad("KBBOT_ADMIN_ADDR", "must differ from KBBOT_ADDR (%s): /metrics stays off the public listener", c.Addr)
 		}
 	}
 	if c.RedisURL != "" {
@@ -237,7 +277,7 @@ func (c Config) Validate() error {
 	}
 	if c.DocBaseURL != "" {
 		if p, err := url.Parse(c.DocBaseURL); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" || strings.Trim(p.Path, "/") != "" {
-			bad("FEISHU_DOC_BASE_URL", "must be the tenant's document domain such as https://example.feishu.cn, got %q", c.DocBaseURL)
+			bad("FEISHU_DOC_BASE_URL", "must be the tenant's document domain such as https://example.feishu.cn, got %q", RedactURL(c.DocBaseURL))
 		}
 	}
 	if c.SyncEnabled() && c.DocBaseURL == "" {
@@ -288,7 +328,8 @@ func (c Config) ValidateSync() error {
 }
 
 // ValidateServe checks what `serve` needs on top of Validate: Feishu
-// credentials, and an encrypt key unless insecure development mode is on.
+// credentials, and an encrypt key and a link secret unless insecure
+// development mode is on.
 func (c Config) ValidateServe() error {
 	var errs []error
 	if c.FeishuAppID == "" || c.FeishuAppSecret == "" {
@@ -299,6 +340,10 @@ func (c Config) ValidateServe() error {
 	}
 	if c.FeishuMode == "webhook" && c.FeishuVerificationToken == "" && !c.Insecure {
 		errs = append(errs, errors.New("FEISHU_VERIFICATION_TOKEN: required to check each event's token; copy it from Events & Callbacks > Encryption Strategy"))
+	}
+	if c.LinkSecret == "" && !c.Insecure {
+		// Long-connection mode too: cards link to /kb pages either way.
+		errs = append(errs, errors.New("KBBOT_LINK_SECRET: required to sign the expiring links cards give to source pages (/kb/...); set it to the output of `openssl rand -hex 32`, or set KBBOT_INSECURE_DEV=true for local development (a random secret, so links stop working at every restart)"))
 	}
 	return errors.Join(errs...)
 }
@@ -311,12 +356,21 @@ func Redacted(getenv func(string) string) []string {
 		val := getenv(v.Name)
 		if val == "" {
 			val = v.Default
-		} else if v.Secret {
-			val = "***"
+		} else {
+			val = printable(v, val)
 		}
 		out = append(out, v.Name+"="+val)
 	}
 	return out
+}
+
+// printable is a variable's value as it may be printed: a secret's masked,
+// and credentials and query strings cut from any URL in it.
+func printable(v Var, val string) string {
+	if v.Secret {
+		return "***"
+	}
+	return RedactText(val)
 }
 
 func intVar(dst func(*Config) *int) func(*Config, string) error {

@@ -81,8 +81,110 @@ func TestValidateServe(t *testing.T) {
 		t.Errorf("insecure dev mode: %v", err)
 	}
 	c.Insecure, c.FeishuMode = false, "ws"
+	err = c.ValidateServe()
+	if err == nil || strings.Contains(err.Error(), "FEISHU_ENCRYPT_KEY") || !strings.Contains(err.Error(), "KBBOT_LINK_SECRET") {
+		t.Errorf("long connection: %v, want only the link secret missing (cards link to /kb pages in either mode)", err)
+	}
+	c.LinkSecret = strings.Repeat("s", 32)
 	if err := c.ValidateServe(); err != nil {
-		t.Errorf("long connection needs no encrypt key: %v", err)
+		t.Errorf("long connection with a link secret: %v", err)
+	}
+}
+
+func TestLinkSecret(t *testing.T) {
+	base := map[string]string{"FEISHU_APP_ID": "cli_x", "FEISHU_APP_SECRET": "s", "FEISHU_ENCRYPT_KEY": "k", "FEISHU_VERIFICATION_TOKEN": "v"}
+	c, err := Load(env(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.LinkTTL != 720*time.Hour {
+		t.Errorf("KBBOT_LINK_TTL default %v, want 720h", c.LinkTTL)
+	}
+	if err := c.ValidateServe(); err == nil || !strings.Contains(err.Error(), "KBBOT_LINK_SECRET") || !strings.Contains(err.Error(), "openssl rand -hex 32") {
+		t.Errorf("serve without a link secret: %v, want a refusal saying how to make one", err)
+	}
+	c.Insecure = true
+	if err := c.ValidateServe(); err != nil {
+		t.Errorf("insecure dev mode without a link secret: %v", err)
+	}
+
+	short := map[string]string{"KBBOT_LINK_SECRET": "too-short-a-secret"}
+	if _, err := Load(env(short)); err == nil || !strings.Contains(err.Error(), "KBBOT_LINK_SECRET") || !strings.Contains(err.Error(), "32 bytes") || strings.Contains(err.Error(), "too-short") {
+		t.Errorf("short secret: %v, want a length error that does not print the secret", err)
+	}
+}
+
+func TestAddresses(t *testing.T) {
+	for _, tt := range []struct {
+		env             map[string]string
+		addr, admin     string
+		loopbackDefault bool
+	}{
+		{nil, ":8080", "127.0.0.1:9090", false},
+		{map[string]string{"KBBOT_INSECURE_DEV": "true"}, "127.0.0.1:8080", "127.0.0.1:9090", true},
+		{map[string]string{"KBBOT_INSECURE_DEV": "true", "KBBOT_ADDR": ":8081"}, ":8081", "127.0.0.1:9090", false},
+		{map[string]string{"KBBOT_ADMIN_ADDR": "off"}, ":8080", "off", false},
+		{map[string]string{"KBBOT_ADMIN_ADDR": ":9091"}, ":8080", ":9091", false},
+	} {
+		c, err := Load(env(tt.env))
+		if err != nil {
+			t.Errorf("%v: %v", tt.env, err)
+			continue
+		}
+		if c.Addr != tt.addr || c.AdminAddr != tt.admin || c.DevLoopback != tt.loopbackDefault {
+			t.Errorf("%v: addr %q admin %q loopback default %v, want %q %q %v", tt.env, c.Addr, c.AdminAddr, c.DevLoopback, tt.addr, tt.admin, tt.loopbackDefault)
+		}
+	}
+	for _, bad := range []map[string]string{{"KBBOT_ADMIN_ADDR": "9090"}, {"KBBOT_ADMIN_ADDR": ":8080"}} {
+		if _, err := Load(env(bad)); err == nil || !strings.Contains(err.Error(), "KBBOT_ADMIN_ADDR") {
+			t.Errorf("%v: %v, want an error naming KBBOT_ADMIN_ADDR", bad, err)
+		}
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"https://api.example.com/v1":                                 "https://api.example.com/v1",
+		"https://user:hunter2@api.example.com/v1?api-key=sk1":        "https://user:REDACTED@api.example.com/v1?api-key=REDACTED",
+		"https://tok3n@api.example.com/":                             "https://REDACTED@api.example.com/",
+		"https://api.example.com/v1?a=1&b=sk1#frag":                  "https://api.example.com/v1?a=REDACTED&b=REDACTED",
+		"redis://:hunter2@redis:6379/0":                              "redis://:REDACTED@redis:6379/0",
+		"redis-sentinel://:hunter2@h1:26379,h2:26379/mymaster?x=sk1": "redis-sentinel://:REDACTED@h1:26379,h2:26379/mymaster?x=REDACTED",
+		"redis-cluster://:hunter2@h1:6379,[bad/x?k=sk1":              "redis-cluster://REDACTED@h1:6379,[bad/x?REDACTED",
+		"api.example.com/v1?key=sk1":                                 "api.example.com/v1?REDACTED",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[string]string{
+		`Post "https://u:hunter2@llm.example/v1/chat/completions?api-key=sk1": dial tcp: refused`: `Post "https://u:REDACTED@llm.example/v1/chat/completions?api-key=REDACTED": dial tcp: refused`,
+		`check X (http://a:hunter2@h/v1?k=sk1) and Y (http://h/?t=sk2; or not)`:                   `check X (http://a:REDACTED@h/v1?k=REDACTED) and Y (http://h/?t=REDACTED; or not)`,
+		`no URL here: a:b@c`: `no URL here: a:b@c`,
+	} {
+		if got := RedactText(in); got != want {
+			t.Errorf("RedactText(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A URL with a password and a query string is printed redacted, both in a
+// configuration error and in the settings dump.
+func TestPrintedURLsAreRedacted(t *testing.T) {
+	const bad = "ftp://admin:hunter2@llm.example/v1?api-key=sk-secret1"
+	_, err := Load(env(map[string]string{"OPENAI_BASE_URL": bad}))
+	if err == nil || !strings.Contains(err.Error(), "OPENAI_BASE_URL") || !strings.Contains(err.Error(), "llm.example") {
+		t.Fatalf("error %v, want one naming OPENAI_BASE_URL and its host", err)
+	}
+	const good = "https://admin:hunter2@llm.example/v1?api-key=sk-secret1"
+	lines := strings.Join(Redacted(env(map[string]string{"OPENAI_BASE_URL": good})), "\n")
+	for _, printed := range []string{err.Error(), lines} {
+		if strings.Contains(printed, "hunter2") || strings.Contains(printed, "sk-secret1") {
+			t.Errorf("a credential is printed: %s", printed)
+		}
+	}
+	if !strings.Contains(lines, "OPENAI_BASE_URL=https://admin:REDACTED@llm.example/v1?api-key=REDACTED") {
+		t.Errorf("settings dump:\n%s", lines)
 	}
 }
 

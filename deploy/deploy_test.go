@@ -176,6 +176,7 @@ func TestYAMLParses(t *testing.T) {
 		"docker-compose.yml",
 		"k8s/configmap.yaml", "k8s/secret.example.yaml", "k8s/deployment.yaml",
 		"k8s/service.yaml", "k8s/ingest-job.yaml", "k8s/kustomization.yaml",
+		"k8s/pdb.yaml", "k8s/networkpolicy.yaml",
 	} {
 		if !files[want] {
 			t.Errorf("%s missing or empty", want)
@@ -247,8 +248,8 @@ func TestCompose(t *testing.T) {
 
 	for _, name := range []string{"bot", "ingest"} {
 		env := getMap(services, name, "environment")
-		if got := env["REDIS_URL"]; got != "redis://redis:6379/0" {
-			t.Errorf("compose: %s REDIS_URL = %v", name, got)
+		if got, _ := env["REDIS_URL"].(string); !regexp.MustCompile(`^redis://:\$\{REDIS_PASSWORD:\?[^}]+\}@redis:6379/0$`).MatchString(got) {
+			t.Errorf("compose: %s REDIS_URL = %q, want redis://:${REDIS_PASSWORD:?…}@redis:6379/0", name, got)
 		}
 		if got := env["QDRANT_URL"]; got != "http://qdrant:6334" {
 			t.Errorf("compose: %s QDRANT_URL = %v", name, got)
@@ -280,6 +281,111 @@ func TestCompose(t *testing.T) {
 					t.Errorf("compose: service %s mounts undeclared volume %q", name, src)
 				}
 			}
+		}
+	}
+}
+
+// composePort is one published port of a compose service: its host
+// address ("" is every interface) and the host and container ports.
+type composePort struct{ hostIP, published, target string }
+
+// composePorts reads both compose port syntaxes: "[[ip:]host:]container"
+// strings and long-form maps.
+func composePorts(t *testing.T, svc map[string]any) []composePort {
+	t.Helper()
+	var out []composePort
+	for _, p := range getList(svc, "ports") {
+		switch p := p.(type) {
+		case string:
+			parts := strings.Split(strings.TrimSuffix(strings.TrimSuffix(p, "/tcp"), "/udp"), ":")
+			switch len(parts) {
+			case 1: // a container port alone: a random host port on every interface
+				out = append(out, composePort{target: parts[0]})
+			case 2:
+				out = append(out, composePort{published: parts[0], target: parts[1]})
+			default:
+				n := len(parts)
+				out = append(out, composePort{hostIP: strings.Join(parts[:n-2], ":"), published: parts[n-2], target: parts[n-1]})
+			}
+		case int:
+			out = append(out, composePort{target: fmt.Sprint(p)})
+		case map[string]any:
+			out = append(out, composePort{hostIP: getString(p, "host_ip"), published: fmt.Sprint(get(p, "published")), target: fmt.Sprint(get(p, "target"))})
+		default:
+			t.Errorf("compose: port %v of an unknown form", p)
+		}
+	}
+	return out
+}
+
+// Nothing but the bot's webhook is published on every host interface:
+// Qdrant and Redis have their data, the admin port /metrics.
+func TestComposePublishesOnlyTheWebhook(t *testing.T) {
+	services := getMap(composeDoc(t), "services")
+	webhook := false
+	for name := range services {
+		for _, p := range composePorts(t, getMap(services, name)) {
+			public := p.hostIP == "" || p.hostIP == "0.0.0.0" || p.hostIP == "::" || p.hostIP == "[::]"
+			if name == "bot" && p.target == "8080" {
+				webhook = true
+				continue
+			}
+			if public {
+				t.Errorf("compose: %s publishes %s on every interface (%+v); bind it to 127.0.0.1 or drop it", name, p.target, p)
+			} else if p.hostIP != "127.0.0.1" && p.hostIP != "[::1]" && p.hostIP != "::1" {
+				t.Errorf("compose: %s publishes %s on %s, want 127.0.0.1", name, p.target, p.hostIP)
+			}
+		}
+	}
+	if !webhook {
+		t.Error("compose: the bot's webhook port 8080 is not published")
+	}
+	if got := getString(services, "bot", "environment", "KBBOT_ADMIN_ADDR"); got != ":9090" {
+		t.Errorf("compose: bot KBBOT_ADMIN_ADDR = %q, want :9090 (inside the container; published on loopback)", got)
+	}
+}
+
+// required is compose's ${NAME:?message}: interpolation fails loudly when
+// NAME is unset or empty.
+func required(name string) *regexp.Regexp {
+	return regexp.MustCompile(`\$\{` + name + `:\?[^}]+\}`)
+}
+
+// Qdrant runs with an API key and the bot and the ingest tool use it;
+// Redis with a password (the one in their REDIS_URL) and noeviction; both
+// from kbbot.env.
+func TestComposeCredentials(t *testing.T) {
+	services := getMap(composeDoc(t), "services")
+	if got := getString(services, "qdrant", "environment", "QDRANT__SERVICE__API_KEY"); !required("QDRANT_API_KEY").MatchString(got) {
+		t.Errorf("compose: qdrant QDRANT__SERVICE__API_KEY = %q, want ${QDRANT_API_KEY:?…}", got)
+	}
+	for _, name := range []string{"bot", "ingest"} {
+		if got := getString(services, name, "environment", "QDRANT_API_KEY"); !required("QDRANT_API_KEY").MatchString(got) {
+			t.Errorf("compose: %s QDRANT_API_KEY = %q, want ${QDRANT_API_KEY:?…}", name, got)
+		}
+	}
+
+	cmd := stringList(get(services, "redis", "command"))
+	arg := func(flag string) string {
+		if i := slices.Index(cmd, flag); i >= 0 && i+1 < len(cmd) {
+			return cmd[i+1]
+		}
+		return ""
+	}
+	if !required("REDIS_PASSWORD").MatchString(arg("--requirepass")) {
+		t.Errorf("compose: redis --requirepass %q, want ${REDIS_PASSWORD:?…} (command %q)", arg("--requirepass"), cmd)
+	}
+	if arg("--maxmemory") == "" || arg("--maxmemory-policy") != "noeviction" {
+		t.Errorf("compose: redis --maxmemory %q --maxmemory-policy %q, want a limit and noeviction (evicting would drop claims and queued questions)", arg("--maxmemory"), arg("--maxmemory-policy"))
+	}
+	// The health check must authenticate, or it fails on a healthy Redis.
+	if got := getString(services, "redis", "environment", "REDISCLI_AUTH"); !required("REDIS_PASSWORD").MatchString(got) {
+		t.Errorf("compose: redis REDISCLI_AUTH = %q, want ${REDIS_PASSWORD:?…} for the health check", got)
+	}
+	names := envExample(t)
+	for _, want := range []string{"REDIS_PASSWORD", "QDRANT_API_KEY"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("kbbot.env.example does not set %s, which docker-compose.yml requires", want)
 		}
 	}
 }
@@ -341,9 +447,8 @@ func TestK8sDeployment(t *testing.T) {
 	if get(c, "securityContext", "readOnlyRootFilesystem") != true {
 		t.Error("readOnlyRootFilesystem is not set")
 	}
-	if got, _ := get(pod, "terminationGracePeriodSeconds").(int); got != 30 {
-		t.Errorf("terminationGracePeriodSeconds = %v, want 30", get(pod, "terminationGracePeriodSeconds"))
-	}
+	// terminationGracePeriodSeconds against serve's shutdown budget:
+	// cmd/kbbot's TestGracePeriodCoversShutdown, beside the constants.
 	if getMap(c, "resources", "requests") == nil || getMap(c, "resources", "limits") == nil {
 		t.Error("container resources requests/limits missing")
 	}
@@ -365,9 +470,22 @@ func TestK8sDeployment(t *testing.T) {
 		t.Error("no emptyDir volume mounted at /data")
 	}
 
+	// Prometheus scrapes /metrics on the pods' admin port, which the
+	// ConfigMap opens on the pod's interfaces and the Service leaves out.
 	ann := getMap(d, "spec", "template", "metadata", "annotations")
-	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" || ann["prometheus.io/port"] != "8080" {
-		t.Errorf("Prometheus scrape annotations = %v", ann)
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/path"] != "/metrics" || ann["prometheus.io/port"] != "9090" {
+		t.Errorf("Prometheus scrape annotations = %v, want /metrics on 9090", ann)
+	}
+	ports := map[string]int{}
+	for _, p := range getList(c, "ports") {
+		n, _ := get(p, "containerPort").(int)
+		ports[getString(p, "name")] = n
+	}
+	if ports["http"] != 8080 || ports["admin"] != 9090 {
+		t.Errorf("container ports = %v, want http 8080 and admin 9090", ports)
+	}
+	if cm := k8sByKind(t, docs, "ConfigMap"); len(cm) == 1 && getString(cm[0].m, "data", "KBBOT_ADMIN_ADDR") != ":9090" {
+		t.Errorf("ConfigMap KBBOT_ADMIN_ADDR = %q, want :9090", getString(cm[0].m, "data", "KBBOT_ADMIN_ADDR"))
 	}
 
 	// The selector matches the pod labels, and the Service selects the pods.
@@ -389,8 +507,98 @@ func TestK8sDeployment(t *testing.T) {
 	if tp := get(svcs[0].m, "spec", "ports", 0, "targetPort"); tp != "http" && tp != 8080 {
 		t.Errorf("Service targetPort = %v, want http or 8080", tp)
 	}
+	for _, p := range getList(svcs[0].m, "spec", "ports") {
+		if tp := get(p, "targetPort"); tp == "admin" || tp == 9090 || get(p, "port") == 9090 {
+			t.Errorf("Service exposes the admin port: %v", p)
+		}
+	}
 
 	checkEnvFrom(t, docs, "Deployment", c)
+}
+
+// A PodDisruptionBudget keeps a bot replica up through drains.
+func TestK8sPodDisruptionBudget(t *testing.T) {
+	docs := loadYAML(t)
+	pdbs := k8sByKind(t, docs, "PodDisruptionBudget")
+	if len(pdbs) != 1 {
+		t.Fatalf("want one PodDisruptionBudget, found %d", len(pdbs))
+	}
+	pdb := pdbs[0].m
+	replicas, _ := get(k8sByKind(t, docs, "Deployment")[0].m, "spec", "replicas").(int)
+	if n, _ := get(pdb, "spec", "minAvailable").(int); n < 1 || n >= replicas {
+		t.Errorf("PDB minAvailable = %v, want at least 1 and fewer than the %d replicas (or no drain could proceed)", get(pdb, "spec", "minAvailable"), replicas)
+	}
+	if !selectsBot(t, docs, getMap(pdb, "spec", "selector", "matchLabels")) {
+		t.Errorf("PDB selector %v does not select the bot's pods", getMap(pdb, "spec", "selector", "matchLabels"))
+	}
+}
+
+// selectsBot reports whether labels (a matchLabels) select the bot pods.
+func selectsBot(t *testing.T, docs []yamlDoc, labels map[string]any) bool {
+	t.Helper()
+	pod := getMap(k8sByKind(t, docs, "Deployment")[0].m, "spec", "template", "metadata", "labels")
+	if len(labels) == 0 {
+		return false
+	}
+	for k, v := range labels {
+		if pod[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Only kbbot reaches Redis and Qdrant: a NetworkPolicy selects each by the
+// labels networkpolicy.yaml documents and admits kbbot's pods (and the
+// store's own peers), nothing else.
+func TestK8sNetworkPolicy(t *testing.T) {
+	docs := loadYAML(t)
+	byStore := map[string]map[string]any{}
+	for _, d := range k8sByKind(t, docs, "NetworkPolicy") {
+		byStore[getString(d.m, "spec", "podSelector", "matchLabels", "app")] = d.m
+	}
+	for store, ports := range map[string][]int{"kbbot-redis": {6379}, "kbbot-qdrant": {6333, 6334}} {
+		np := byStore[store]
+		if np == nil {
+			t.Errorf("no NetworkPolicy selects app: %s", store)
+			continue
+		}
+		if !slices.Contains(stringList(get(np, "spec", "policyTypes")), "Ingress") {
+			t.Errorf("%s policy: policyTypes %v lacks Ingress", store, get(np, "spec", "policyTypes"))
+		}
+		rules := getList(np, "spec", "ingress")
+		if len(rules) == 0 {
+			t.Errorf("%s policy admits nothing", store)
+		}
+		botAdmitted := map[int]bool{}
+		for _, r := range rules {
+			peers := getList(r, "from")
+			if len(peers) == 0 {
+				t.Errorf("%s policy: a rule without from admits everyone: %v", store, r)
+			}
+			for _, p := range peers {
+				m := getMap(p, "podSelector", "matchLabels")
+				if get(p, "namespaceSelector") != nil || get(p, "ipBlock") != nil {
+					t.Errorf("%s policy admits %v from outside the namespace", store, p)
+				}
+				switch {
+				case m["app"] == store: // the store's own peers
+				case m["app.kubernetes.io/name"] == "kbbot" && (m["app.kubernetes.io/component"] == nil || m["app.kubernetes.io/component"] == "bot"):
+					for _, port := range getList(r, "ports") {
+						n, _ := get(port, "port").(int)
+						botAdmitted[n] = true
+					}
+				default:
+					t.Errorf("%s policy admits %v, which is not kbbot", store, p)
+				}
+			}
+		}
+		for _, port := range ports {
+			if !botAdmitted[port] {
+				t.Errorf("%s policy does not let the bot reach port %d", store, port)
+			}
+		}
+	}
 }
 
 func TestK8sIngestJob(t *testing.T) {
@@ -508,6 +716,10 @@ func envExample(t *testing.T) []string {
 	return names
 }
 
+// composeOnly are the kbbot.env.example variables kbbot does not read:
+// docker-compose.yml interpolates them (--env-file) for its other services.
+var composeOnly = []string{"REDIS_PASSWORD"}
+
 func TestEnvExample(t *testing.T) {
 	names := envExample(t)
 	all, _ := configVars()
@@ -516,8 +728,17 @@ func TestEnvExample(t *testing.T) {
 			t.Errorf("kbbot.env.example does not set %s (config.Vars has it)", want)
 		}
 	}
+	compose, err := os.ReadFile("docker-compose.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, name := range names {
-		if !slices.Contains(all, name) {
+		switch {
+		case slices.Contains(composeOnly, name):
+			if !bytes.Contains(compose, []byte("${"+name)) {
+				t.Errorf("kbbot.env.example sets %s for docker-compose.yml, which does not use it", name)
+			}
+		case !slices.Contains(all, name):
 			t.Errorf("kbbot.env.example sets %s, which config.Vars does not know", name)
 		}
 	}
@@ -573,7 +794,12 @@ func TestK8sEnvMatchesExample(t *testing.T) {
 	for k := range sec {
 		k8s = append(k8s, k)
 	}
-	example := envExample(t)
+	var example []string
+	for _, name := range envExample(t) {
+		if !slices.Contains(composeOnly, name) {
+			example = append(example, name)
+		}
+	}
 	sort.Strings(k8s)
 	sort.Strings(example)
 	if !slices.Equal(k8s, example) {

@@ -219,7 +219,10 @@ type AnswerView struct {
 	Answer   rag.Answer
 	QID      string // turn id, for feedback
 	Conv     string
-	BaseURL  string // KBBOT_PUBLIC_URL, for sources without a URL
+	// KBLink is the link to kbbot's page for a source without a URL of its
+	// own (a signed, expiring /kb link the bot makes: the renderer reads no
+	// clock or secret). Nil lists such sources without a link.
+	KBLink func(docID string) string
 }
 
 // Answer renders an answer, trimming the answer text so the card stays
@@ -288,7 +291,11 @@ func referenceList(v AnswerView) []any {
 	var sb strings.Builder
 	sb.WriteString("**参考资料**")
 	for i, r := range refs[:min(len(refs), maxRefs)] {
-		fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), sourceURL(v.BaseURL, r))
+		if u := sourceURL(v.KBLink, r); u != "" {
+			fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), u)
+		} else {
+			fmt.Fprintf(&sb, "\n%d. %s", i+1, linkText(r))
+		}
 	}
 	return []any{hrEl{Tag: "hr"}, md(sb.String())}
 }
@@ -361,13 +368,22 @@ func linkText(r rag.Reference) string {
 	return Truncate(t, maxTitleRunes)
 }
 
-// sourceURL links a source: its own http(s) URL, or kbbot's page for it.
-func sourceURL(base string, r rag.Reference) string {
+// sourceURL links a source: its own http(s) URL, or kbbot's page for it
+// ("" when there is no way to make one).
+func sourceURL(kbLink func(string) string, r rag.Reference) string {
 	if u, err := url.Parse(r.URL); err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "" && len(r.URL) <= maxURLBytes {
-		// Parentheses and spaces would end the markdown link early.
-		return strings.NewReplacer(" ", "%20", "(", "%28", ")", "%29").Replace(r.URL)
+		return mdURL(r.URL)
 	}
-	return base + "/kb/" + url.PathEscape(r.DocID)
+	if kbLink == nil {
+		return ""
+	}
+	return mdURL(kbLink(r.DocID))
+}
+
+// mdURL keeps a URL whole inside a markdown link: parentheses and spaces
+// would end it early.
+func mdURL(u string) string {
+	return strings.NewReplacer(" ", "%20", "(", "%28", ")", "%29").Replace(u)
 }
 
 // Error tells the user answering failed, with a button to try again.

@@ -8,14 +8,20 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"kbbot/bot/feishufake"
+	"kbbot/bot/kblink"
 	"kbbot/rag"
 )
 
-// testPublic is KBBOT_PUBLIC_URL in these tests.
+// testPublic is KBBOT_PUBLIC_URL in these tests; testLinks signs their
+// /kb links with a fixed secret and clock, so the golden files hold.
 const testPublic = "https://kb.example.com"
+
+var testLinks = kblink.New([]byte("cards-test-link-secret-32-bytes!"), 720*time.Hour, testPublic,
+	func() time.Time { return time.Date(2026, 11, 28, 10, 0, 0, 0, time.UTC) })
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
@@ -57,8 +63,8 @@ func TestCardsGolden(t *testing.T) {
 	}
 	conv := "chat:oc_1"
 	for name, card := range map[string][]byte{
-		"answer.json":       Answer(AnswerView{Question: "知识库助手是什么？", Answer: ans, QID: "q1", Conv: conv, BaseURL: testPublic}),
-		"answer_click.json": Answer(AnswerView{Question: "如何开始？", Asker: "ou_alice", Answer: rag.Answer{Text: "没有相关资料。"}, QID: "q2", Conv: conv, BaseURL: testPublic}),
+		"answer.json":       Answer(AnswerView{Question: "知识库助手是什么？", Answer: ans, QID: "q1", Conv: conv, KBLink: testLinks.URL}),
+		"answer_click.json": Answer(AnswerView{Question: "如何开始？", Asker: "ou_alice", Answer: rag.Answer{Text: "没有相关资料。"}, QID: "q2", Conv: conv, KBLink: testLinks.URL}),
 		"error.json":        Error("知识库助手是什么？", conv),
 		"busy.json":         Busy("知识库助手是什么？", conv),
 		"help.json":         Help(conv),
@@ -110,7 +116,7 @@ func TestHugeAnswerFitsInACard(t *testing.T) {
 	for range 20 {
 		ans.FollowUps = append(ans.FollowUps, strings.Repeat("追问", 200))
 	}
-	raw := Answer(AnswerView{Question: strings.Repeat("问题", 1000), Answer: ans, QID: "q", Conv: "chat:oc_1", BaseURL: testPublic})
+	raw := Answer(AnswerView{Question: strings.Repeat("问题", 1000), Answer: ans, QID: "q", Conv: "chat:oc_1", KBLink: testLinks.URL})
 	if len(raw) >= MaxCardBytes {
 		t.Fatalf("card is %d bytes, want under 30 KB", len(raw))
 	}
@@ -147,7 +153,7 @@ func TestFitTextKeepsShortTextAndBreaksNaturally(t *testing.T) {
 }
 
 func TestStreamCardsGolden(t *testing.T) {
-	v := AnswerView{Question: "知识库助手是什么？", Asker: "ou_alice", Conv: "chat:oc_1", QID: "q1", BaseURL: testPublic,
+	v := AnswerView{Question: "知识库助手是什么？", Asker: "ou_alice", Conv: "chat:oc_1", QID: "q1", KBLink: testLinks.URL,
 		Answer: rag.Answer{Text: "知识库助手根据资料回答问题 [1]，并且", Mode: rag.ModeLLM, Covered: true,
 			References: []rag.Reference{{DocID: "doc-1", Title: "入门指南"}}}}
 	thinking := Thinking(v)
@@ -179,15 +185,35 @@ func TestLimitCardGolden(t *testing.T) {
 // lists no sources, even were it handed some.
 func TestGeneralAnswerCard(t *testing.T) {
 	ans := rag.Answer{Text: "目前知识库中暂时没有关于红烧肉做法的相关内容。但一般来说，先焯水，再炒糖色、慢炖。", FollowUps: []string{"如何开始？"}, Mode: rag.ModeGeneral}
-	card := Answer(AnswerView{Question: "红烧肉怎么做？", Answer: ans, QID: "q3", Conv: "chat:oc_1", BaseURL: testPublic})
+	card := Answer(AnswerView{Question: "红烧肉怎么做？", Answer: ans, QID: "q3", Conv: "chat:oc_1"})
 	checkCard(t, card)
 	golden(t, "answer_general.json", card)
 	ans.References = []rag.Reference{{DocID: "doc-1", Title: "无关的资料"}}
-	text := feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "红烧肉怎么做？", Answer: ans, QID: "q3", Conv: "chat:oc_1", BaseURL: testPublic})))
+	text := feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "红烧肉怎么做？", Answer: ans, QID: "q3", Conv: "chat:oc_1"})))
 	if !strings.Contains(text, GeneralNotice) || !strings.Contains(text, AINotice) || strings.Contains(text, "参考资料") || strings.Contains(text, "无关的资料") {
 		t.Errorf("general answer card:\n%s", text)
 	}
 	if strings.Contains(feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "q", Answer: rag.Answer{Text: "t", Mode: rag.ModeLLM}}))), GeneralNotice) {
 		t.Error("an answer from the knowledge base carries the general notice")
+	}
+}
+
+// A source without a URL of its own links to the page KBLink names, whole;
+// without KBLink it is listed unlinked. Sources with a URL keep theirs.
+func TestReferenceLinks(t *testing.T) {
+	ans := rag.Answer{Text: "答案 [1][2]", Covered: true, References: []rag.Reference{
+		{DocID: "doc (1)", Title: "本地文档"},
+		{DocID: "doc-2", Title: "飞书文档", URL: "https://example.feishu.cn/docx/abc"},
+	}}
+	link := func(id string) string { return "https://kb.example.com/kb/" + id + "?exp=1&sig=ab" }
+	text := feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "q", Answer: ans, Conv: "chat:oc_1", KBLink: link})))
+	for _, want := range []string{"[本地文档](https://kb.example.com/kb/doc%20%281%29?exp=1&sig=ab)", "[飞书文档](https://example.feishu.cn/docx/abc)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("card lacks %s:\n%s", want, text)
+		}
+	}
+	text = feishufake.CardText(checkCard(t, Answer(AnswerView{Question: "q", Answer: ans, Conv: "chat:oc_1"})))
+	if !strings.Contains(text, "1. 本地文档\n") || strings.Contains(text, "/kb/") || !strings.Contains(text, "[飞书文档](https://example.feishu.cn/docx/abc)") {
+		t.Errorf("without KBLink:\n%s", text)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -78,17 +80,20 @@ func spawn(ctx context.Context, o options, getenv func(string) string, stderr io
 	c.url = "http://" + addr + "/feishu/events"
 	c.metrics = []string{"http://" + admin + "/metrics", "http://" + addr + "/metrics"}
 
+	var linkSecret [32]byte
+	_, _ = rand.Read(linkSecret[:])
 	c.fake = feishufake.New("ou_loadtest_bot")
 	c.fake.Lean = true // so the fake does not steal CPU from the bot
 	c.cleanup = append(c.cleanup, c.fake.Close)
 	env := append(os.Environ(),
 		"KBBOT_ADDR="+addr,
-		"KBBOT_ADMIN_ADDR="+admin, // where /metrics moves once serve has an admin listener
+		"KBBOT_ADMIN_ADDR="+admin, // serve's /metrics is there, not on KBBOT_ADDR
 		"KBBOT_DATA_DIR="+data,
 		"KBBOT_SEEDS_DIR="+seeds,
 		"FEISHU_MODE=webhook",
 		fmt.Sprintf("FEISHU_APP_ID=cli_loadtest_%d", time.Now().UnixNano()),
 		"FEISHU_APP_SECRET=loadtest-secret",
+		"KBBOT_LINK_SECRET="+hex.EncodeToString(linkSecret[:]), // serve refuses to start without one
 		"FEISHU_BASE_URL="+c.fake.URL,
 		"FEISHU_ENCRYPT_KEY="+o.encryptKey,
 		"FEISHU_VERIFICATION_TOKEN="+o.token,

@@ -64,6 +64,7 @@ type process struct {
 	t      *testing.T
 	name   string
 	url    string
+	admin  string // the admin listener: /metrics
 	cmd    *exec.Cmd
 	stderr *lockedBuffer
 	done   chan struct{}
@@ -72,15 +73,12 @@ type process struct {
 // startProcess runs bin serve with env and waits for /readyz.
 func startProcess(t *testing.T, bin, name string, env map[string]string) *process {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close() // the child binds it; another process taking it meanwhile fails loudly below
-	p := &process{t: t, name: name, url: "http://" + addr, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	// The child binds these; another process taking one meanwhile fails
+	// loudly below.
+	addr, admin := freeAddr(t), freeAddr(t)
+	p := &process{t: t, name: name, url: "http://" + addr, admin: "http://" + admin, stderr: &lockedBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve")
-	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KBBOT_ADDR=" + addr}
+	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KBBOT_ADDR=" + addr, "KBBOT_ADMIN_ADDR=" + admin}
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
@@ -114,6 +112,17 @@ func startProcess(t *testing.T, bin, name string, env map[string]string) *proces
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// freeAddr is a loopback address with a port nothing listens on just now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func (p *process) kill() {
@@ -153,6 +162,7 @@ func crashEnv(t *testing.T, fake *feishufake.Server, redisURL string) map[string
 		"KBBOT_QUEUE_VISIBILITY":    "2s",
 		"FEISHU_APP_ID":             fmt.Sprintf("cli_crash_%d_%d", time.Now().UnixNano(), e2eSeq.Add(1)),
 		"FEISHU_APP_SECRET":         "crash-secret",
+		"KBBOT_LINK_SECRET":         e2eLinkKey,
 		"FEISHU_VERIFICATION_TOKEN": e2eToken,
 		"FEISHU_ENCRYPT_KEY":        e2eKey,
 		"FEISHU_BASE_URL":           fake.URL,
@@ -359,7 +369,7 @@ func TestCrashedReplicaLosesNothing(t *testing.T) {
 		qs = append(qs, sentQuestion{m, b.name})
 	}
 
-	waitAnswered(t, fake, []*llmfake.Server{llmA, llmB}, b.url+"/metrics", qs)
+	waitAnswered(t, fake, []*llmfake.Server{llmA, llmB}, b.admin+"/metrics", qs)
 	checkExactlyOnce(t, fake, qs)
 
 	// The questions A died answering were asked again by B.
@@ -440,7 +450,7 @@ func TestRedisRestartLosesNothingAcknowledged(t *testing.T) {
 	if len(acked) == 0 {
 		t.Fatal("no question was acknowledged")
 	}
-	waitAnswered(t, fake, []*llmfake.Server{llmA, llmB}, b.url+"/metrics", acked)
+	waitAnswered(t, fake, []*llmfake.Server{llmA, llmB}, b.admin+"/metrics", acked)
 	checkExactlyOnce(t, fake, acked)
 	counts := fake.ReplyCounts()
 	for _, q := range refused {

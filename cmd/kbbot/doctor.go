@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"kbbot/bot/openapi"
+	"kbbot/config"
 	"kbbot/rag"
 	"kbbot/store"
 	"kbbot/store/index"
@@ -138,10 +139,13 @@ func (a *app) doctor(ctx context.Context, args []string) error {
 	return nil
 }
 
+// printFinding writes one line of the report, and its fix. Both go
+// through config.RedactText: fixes name base URLs, and errors quote request
+// URLs, either of which may carry user:password@ or ?api-key=.
 func printFinding(w io.Writer, name string, f finding) {
-	fmt.Fprintf(w, "%-6s%-17s%s\n", f.status, name, oneLine(f.detail))
+	fmt.Fprintf(w, "%-6s%-17s%s\n", f.status, name, config.RedactText(oneLine(f.detail)))
 	if f.fix != "" {
-		fmt.Fprintf(w, "      fix: %s\n", oneLine(f.fix))
+		fmt.Fprintf(w, "      fix: %s\n", config.RedactText(oneLine(f.fix)))
 	}
 }
 
@@ -174,12 +178,12 @@ func (d *doctorRun) configuration(context.Context) []finding {
 		return out
 	}
 	if c.FeishuMode == "ws" {
-		return []finding{passed("long-connection mode: app credentials set (no encrypt key or verification token needed)")}
+		return []finding{passed("long-connection mode: app credentials and link secret set (no encrypt key or verification token needed)")}
 	}
 	if c.FeishuEncryptKey == "" {
 		return []finding{passed("webhook mode with KBBOT_INSECURE_DEV=true: requests are neither signed nor encrypted; development only")}
 	}
-	return []finding{passed("webhook mode: app credentials, encrypt key and verification token set")}
+	return []finding{passed("webhook mode: app credentials, encrypt key, verification token and link secret set")}
 }
 
 func unjoin(err error) []error {

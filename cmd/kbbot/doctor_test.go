@@ -25,6 +25,7 @@ const (
 	doctorEncryptKey = "doctor-encrypt-key"
 	doctorVerifyTok  = "doctor-verification-token"
 	doctorOpenAIKey  = "sk-doctor-good"
+	doctorLinkSecret = "doctor-link-secret-of-32-bytes-or-more"
 )
 
 // startFakeOpenAI is an OpenAI-compatible provider that knows the key
@@ -72,6 +73,7 @@ func doctorEnv(t *testing.T, feishuURL, openaiURL, qdrantURL string) map[string]
 		"KBBOT_DATA_DIR":            t.TempDir(),
 		"FEISHU_APP_ID":             fmt.Sprintf("cli_%s_%d", t.Name(), time.Now().UnixNano()),
 		"FEISHU_APP_SECRET":         doctorAppSecret,
+		"KBBOT_LINK_SECRET":         doctorLinkSecret,
 		"FEISHU_ENCRYPT_KEY":        doctorEncryptKey,
 		"FEISHU_VERIFICATION_TOKEN": doctorVerifyTok,
 		"FEISHU_BASE_URL":           feishuURL,
@@ -126,7 +128,7 @@ func parseDoctor(t *testing.T, out string) []doctorLine {
 
 func assertNoSecrets(t *testing.T, out string) {
 	t.Helper()
-	for _, s := range []string{doctorAppSecret, doctorEncryptKey, doctorVerifyTok, doctorOpenAIKey} {
+	for _, s := range []string{doctorAppSecret, doctorEncryptKey, doctorVerifyTok, doctorOpenAIKey, doctorLinkSecret} {
 		if strings.Contains(out, s) {
 			t.Errorf("the report shows the secret %q:\n%s", s, out)
 		}
@@ -188,6 +190,7 @@ func TestDoctorSkipsWhatIsNotConfigured(t *testing.T) {
 		"KBBOT_DATA_DIR":    dataDir,
 		"FEISHU_APP_ID":     fmt.Sprintf("cli_%s_%d", t.Name(), time.Now().UnixNano()),
 		"FEISHU_APP_SECRET": doctorAppSecret,
+		"KBBOT_LINK_SECRET": doctorLinkSecret,
 		"FEISHU_BASE_URL":   fake.URL,
 	}
 	out, stderr, err := runCLI(t, env, "doctor", "--ws")
@@ -271,6 +274,13 @@ func TestDoctorFailures(t *testing.T) {
 				delete(env, "FEISHU_ENCRYPT_KEY")
 			},
 			fails: map[string]string{"configuration": "Encryption Strategy"},
+		},
+		{
+			name: "missing link secret",
+			setup: func(t *testing.T, env map[string]string, _ *feishufake.Server) {
+				delete(env, "KBBOT_LINK_SECRET")
+			},
+			fails: map[string]string{"configuration": "openssl rand -hex 32"},
 		},
 		{
 			name: "redis stopped",
@@ -375,5 +385,26 @@ func TestDoctorFailures(t *testing.T) {
 			}
 			assertNoSecrets(t, out+stderr)
 		})
+	}
+}
+
+// URLs with credentials and query strings are printed redacted: doctor
+// prints base URLs in its fixes and errors that quote request URLs.
+func TestDoctorRedactsURLs(t *testing.T) {
+	env := doctorEnv(t, "http://app:hunter2@"+unusedAddr(t)+"/?token=sk-feishu-query", "http://admin:hunter2@"+unusedAddr(t)+"/v1?api-key=sk-query-secret", "")
+	delete(env, "OPENAI_EMBEDDING_MODEL")
+	out, stderr, err := runCLI(t, env, "doctor")
+	if err == nil {
+		t.Fatalf("doctor passed against unreachable services:\n%s", out)
+	}
+	for _, secret := range []string{"hunter2", "sk-query-secret", "sk-feishu-query"} {
+		if strings.Contains(out, secret) || strings.Contains(stderr, secret) {
+			t.Errorf("doctor printed %q:\n%s\nstderr:\n%s", secret, out, stderr)
+		}
+	}
+	for _, want := range []string{"admin:REDACTED@", "api-key=REDACTED"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks the redacted URL (%s):\n%s", want, out)
+		}
 	}
 }

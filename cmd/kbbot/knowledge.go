@@ -13,6 +13,7 @@ import (
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
 
+	"kbbot/bot/kblink"
 	"kbbot/rag"
 	"kbbot/store/index"
 )
@@ -133,8 +134,18 @@ func (a *app) ask(ctx context.Context, args []string) error {
 			Mode       string          `json:"mode"`
 		}{ans.Text, jsonRefs(ans.References), ans.FollowUps, ans.Mode})
 	}
-	printAnswer(a.stdout, ans, strings.TrimRight(a.cfg.PublicURL, "/"))
+	printAnswer(a.stdout, ans, a.kbLinks())
 	return nil
+}
+
+// kbLinks makes the signed /kb links serve would put on a card, when
+// KBBOT_LINK_SECRET is configured; nil otherwise, since a link signed with
+// any other secret would not open.
+func (a *app) kbLinks() func(docID string) string {
+	if a.cfg.LinkSecret == "" {
+		return nil
+	}
+	return kblink.New([]byte(a.cfg.LinkSecret), a.cfg.LinkTTL, strings.TrimRight(a.cfg.PublicURL, "/"), nil).URL
 }
 
 // jsonReference is the stable --json shape of a reference.
@@ -153,9 +164,10 @@ func jsonRefs(refs []rag.Reference) []jsonReference {
 	return out
 }
 
-// printAnswer writes an answer for a person; a source without a URL of its
-// own is shown with its page on the bot (served by `kbbot serve`).
-func printAnswer(w io.Writer, ans rag.Answer, publicURL string) {
+// printAnswer writes an answer for a person. A source without a URL of its
+// own is shown with a link to its page on the bot (served by `kbbot
+// serve`) when kbLink can make one, else by its doc id.
+func printAnswer(w io.Writer, ans rag.Answer, kbLink func(docID string) string) {
 	fmt.Fprintln(w, ans.Text)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "内容由 AI 大模型生成，请仔细甄别")
@@ -163,8 +175,12 @@ func printAnswer(w io.Writer, ans rag.Answer, publicURL string) {
 		fmt.Fprintln(w, "\n参考资料")
 		for i, r := range ans.References {
 			loc := r.URL
-			if loc == "" {
-				loc = publicURL + "/kb/" + r.DocID
+			switch {
+			case loc != "":
+			case kbLink != nil:
+				loc = kbLink(r.DocID)
+			default:
+				loc = "doc_id " + r.DocID
 			}
 			fmt.Fprintf(w, "  [%d] %s (%s)\n", i+1, r.Title, loc)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -44,6 +45,19 @@ func TestAskOnEmbeddedDefaults(t *testing.T) {
 	}
 	if !strings.Contains(out, "参考资料") || !strings.Contains(out, "[1] Ranger") || !strings.Contains(out, "其他人在问") {
 		t.Errorf("answer lacks references or follow-ups:\n%s", out)
+	}
+	// Without KBBOT_LINK_SECRET no link would open: the doc id, no link.
+	if !strings.Contains(out, "(doc_id ") || strings.Contains(out, "/kb/") {
+		t.Errorf("sources without a URL, no link secret: want doc ids, no /kb links:\n%s", out)
+	}
+	env["KBBOT_LINK_SECRET"] = "ask-test-link-secret-of-32-bytes!"
+	env["KBBOT_PUBLIC_URL"] = "https://kb.test"
+	out, _, err = runCLI(t, env, "ask", "模型训练的底层原理是什么？")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`\(https://kb\.test/kb/[0-9a-f]+\?exp=\d+&sig=[0-9a-f]{64}\)`).MatchString(out) || strings.Contains(out, "(doc_id ") {
+		t.Errorf("sources without a URL, with a link secret: want signed /kb links:\n%s", out)
 	}
 	out, _, err = runCLI(t, env, "ask", "--json", "RAG 是怎么实现的？")
 	if err != nil {

@@ -36,7 +36,8 @@ func main() {
 	stop()
 	if err != nil {
 		if !errors.Is(err, errUsage) {
-			fmt.Fprintln(os.Stderr, "kbbot:", err)
+			// Errors may quote a URL (a request's, or a setting's).
+			fmt.Fprintln(os.Stderr, "kbbot:", config.RedactText(err.Error()))
 		}
 		os.Exit(1)
 	}
@@ -66,9 +67,10 @@ type app struct {
 	stdout io.Writer
 	stderr io.Writer
 	stdin  io.Reader
-	// onListen, when set, is told the address serve listens on (tests use
-	// KBBOT_ADDR=127.0.0.1:0).
-	onListen func(addr string)
+	// onListen and onAdminListen, when set, are told the addresses serve
+	// listens on (tests use KBBOT_ADDR=127.0.0.1:0, likewise the admin one).
+	onListen      func(addr string)
+	onAdminListen func(addr string)
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

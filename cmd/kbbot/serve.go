@@ -4,28 +4,29 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"kbbot/bot"
 	"kbbot/bot/openapi"
 	"kbbot/bot/wiki"
+	"kbbot/config"
 	"kbbot/store"
 	"kbbot/store/queue"
 	"kbbot/store/ratelimit"
 	"kbbot/store/state"
 )
 
-// Shutdown budget: stop taking requests, then let queued answers finish.
+// Shutdown budget: stop taking requests, let queued answers finish, then
+// close the admin listener. deploy/k8s's terminationGracePeriodSeconds must
+// exceed the sum plus the preStop pause (TestGracePeriodCoversShutdown).
 const (
-	httpShutdownTimeout = 10 * time.Second
-	drainTimeout        = 30 * time.Second
+	httpShutdownTimeout  = 10 * time.Second
+	drainTimeout         = 30 * time.Second
+	adminShutdownTimeout = time.Second
 )
 
 // stateParts are the stores the bot keeps its state in: Redis when
@@ -87,6 +88,9 @@ func (a *app) runServe(ctx context.Context) error {
 	if a.cfg.FeishuEncryptKey == "" && a.cfg.FeishuMode != "ws" {
 		a.log.Warn("KBBOT_INSECURE_DEV: FEISHU_ENCRYPT_KEY is empty, so webhook requests are neither signed nor encrypted; never run like this in production")
 	}
+	if a.cfg.LinkSecret == "" { // ValidateServe allows it in insecure dev mode only
+		a.log.Warn("KBBOT_INSECURE_DEV: KBBOT_LINK_SECRET is empty, so source-page links are signed with a random secret and stop working when this process ends; set it to the output of `openssl rand -hex 32` to keep them")
+	}
 
 	eng, idx, err := a.openSeededEngine(ctx)
 	if err != nil {
@@ -117,6 +121,8 @@ func (a *app) runServe(ctx context.Context) error {
 		VerificationToken: a.cfg.FeishuVerificationToken,
 		EncryptKey:        a.cfg.FeishuEncryptKey,
 		PublicURL:         a.cfg.PublicURL,
+		LinkSecret:        []byte(a.cfg.LinkSecret), // empty: bot.New makes a random one
+		LinkTTL:           a.cfg.LinkTTL,
 		Workers:           a.cfg.Workers,
 		HistoryTurns:      a.cfg.HistoryTurns,
 		HistoryTTL:        a.cfg.HistoryTTL,
@@ -138,36 +144,46 @@ func (a *app) runServe(ctx context.Context) error {
 		return fmt.Errorf("serve: %w (check FEISHU_APP_ID, FEISHU_APP_SECRET and FEISHU_BASE_URL)", err)
 	}
 
+	// The public listener: the webhook, source pages and health checks
+	// only. /metrics is on the admin listener.
 	ln, err := net.Listen("tcp", a.cfg.Addr)
 	if err != nil {
 		_ = b.Shutdown(context.Background())
 		return fmt.Errorf("serve: KBBOT_ADDR: %w", err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.Handle("/", b.Handler())
-	srv := &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
+	admin, adminLn, err := a.listenAdmin(reg, b)
+	if err != nil {
+		ln.Close()
+		_ = b.Shutdown(context.Background())
+		return fmt.Errorf("serve: %w", err)
 	}
-	addr := ln.Addr().String()
+	srv := a.httpServer(b.Handler())
+	addr, adminAddr := ln.Addr().String(), config.AdminOff
+	if adminLn != nil {
+		adminAddr = adminLn.Addr().String()
+	}
+	if a.cfg.DevLoopback {
+		a.log.Warn("KBBOT_INSECURE_DEV: listening on " + addr + " only, since KBBOT_ADDR is unset; set KBBOT_ADDR (e.g. :8080) to listen on other interfaces")
+	}
 	events := "webhook POST /feishu/events"
 	switch {
 	case a.cfg.Role == "answers":
 		events = "none (answers only)"
 	case a.cfg.FeishuMode == "ws":
-		events = "long connection to " + a.cfg.FeishuBaseURL
+		events = "long connection to " + config.RedactURL(a.cfg.FeishuBaseURL)
 	}
-	a.log.Info("serving", "addr", addr, "role", a.cfg.Role, "events", events, "public_url", a.cfg.PublicURL, "redis", a.cfg.RedisURL != "")
+	a.log.Info("serving", "addr", addr, "admin_addr", adminAddr, "role", a.cfg.Role, "events", events, "public_url", config.RedactURL(a.cfg.PublicURL), "redis", a.cfg.RedisURL != "")
+	if a.onAdminListen != nil && adminLn != nil { // first: tests wait for onListen
+		a.onAdminListen(adminAddr)
+	}
 	if a.onListen != nil {
 		a.onListen(addr)
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(ln) }()
+	if admin != nil {
+		go func() { errc <- fmt.Errorf("admin listener: %w", admin.Serve(adminLn)) }()
+	}
 	var lc *longConn
 	if a.cfg.Role != "answers" {
 		lc = a.startLongConnection(ctx, b) // nil unless FEISHU_MODE=ws
@@ -206,6 +222,11 @@ func (a *app) runServe(ctx context.Context) error {
 	defer cancel2()
 	if err := b.Shutdown(dctx); err != nil {
 		a.log.Warn("answers still running at shutdown were cancelled", "error", err)
+	}
+	if admin != nil { // last, so /metrics can be scraped while answers drain
+		actx, cancel3 := context.WithTimeout(context.Background(), adminShutdownTimeout)
+		defer cancel3()
+		_ = admin.Shutdown(actx)
 	}
 	a.log.Info("stopped")
 	return serveErr

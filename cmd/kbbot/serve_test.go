@@ -21,6 +21,7 @@ import (
 const (
 	e2eToken   = "e2e-verification-token"
 	e2eKey     = "e2e-encrypt-key"
+	e2eLinkKey = "e2e-link-secret-of-at-least-32-bytes"
 	e2eBotID   = "ou_e2e_bot"
 	e2ePublic  = "https://kb.test"
 	e2eTimeout = 20 * time.Second
@@ -56,12 +57,14 @@ func e2eEnv(t *testing.T, fake *feishufake.Server) map[string]string {
 	}
 	return map[string]string{
 		"KBBOT_ADDR":                "127.0.0.1:0",
+		"KBBOT_ADMIN_ADDR":          "127.0.0.1:0",
 		"KBBOT_PUBLIC_URL":          e2ePublic,
 		"KBBOT_DATA_DIR":            t.TempDir(),
 		"KBBOT_SEEDS_DIR":           seeds,
 		"KBBOT_WORKERS":             "2",
 		"FEISHU_APP_ID":             fmt.Sprintf("cli_e2e_%d_%d", time.Now().UnixNano(), e2eSeq.Add(1)),
 		"FEISHU_APP_SECRET":         "e2e-secret",
+		"KBBOT_LINK_SECRET":         e2eLinkKey,
 		"FEISHU_VERIFICATION_TOKEN": e2eToken,
 		"FEISHU_ENCRYPT_KEY":        e2eKey,
 		"FEISHU_BASE_URL":           fake.URL,
@@ -72,6 +75,7 @@ func e2eEnv(t *testing.T, fake *feishufake.Server) map[string]string {
 type runningServe struct {
 	url    string
 	addr   string
+	admin  string // the admin listener's URL; "" when KBBOT_ADMIN_ADDR=off
 	stderr *lockedBuffer
 	cancel context.CancelFunc
 	done   chan error
@@ -97,9 +101,9 @@ func startServe(t *testing.T, env map[string]string, args ...string) *runningSer
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &runningServe{stderr: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
-	addrc := make(chan string, 1)
+	addrc, adminc := make(chan string, 1), make(chan string, 1)
 	a := &app{getenv: func(k string) string { return env[k] }, stdout: io.Discard, stderr: r.stderr,
-		onListen: func(addr string) { addrc <- addr }}
+		onListen: func(addr string) { addrc <- addr }, onAdminListen: func(addr string) { adminc <- addr }}
 	go func() { r.done <- runApp(ctx, a, append([]string{"serve"}, args...)) }()
 	select {
 	case r.addr = <-addrc:
@@ -111,6 +115,11 @@ func startServe(t *testing.T, env map[string]string, args ...string) *runningSer
 		t.Fatalf("serve did not listen within %v\n%s", e2eTimeout, r.stderr.String())
 	}
 	r.url = "http://" + r.addr
+	select {
+	case admin := <-adminc: // serve tells it before addr
+		r.admin = "http://" + admin
+	default:
+	}
 	t.Cleanup(func() {
 		if err := r.stop(); err != nil {
 			t.Errorf("serve: %v", err)
@@ -211,19 +220,37 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 		t.Error("no follow-up buttons")
 	}
 
-	// Sources without a URL of their own link to this server's page.
+	// Sources without a URL of their own link to this server's page, with
+	// a signature (KBBOT_LINK_SECRET) that the page checks.
+	kbLinks := 0
 	for _, l := range links {
-		if id, ok := strings.CutPrefix(l[1], e2ePublic+"/kb/"); ok {
-			if status, page := get(t, srv.url+"/kb/"+id); status != 200 || !strings.Contains(page, "<h1>") {
-				t.Errorf("/kb/%s: %d", id, status)
+		if rest, ok := strings.CutPrefix(l[1], e2ePublic+"/kb/"); ok {
+			kbLinks++
+			id, query, _ := strings.Cut(rest, "?")
+			if !strings.Contains(query, "exp=") || !strings.Contains(query, "sig=") {
+				t.Errorf("unsigned source link %s", l[1])
+			}
+			if status, page := get(t, srv.url+"/kb/"+rest); status != 200 || !strings.Contains(page, "<h1>") {
+				t.Errorf("/kb/%s: %d", rest, status)
+			}
+			if status, _ := get(t, srv.url+"/kb/"+id); status != 403 {
+				t.Errorf("/kb/%s without its signature: %d, want 403", id, status)
 			}
 		}
 	}
-	if status, _ := get(t, srv.url+"/kb/no-such-doc"); status != 404 {
-		t.Errorf("unknown doc: %d, want 404", status)
+	if kbLinks == 0 {
+		t.Errorf("no /kb links in the card:\n%s", text)
 	}
-	if status, body := get(t, srv.url+"/readyz"); status != 200 {
-		t.Errorf("readyz: %d %s", status, body)
+	if status, _ := get(t, srv.url+"/kb/no-such-doc"); status != 403 {
+		t.Errorf("unknown doc without a link: %d, want 403", status)
+	}
+	// The health checks answer on both listeners.
+	for _, base := range []string{srv.url, srv.admin} {
+		for _, path := range []string{"/healthz", "/readyz"} {
+			if status, body := get(t, base+path); status != 200 {
+				t.Errorf("%s%s: %d %s", base, path, status, body)
+			}
+		}
 	}
 
 	// kbbot healthcheck finds the server from KBBOT_ADDR's port.
@@ -244,9 +271,16 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 
 	// The handful of events shows up in /metrics: per-stage histograms and
 	// counts by outcome.
-	status, metrics := get(t, srv.url+"/metrics")
+	// /metrics is on the admin listener only; the public one serves the
+	// webhook, source pages and health checks, nothing else.
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/"} {
+		if status, _ := get(t, srv.url+path); status != 404 {
+			t.Errorf("public %s: %d, want 404", path, status)
+		}
+	}
+	status, metrics := get(t, srv.admin+"/metrics")
 	if status != 200 {
-		t.Fatalf("/metrics: %d", status)
+		t.Fatalf("admin /metrics: %d", status)
 	}
 	for _, want := range []string{
 		`kbbot_stage_seconds_count{stage="ack"}`,
@@ -256,6 +290,8 @@ func TestServeAnswersDirectMessage(t *testing.T) {
 		`kbbot_events_total{outcome="answered",type="message"} 1`,
 		`kbbot_events_total{outcome="deduplicated",type="message"} 2`,
 		`kbbot_queue_depth{queue="answers"}`,
+		`kbbot_dependency_up{dependency="knowledge"} 1`,
+		`kbbot_dependency_up{dependency="state"} 1`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(metrics, want) {

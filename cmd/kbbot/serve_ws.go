@@ -9,8 +9,9 @@ import (
 )
 
 // longConn is the Feishu long connection `serve --ws` (FEISHU_MODE=ws) runs
-// next to the HTTP server, which then only serves health checks, source
-// pages and metrics. It is nil in webhook mode, and then does nothing.
+// next to the HTTP servers, which then serve only health checks and source
+// pages (and, on the admin listener, metrics). It is nil in webhook mode,
+// and then does nothing.
 type longConn struct {
 	cancel context.CancelFunc
 	done   chan struct{}
