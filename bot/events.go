@@ -425,8 +425,9 @@ func (b *Bot) clickAsk(ctx context.Context, log *slog.Logger, c click) *callback
 		cj.ReplyTo, cj.InThread = c.MessageID, true
 	}
 	log = log.With("conv", cj.Conv)
-	// A double click is two events; the click key catches it, the event
-	// key catches Feishu redelivering one click.
+	// A double click is two events; the click key catches it. Feishu does
+	// not redeliver card callbacks ("不提供补推机制", the card callback
+	// page), so the event key catches a replayed request, not a retry.
 	keys := []string{"evt:" + c.EventID, "click:" + c.MessageID + ":" + c.Operator + ":" + shortHash(q)}
 	first, err := b.submit(ctx, b.work, item{Kind: kindClick, Click: &cj}, keys...)
 	switch {
