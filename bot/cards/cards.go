@@ -125,9 +125,13 @@ const (
 const AINotice = "内容由 AI 大模型生成，请仔细甄别"
 
 const (
-	// MaxCardBytes is Feishu's limit on a card. The budget is measured on
-	// the card as it travels (a JSON string inside the request), with room
-	// to spare.
+	// MaxCardBytes is Feishu's limit on a card: "卡片消息…请求体最大不能超过
+	// 30 KB" (https://open.feishu.cn/document/server-docs/im-v1/message/create,
+	// error 230025; the same on reply and patch) and "卡片大小控制在 30KB 以内"
+	// (https://open.feishu.cn/document/cardkit-v1/card/create, error 200860).
+	// The pages do not say what is measured. kbbot measures the largest
+	// reading: the card as it travels, a JSON string inside the request body
+	// the SDK marshals (see quotedLen), with room to spare.
 	MaxCardBytes = 30 * 1024
 	cardBudget   = MaxCardBytes - 1024
 
@@ -453,7 +457,11 @@ func FitText(s string, budget int) string {
 	return strings.TrimRight(head, " \n") + trimNote
 }
 
-// quotedLen is len(s) once written as a JSON string (no HTML escaping).
+// quotedLen is len(s) once written as a JSON string inside a request
+// body: how much card JSON s costs as the content or data of a call. The
+// SDK marshals request bodies with encoding/json
+// (larkcore.DefaultSerialization), which escapes <, > and & as \u003c and
+// so on, although kbbot writes the card itself without that escaping.
 func quotedLen(s string) int {
 	n := 2
 	for _, r := range s {
@@ -462,8 +470,9 @@ func quotedLen(s string) int {
 	return n
 }
 
-// quotedCost is what s adds to the request: escaped once in the card JSON,
-// and again when the card becomes the message's content string.
+// quotedCost is what s adds to the request: escaped once in the card JSON
+// (no HTML escaping, see render), and again, HTML escaping included, when
+// the card becomes the content string of the request.
 func quotedCost(s string) int {
 	n := 0
 	for _, r := range s {
@@ -478,6 +487,8 @@ func runeCost(r rune) int {
 		return 4 // \" then \\\"
 	case r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
 		return 3 // \n then \\n
+	case r == '<' || r == '>' || r == '&':
+		return 6 // as is, then \u003c
 	case r < 0x20 || r == 0x2028 || r == 0x2029:
 		return 7 // \u00XX then \\u00XX
 	case r == utf8.RuneError:
@@ -486,11 +497,12 @@ func runeCost(r rune) int {
 	return utf8.RuneLen(r)
 }
 
+// escCost is what one character of card JSON costs inside the request.
 func escCost(r rune) int {
 	switch {
 	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
 		return 2
-	case r < 0x20 || r == 0x2028 || r == 0x2029:
+	case r < 0x20 || r == 0x2028 || r == 0x2029 || r == '<' || r == '>' || r == '&':
 		return 6
 	case r == utf8.RuneError:
 		return 6
