@@ -99,8 +99,18 @@ var (
 	tagRe       = regexp.MustCompile(`<[^>]*>`)
 	atAllRe     = regexp.MustCompile(`(?i)<at\s+id\s*=\s*['"]?all\b`)
 	bareURLRe   = regexp.MustCompile(`(?i)(?:\b[a-z][a-z0-9+.-]*://|\bwww\.)[!-;=?-~]*`)
+	blankLine   = regexp.MustCompile(`\n[ \t\r]*\n`)
 	delimiterRe = regexp.MustCompile(`^[\s>]*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$`)
 )
+
+// MarkdownRefusal is the code and message Feishu would refuse md with as
+// the content of a markdown element in a chat without @all, or 0 and "".
+func MarkdownRefusal(md string) (code int, msg string) {
+	if r := checkMarkdown(md, false); r != nil {
+		return r.code, r.msg
+	}
+	return 0, ""
+}
 
 // checkMarkdown is why Feishu would refuse md in a markdown element, or nil.
 func checkMarkdown(md string, atAllAllowed bool) *refusal {
@@ -167,7 +177,7 @@ func MarkdownLinks(md string) []string {
 	text := withoutCode(md)
 	out := linkTargets(text)
 	for _, m := range bareURLRe.FindAllString(bare(text), -1) {
-		out = append(out, strings.TrimRight(m, ".,:;!?)'\""))
+		out = append(out, strings.TrimRight(m, ".,:;!?*_~)'\""))
 	}
 	return out
 }
@@ -220,7 +230,7 @@ func withoutFences(md string) string {
 // a run of backticks pairs with the next run of the same length in its
 // paragraph).
 func withoutCode(md string) string {
-	paras := strings.Split(withoutFences(md), "\n\n")
+	paras := blankLine.Split(withoutFences(md), -1)
 	for i, p := range paras {
 		var sb strings.Builder
 		for j := 0; j < len(p); {
