@@ -196,14 +196,23 @@ type AnswerView struct {
 	QID      string // turn id, for feedback
 	Conv     string
 	BaseURL  string // KBBOT_PUBLIC_URL, for sources without a URL
+	// LinkHosts are the hosts besides the answer's sources that links in
+	// the answer may point to: the bot's (KBBOT_PUBLIC_URL) and the
+	// tenant's documents (FEISHU_DOC_BASE_URL). See Sanitize.
+	LinkHosts []string
 }
 
-// Answer renders an answer, trimming the answer text so the card stays
-// under Feishu's size limit.
+// Answer renders an answer, its text sanitized (see Sanitize) and trimmed
+// so the card stays under Feishu's size limit.
 func Answer(v AnswerView) []byte {
 	skeleton := render(buildAnswerCard(v, ""))
-	text := FitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
-	return render(buildAnswerCard(v, text))
+	return render(buildAnswerCard(v, answerBody(v, cardBudget-quotedLen(string(skeleton)))))
+}
+
+// answerBody is v's answer text, sanitized, in at most budget bytes.
+func answerBody(v AnswerView, budget int) string {
+	hosts := v.linkHosts()
+	return fit(v.Answer.Text, budget, trimNote, func(t string) string { return sanitize(t, hosts, false) })
 }
 
 func buildAnswerCard(v AnswerView, text string) card {
@@ -259,8 +268,9 @@ func referenceList(v AnswerView) []any {
 	}
 	var sb strings.Builder
 	sb.WriteString("**参考资料**")
+	hosts := v.linkHosts()
 	for i, r := range refs[:min(len(refs), maxRefs)] {
-		fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), sourceURL(v.BaseURL, r))
+		fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, sanitizeLabel(linkText(r), hosts), sourceURL(v.BaseURL, r))
 	}
 	return []any{hrEl{Tag: "hr"}, md(sb.String())}
 }
@@ -303,8 +313,7 @@ func Ref(cardID string) []byte {
 // that it is unfinished, its sources, and a retry button.
 func Partial(v AnswerView, stalled bool) []byte {
 	skeleton := render(buildPartialCard(v, "", stalled))
-	text := FitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
-	return render(buildPartialCard(v, text, stalled))
+	return render(buildPartialCard(v, answerBody(v, cardBudget-quotedLen(string(skeleton))), stalled))
 }
 
 func buildPartialCard(v AnswerView, text string, stalled bool) card {
@@ -322,14 +331,16 @@ func buildPartialCard(v AnswerView, text string, stalled bool) card {
 	return newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), "orange", "回答未完成", els...)
 }
 
-// linkText is a source title safe inside [...] of a markdown link.
+// linkText is a source title for inside [...] of a markdown link, before
+// sanitizing: brackets that would end the label early are full-width, and a
+// backslash, which would escape the closing one, is the entity for one.
 func linkText(r rag.Reference) string {
 	t := strings.TrimSpace(r.Title)
 	if t == "" {
 		t = r.DocID
 	}
-	t = strings.NewReplacer("[", "【", "]", "】", "\n", " ").Replace(t)
-	return Truncate(t, maxTitleRunes)
+	t = strings.NewReplacer("[", "【", "]", "】", "\n", " ", "\r", " ").Replace(t)
+	return strings.ReplaceAll(Truncate(t, maxTitleRunes), "\\", "&#92;")
 }
 
 // sourceURL links a source: its own http(s) URL, or kbbot's page for it.
@@ -431,30 +442,52 @@ const trimNote = "…\n\n<font color='grey'>（回答过长，已截断）</font
 
 // FitText cuts markdown text so that it costs at most budget bytes once the
 // card is a JSON string inside the request, preferring a paragraph or
-// sentence break near the end.
-func FitText(s string, budget int) string {
-	if quotedCost(s) <= budget {
-		return s
+// sentence break near the end. The text is not sanitized: it must be
+// kbbot's own, or sanitized already (StreamText does both).
+func FitText(s string, budget int) string { return fit(s, budget, trimNote, nil) }
+
+// fit is render(s) (s itself for a nil render) in at most budget bytes:
+// when that is too long, the rendering of the longest prefix of s that
+// fits with note after it, backed up to a natural break if one is close.
+// Cutting s rather than what render made of it keeps the rendering whole:
+// a cut through a code span or link kbbot made could leave a bare URL.
+func fit(s string, budget int, note string, render func(string) string) string {
+	if render == nil {
+		render = func(s string) string { return s }
 	}
-	budget -= quotedCost(trimNote)
-	cut, used := len(s), 0
-	for i, r := range s {
-		used += runeCost(r)
-		if used > budget {
-			cut = i
-			break
+	if out := render(s); quotedCost(out) <= budget {
+		return out
+	}
+	budget -= quotedCost(note)
+	fits := func(head string) bool { return quotedCost(render(head)) <= budget }
+	// A longer prefix renders longer, give or take what a construct it
+	// completes adds or removes, so a binary search finds a good cut.
+	runeStart := func(i int) int {
+		for i > 0 && i < len(s) && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		return i
+	}
+	lo, hi := 0, len(s)
+	for lo < hi {
+		if mid := (lo + hi + 1) / 2; fits(s[:runeStart(mid)]) {
+			lo = mid
+		} else {
+			hi = mid - 1
 		}
 	}
-	head := s[:cut]
+	head := s[:runeStart(lo)]
 	// Back up to a natural break if one is close (the last fifth).
 	floor := len(head) * 4 / 5
 	for _, sep := range []string{"\n\n", "\n", "。", ". ", "！", "？", "；"} {
 		if i := strings.LastIndex(head, sep); i >= floor && i > 0 {
-			head = head[:i+len(sep)]
+			if h := strings.TrimRight(head[:i+len(sep)], " \n"); fits(h) {
+				return render(h) + note
+			}
 			break
 		}
 	}
-	return strings.TrimRight(head, " \n") + trimNote
+	return render(strings.TrimRight(head, " \n")) + note
 }
 
 // quotedLen is len(s) once written as a JSON string inside a request
