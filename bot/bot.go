@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -62,6 +63,7 @@ type Config struct {
 	VerificationToken string // checked on every event and challenge; empty only in insecure dev mode
 	EncryptKey        string // empty: events are neither signed nor encrypted (insecure dev mode)
 	PublicURL         string // base of /kb/{doc_id} links for sources without a URL
+	DocBaseURL        string // FEISHU_DOC_BASE_URL: the tenant's documents, which answers may link to
 
 	Workers      int // answering goroutines
 	QueueSize    int // in-process queue: answers waiting for a worker; default 16 per worker, at least 64
@@ -144,6 +146,10 @@ type Bot struct {
 	Now func() time.Time
 
 	botOpenID string
+
+	// linkHosts are where links in answers may point besides their
+	// sources: the bot's own pages and the tenant's documents.
+	linkHosts []string
 }
 
 // New wires a bot. client must be an SDK client for this app (see
@@ -190,6 +196,7 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		botOpenID: cfg.BotOpenID,
 		work:      cfg.Queue,
 		notices:   queue.NewMemory(nil, queue.Options{Workers: 2, Capacity: 4096, MaxAttempts: 1, Log: log}),
+		linkHosts: hostsOf(cfg.PublicURL, cfg.DocBaseURL),
 	}
 	b.disp = b.newDispatcher()
 	return b, nil
@@ -292,3 +299,14 @@ func recoverHandler(log *slog.Logger, h http.Handler) http.Handler {
 }
 
 func stack() string { return string(debug.Stack()) }
+
+// hostsOf is the hosts of the given base URLs, skipping empty ones.
+func hostsOf(urls ...string) []string {
+	var out []string
+	for _, u := range urls {
+		if p, err := url.Parse(u); err == nil && p.Hostname() != "" {
+			out = append(out, strings.ToLower(p.Hostname()))
+		}
+	}
+	return out
+}

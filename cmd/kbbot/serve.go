@@ -106,6 +106,7 @@ func (a *app) runServe(ctx context.Context, o serveOptions) error {
 		VerificationToken: a.cfg.FeishuVerificationToken,
 		EncryptKey:        a.cfg.FeishuEncryptKey,
 		PublicURL:         a.cfg.PublicURL,
+		DocBaseURL:        a.cfg.DocBaseURL,
 		Workers:           a.cfg.Workers,
 		HistoryTurns:      a.cfg.HistoryTurns,
 		HistoryTTL:        a.cfg.HistoryTTL,
