@@ -519,8 +519,14 @@ func (s *sanitizer) inline(w *strings.Builder, line string, partial bool, mode i
 			}
 			w.WriteString(line[i:u])
 			end := trimURL(line[u:e]) + u
-			s.bareURL(w, line[u:end], end < len(line) && line[end] == '`')
-			if e < len(line) && line[e] >= 0x80 && s.allowedBare(line[u:end]) {
+			// A looser autolinker may read on past where kbbot stops
+			// (https://docs.example.com]@evil.example goes to evil): only a
+			// URL that ends at a space, a < or a non-ASCII letter stays
+			// clickable.
+			ends := e == len(line) || line[e] <= ' ' || line[e] == '<' || line[e] >= 0x80
+			allowed := ends && s.allowedBare(line[u:end])
+			s.bareURL(w, line[u:end], allowed, end < len(line) && line[end] == '`')
+			if allowed && e < len(line) && line[e] >= 0x80 {
 				// FAQ item 5: a URL followed by Chinese text can fail; end it.
 				w.WriteString(line[end:e])
 				w.WriteByte(' ')
@@ -575,12 +581,12 @@ func sanitizeLabelIn(s *sanitizer, label string) string {
 	return sb.String()
 }
 
-// bareURL writes a bare URL: as is when its host is allowed, else in a code
+// bareURL writes a bare URL: as is when allowed, else in a code
 // span that cannot pair with a backtick before it (Feishu would otherwise
 // still read a clickable URL between two code spans) nor merge with one
 // beside it (backtick is whether one follows), nor be escaped.
-func (s *sanitizer) bareURL(w *strings.Builder, u string, backtick bool) {
-	if s.allowedBare(u) {
+func (s *sanitizer) bareURL(w *strings.Builder, u string, allowed, backtick bool) {
+	if allowed {
 		w.WriteString(u)
 		return
 	}

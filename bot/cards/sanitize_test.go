@@ -55,6 +55,8 @@ func TestSanitize(t *testing.T) {
 		{"bare foreign URL, other schemes", "ftp://evil.example/f xhttps://evil.example www.evil.example/p", "`ftp://evil.example/f` `xhttps://evil.example` `www.evil.example/p`"},
 		{"bare URL with user info", "https://docs.example.com@evil.example/", "`https://docs.example.com@evil.example/`"},
 		{"bare URL punctuation is the sentence's", "(see https://evil.example/a).", "(see `https://evil.example/a`)."},
+		{"allowed URL a looser parser reads on", "https://docs.example.com]@evil.example/ https://docs.example.com|@evil.example",
+			"`https://docs.example.com`]@evil.example/ `https://docs.example.com`|@evil.example"},
 		{"bare allowed URL", "见 https://docs.example.com/a 和 https://kb.example.com/kb/d1", "见 https://docs.example.com/a 和 https://kb.example.com/kb/d1"},
 		{"bare allowed URL before Chinese gets a space", "见https://docs.example.com/a说明，或 https://docs.example.com/b。", "见https://docs.example.com/a 说明，或 https://docs.example.com/b 。"},
 		{"code span kept", "用 `<at id=all></at>` 或 `![x](y)`", "用 `<at id=all></at>` 或 `![x](y)`"},
