@@ -383,12 +383,12 @@ func (s *sanitizer) inline(w *strings.Builder, line string, partial bool, mode i
 				continue
 			}
 			if strings.IndexByte(line[i+n:j], '|') >= 0 {
-				// In a table row the | splits the span between two cells.
+				// In a table row the | splits the span between two cells:
+				// as for an unmatched run, trust no span from here (the
+				// closing run is then just backticks too).
 				s.poisoned = true
 				w.WriteString(line[i : i+n])
-				s.inline(w, line[i+n:j], false, mode)
-				w.WriteString(line[j : j+n])
-				i = j + n
+				i += n
 				continue
 			}
 			w.WriteString(line[i : j+n]) // code: as is
