@@ -66,7 +66,7 @@ func unmark(text string, hosts map[string]bool) string {
 			// As in sanitize: from the scheme's first letter, or a www.;
 			// and allowed only if it ends where any autolinker would.
 			u := i + max(0, strings.IndexFunc(text[i:j], isLetter))
-			ends := e == len(text) || text[e] <= ' ' || text[e] == '<' || text[e] >= 0x80
+			ends := e == len(text) || text[e] <= ' ' || text[e] >= 0x80
 			switch k := wwwAt(text[i:j]); {
 			case strings.HasPrefix(text[j:], "://") && !(ends && s.allowed(text[u:e])):
 				sb.WriteString(text[i:j] + "：//" + text[j+3:e])

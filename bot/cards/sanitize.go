@@ -20,11 +20,13 @@ import (
 //   - One markdown element holds at most four tables (rich-text page); the
 //     official plugin saw four fail (230099 / 11310 "card table number over
 //     limit") and keeps three, and so does kbbot: later tables lose their
-//     delimiter row and show as the lines of text they are.
+//     delimiter row and show as the lines of text they are. Tables in code
+//     fences are code, not tables, and stay.
 //   - Tags — <at id=all> (which fails unless the group owner allows @all),
 //     <at id=…> (a mention the bot would make), <font>, <text_tag>, <link>,
 //     <a> — are kbbot's to use, not the text's: every < outside code becomes
-//     &#60;, the escape the rich-text page gives for showing one.
+//     &#60;, the escape the rich-text page gives for showing one (a URL in
+//     a tag so shown is then a bare URL like any other).
 //   - Links must be http or https (rich-text page; the card FAQ,
 //     https://open.feishu.cn/document/common-capabilities/message-card/message-card,
 //     says other schemes are refused at send). Beyond that, a card from
@@ -73,10 +75,10 @@ func StreamText(v AnswerView, text string, budget int) string {
 	return fit(text, budget, trimNote, func(t string) string { return sanitize(t, hosts, false) })
 }
 
-// linkHosts is where links in v's answer may point: the configured hosts
-// and the answer's sources.
+// linkHosts is where links in v's answer may point: the configured hosts,
+// the bot's own (BaseURL) and the answer's sources.
 func (v AnswerView) linkHosts() map[string]bool {
-	set := hostSet(v.LinkHosts)
+	set := hostSet(append([]string{v.BaseURL}, v.LinkHosts...))
 	for _, r := range v.Answer.References {
 		if h := webHost(r.URL); h != "" {
 			set[h] = true
@@ -136,9 +138,8 @@ func cleanURL(raw string) string {
 
 // sanitizer is one pass over a text.
 type sanitizer struct {
-	hosts  map[string]bool
-	stream bool // the text may still grow: hold back what more could change
-	out    strings.Builder
+	hosts map[string]bool
+	out   strings.Builder
 
 	fence    string // the open code fence's marker (``` or ~~~~…), "" outside one
 	tables   int    // tables kept so far
@@ -155,7 +156,7 @@ const (
 )
 
 func sanitize(text string, hosts map[string]bool, stream bool) string {
-	s := &sanitizer{hosts: hosts, stream: stream}
+	s := &sanitizer{hosts: hosts}
 	if stream {
 		text = trimPartialRune(text)
 	}
@@ -520,10 +521,10 @@ func (s *sanitizer) inline(w *strings.Builder, line string, partial bool, mode i
 			w.WriteString(line[i:u])
 			end := trimURL(line[u:e]) + u
 			// A looser autolinker may read on past where kbbot stops
-			// (https://docs.example.com]@evil.example goes to evil): only a
-			// URL that ends at a space, a < or a non-ASCII letter stays
-			// clickable.
-			ends := e == len(line) || line[e] <= ' ' || line[e] == '<' || line[e] >= 0x80
+			// (https://docs.example.com]@evil.example goes to evil, and so
+			// does …com<@evil.example once the < is &#60;): only a URL that
+			// ends at a space or a non-ASCII letter stays clickable.
+			ends := e == len(line) || line[e] <= ' ' || line[e] >= 0x80
 			allowed := ends && s.allowedBare(line[u:end])
 			s.bareURL(w, line[u:end], allowed, end < len(line) && line[end] == '`')
 			if allowed && e < len(line) && line[e] >= 0x80 {
