@@ -191,14 +191,19 @@ func MarkdownImages(md string) []string {
 	return out
 }
 
-// MarkdownTables counts md's tables outside code fences: a delimiter row
-// (|---|:--:|) under a line with a |.
+// MarkdownTables counts md's tables outside code fences, roughly as GFM
+// does: a delimiter row (|---|:--:|) under a line with a | starts one, and
+// it goes on until a line without a |.
 func MarkdownTables(md string) int {
 	n := 0
-	prev := ""
+	prev, inTable := "", false
 	for _, line := range strings.Split(withoutFences(md), "\n") {
-		if strings.Contains(line, "|") && strings.Contains(prev, "|") && strings.Contains(line, "-") && delimiterRe.MatchString(line) {
+		switch {
+		case !strings.Contains(line, "|"):
+			inTable = false
+		case !inTable && strings.Contains(prev, "|") && strings.Contains(line, "-") && delimiterRe.MatchString(line):
 			n++
+			inTable = true
 		}
 		prev = line
 	}

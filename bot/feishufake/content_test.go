@@ -24,6 +24,7 @@ func TestCheckMarkdown(t *testing.T) {
 		{"image in code", "`![x](https://evil.example/a.png)`\n```\n![x](b.png)\n```", false, ""},
 		{"four tables", strings.Repeat("| a |\n|---|\n\n", 4), false, ""},
 		{"five tables", fiveTables, false, "ErrCode: 11310"},
+		{"one table with rows of dashes", "| a |\n|---|\n|---|\n|-|\n|---|\n|---|", false, ""},
 		{"five tables, two in a fence", strings.Repeat("| a |\n|---|\n\n", 3) + "```\n| a |\n|---|\n\n| a |\n|---|\n```", false, ""},
 		{"at all", "<at id=all></at> 通知", false, "@all"},
 		{"at all quoted", `<at id="all"></at>`, false, "@all"},
