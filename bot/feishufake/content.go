@@ -164,10 +164,11 @@ func linkTargets(text string) []string {
 }
 
 // bare is text (code removed) without its links, images and tags: what is
-// left for Feishu to find bare URLs in.
+// left for Feishu to find bare URLs in. A link's label is its own text, not
+// part of the text around it.
 func bare(text string) string {
 	text = imageRe.ReplaceAllString(text, " ")
-	text = linkRe.ReplaceAllString(text, "$1")
+	text = linkRe.ReplaceAllString(text, " $1 ")
 	return tagRe.ReplaceAllString(text, " ")
 }
 
