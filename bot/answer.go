@@ -177,7 +177,7 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	b.cfg.Metrics.observe(stageFirstToken, ans.Timings.FirstToken)
 	b.cfg.Metrics.observe(stageLLM, ans.Timings.LLM)
 	qid := shortHash(q.Seed)
-	view := cards.AnswerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, KBLink: b.links.URL}
+	view := cards.AnswerView{Question: q.Text, Asker: q.Asker, Answer: ans, QID: qid, Conv: q.Conv, KBLink: b.links.URL, LinkHosts: b.linkHosts}
 	switch {
 	case err != nil && ans.Text == "":
 		log.Error("answering failed", "error", err, "elapsed", time.Since(start))

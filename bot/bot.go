@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -79,6 +80,7 @@ type Config struct {
 	// only). LinkTTL is how long a link works; default 720h.
 	LinkSecret []byte
 	LinkTTL    time.Duration
+	DocBaseURL string // FEISHU_DOC_BASE_URL: the tenant's documents, which answers may link to
 
 	Workers      int // answering goroutines
 	QueueSize    int // in-process queue: answers waiting for a worker; default 16 per worker, at least 64
@@ -186,6 +188,9 @@ type Bot struct {
 	stopDeps chan struct{}  // closed by Shutdown (once): ends watchDependencies
 	stopOnce sync.Once
 	depsDone chan struct{}
+	// linkHosts are where links in answers may point besides their
+	// sources: the bot's own pages and the tenant's documents.
+	linkHosts []string
 }
 
 // New wires a bot. client must be an SDK client for this app (see
@@ -238,6 +243,7 @@ func New(cfg Config, client *lark.Client, ans Answerer, st State, log *slog.Logg
 		botOpenID: cfg.BotOpenID,
 		work:      cfg.Queue,
 		notices:   queue.NewMemory(nil, queue.Options{Workers: 2, Capacity: 4096, MaxAttempts: 1, Log: log}),
+		linkHosts: hostsOf(cfg.PublicURL, cfg.DocBaseURL),
 	}
 	b.links = kblink.New(cfg.LinkSecret, cfg.LinkTTL, cfg.PublicURL, func() time.Time { return b.Now() })
 	b.disp = b.newDispatcher()
@@ -368,3 +374,14 @@ func recoverHandler(log *slog.Logger, h http.Handler) http.Handler {
 }
 
 func stack() string { return string(debug.Stack()) }
+
+// hostsOf is the hosts of the given base URLs, skipping empty ones.
+func hostsOf(urls ...string) []string {
+	var out []string
+	for _, u := range urls {
+		if p, err := url.Parse(u); err == nil && p.Hostname() != "" {
+			out = append(out, strings.ToLower(p.Hostname()))
+		}
+	}
+	return out
+}

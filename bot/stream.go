@@ -104,7 +104,7 @@ func (b *Bot) openStream(ctx context.Context, log *slog.Logger, q question, rec 
 	if gap <= 0 {
 		gap = defaultStreamInterval
 	}
-	v := cards.AnswerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, KBLink: b.links.URL}
+	v := cards.AnswerView{Question: q.Text, Asker: q.Asker, Conv: q.Conv, KBLink: b.links.URL, LinkHosts: b.linkHosts}
 	s := &streamCard{b: b, log: log, q: q, runID: strconv.FormatUint(rand.Uint64(), 36), view: v, gap: gap, budget: cards.StreamBudget(v),
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), loopDone: make(chan struct{})}
 	if rec.CardID != "" && rec.MessageID != "" {
@@ -127,7 +127,7 @@ func (s *streamCard) update(textSoFar string) {
 func (s *streamCard) text() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return cards.FitText(s.latest, s.budget)
+	return cards.StreamText(s.view, s.latest, s.budget)
 }
 
 func (s *streamCard) run(ctx context.Context) {

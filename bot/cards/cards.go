@@ -153,9 +153,13 @@ const AINotice = "内容由 AI 大模型生成，请仔细甄别"
 const GeneralNotice = "ℹ️ 这条回答不是来自知识库：知识库中没有相关内容，以上是模型的一般性回答。"
 
 const (
-	// MaxCardBytes is Feishu's limit on a card. The budget is measured on
-	// the card as it travels (a JSON string inside the request), with room
-	// to spare.
+	// MaxCardBytes is Feishu's limit on a card: "卡片消息…请求体最大不能超过
+	// 30 KB" (https://open.feishu.cn/document/server-docs/im-v1/message/create,
+	// error 230025; the same on reply and patch) and "卡片大小控制在 30KB 以内"
+	// (https://open.feishu.cn/document/cardkit-v1/card/create, error 200860).
+	// The pages do not say what is measured. kbbot measures the largest
+	// reading: the card as it travels, a JSON string inside the request body
+	// the SDK marshals (see quotedLen), with room to spare.
 	MaxCardBytes = 30 * 1024
 	cardBudget   = MaxCardBytes - 1024
 
@@ -223,14 +227,23 @@ type AnswerView struct {
 	// own (a signed, expiring /kb link the bot makes: the renderer reads no
 	// clock or secret). Nil lists such sources without a link.
 	KBLink func(docID string) string
+	// LinkHosts are the hosts besides the answer's sources that links in
+	// the answer may point to: the bot's (KBBOT_PUBLIC_URL) and the
+	// tenant's documents (FEISHU_DOC_BASE_URL). See Sanitize.
+	LinkHosts []string
 }
 
-// Answer renders an answer, trimming the answer text so the card stays
-// under Feishu's size limit.
+// Answer renders an answer, its text sanitized (see Sanitize) and trimmed
+// so the card stays under Feishu's size limit.
 func Answer(v AnswerView) []byte {
 	skeleton := render(buildAnswerCard(v, ""))
-	text := FitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
-	return render(buildAnswerCard(v, text))
+	return render(buildAnswerCard(v, answerBody(v, cardBudget-quotedLen(string(skeleton)))))
+}
+
+// answerBody is v's answer text, sanitized, in at most budget bytes.
+func answerBody(v AnswerView, budget int) string {
+	hosts := v.linkHosts()
+	return fit(v.Answer.Text, budget, trimNote, func(t string) string { return sanitize(t, hosts, false) })
 }
 
 func buildAnswerCard(v AnswerView, text string) card {
@@ -290,11 +303,13 @@ func referenceList(v AnswerView) []any {
 	}
 	var sb strings.Builder
 	sb.WriteString("**参考资料**")
+	hosts := v.linkHosts()
 	for i, r := range refs[:min(len(refs), maxRefs)] {
+		label := sanitizeLabel(linkText(r), hosts)
 		if u := sourceURL(v.KBLink, r); u != "" {
-			fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, linkText(r), u)
+			fmt.Fprintf(&sb, "\n%d. [%s](%s)", i+1, label, u)
 		} else {
-			fmt.Fprintf(&sb, "\n%d. %s", i+1, linkText(r))
+			fmt.Fprintf(&sb, "\n%d. %s", i+1, label)
 		}
 	}
 	return []any{hrEl{Tag: "hr"}, md(sb.String())}
@@ -339,8 +354,7 @@ func Ref(cardID string) []byte {
 // that it is unfinished, its sources, and a retry button.
 func Partial(v AnswerView, stalled bool) []byte {
 	skeleton := render(buildPartialCard(v, "", stalled))
-	text := FitText(v.Answer.Text, cardBudget-quotedLen(string(skeleton)))
-	return render(buildPartialCard(v, text, stalled))
+	return render(buildPartialCard(v, answerBody(v, cardBudget-quotedLen(string(skeleton))), stalled))
 }
 
 func buildPartialCard(v AnswerView, text string, stalled bool) card {
@@ -358,14 +372,16 @@ func buildPartialCard(v AnswerView, text string, stalled bool) card {
 	return newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), "orange", "回答未完成", els...)
 }
 
-// linkText is a source title safe inside [...] of a markdown link.
+// linkText is a source title for inside [...] of a markdown link, before
+// sanitizing: brackets that would end the label early are full-width, and a
+// backslash, which would escape the closing one, is the entity for one.
 func linkText(r rag.Reference) string {
 	t := strings.TrimSpace(r.Title)
 	if t == "" {
 		t = r.DocID
 	}
-	t = strings.NewReplacer("[", "【", "]", "】", "\n", " ").Replace(t)
-	return Truncate(t, maxTitleRunes)
+	t = strings.NewReplacer("[", "【", "]", "】", "\n", " ", "\r", " ").Replace(t)
+	return strings.ReplaceAll(Truncate(t, maxTitleRunes), "\\", "&#92;")
 }
 
 // sourceURL links a source: its own http(s) URL, or kbbot's page for it
@@ -528,33 +544,59 @@ const trimNote = "…\n\n<font color='grey'>（回答过长，已截断）</font
 
 // FitText cuts markdown text so that it costs at most budget bytes once the
 // card is a JSON string inside the request, preferring a paragraph or
-// sentence break near the end.
-func FitText(s string, budget int) string {
-	if quotedCost(s) <= budget {
-		return s
+// sentence break near the end. The text is not sanitized: it must be
+// kbbot's own, or sanitized already (StreamText does both).
+func FitText(s string, budget int) string { return fit(s, budget, trimNote, nil) }
+
+// fit is render(s) (s itself for a nil render) in at most budget bytes:
+// when that is too long, the rendering of the longest prefix of s that
+// fits with note after it, backed up to a natural break if one is close.
+// Cutting s rather than what render made of it keeps the rendering whole:
+// a cut through a code span or link kbbot made could leave a bare URL.
+func fit(s string, budget int, note string, render func(string) string) string {
+	if render == nil {
+		render = func(s string) string { return s }
 	}
-	budget -= quotedCost(trimNote)
-	cut, used := len(s), 0
-	for i, r := range s {
-		used += runeCost(r)
-		if used > budget {
-			cut = i
-			break
+	if out := render(s); quotedCost(out) <= budget {
+		return out
+	}
+	budget -= quotedCost(note)
+	fits := func(head string) bool { return quotedCost(render(head)) <= budget }
+	// A longer prefix renders longer, give or take what a construct it
+	// completes adds or removes, so a binary search finds a good cut.
+	runeStart := func(i int) int {
+		for i > 0 && i < len(s) && !utf8.RuneStart(s[i]) {
+			i--
+		}
+		return i
+	}
+	lo, hi := 0, len(s)
+	for lo < hi {
+		if mid := (lo + hi + 1) / 2; fits(s[:runeStart(mid)]) {
+			lo = mid
+		} else {
+			hi = mid - 1
 		}
 	}
-	head := s[:cut]
+	head := s[:runeStart(lo)]
 	// Back up to a natural break if one is close (the last fifth).
 	floor := len(head) * 4 / 5
 	for _, sep := range []string{"\n\n", "\n", "。", ". ", "！", "？", "；"} {
 		if i := strings.LastIndex(head, sep); i >= floor && i > 0 {
-			head = head[:i+len(sep)]
+			if h := strings.TrimRight(head[:i+len(sep)], " \n"); fits(h) {
+				return render(h) + note
+			}
 			break
 		}
 	}
-	return strings.TrimRight(head, " \n") + trimNote
+	return render(strings.TrimRight(head, " \n")) + note
 }
 
-// quotedLen is len(s) once written as a JSON string (no HTML escaping).
+// quotedLen is len(s) once written as a JSON string inside a request
+// body: how much card JSON s costs as the content or data of a call. The
+// SDK marshals request bodies with encoding/json
+// (larkcore.DefaultSerialization), which escapes <, > and & as \u003c and
+// so on, although kbbot writes the card itself without that escaping.
 func quotedLen(s string) int {
 	n := 2
 	for _, r := range s {
@@ -563,8 +605,9 @@ func quotedLen(s string) int {
 	return n
 }
 
-// quotedCost is what s adds to the request: escaped once in the card JSON,
-// and again when the card becomes the message's content string.
+// quotedCost is what s adds to the request: escaped once in the card JSON
+// (no HTML escaping, see render), and again, HTML escaping included, when
+// the card becomes the content string of the request.
 func quotedCost(s string) int {
 	n := 0
 	for _, r := range s {
@@ -579,6 +622,8 @@ func runeCost(r rune) int {
 		return 4 // \" then \\\"
 	case r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
 		return 3 // \n then \\n
+	case r == '<' || r == '>' || r == '&':
+		return 6 // as is, then \u003c
 	case r < 0x20 || r == 0x2028 || r == 0x2029:
 		return 7 // \u00XX then \\u00XX
 	case r == utf8.RuneError:
@@ -587,11 +632,12 @@ func runeCost(r rune) int {
 	return utf8.RuneLen(r)
 }
 
+// escCost is what one character of card JSON costs inside the request.
 func escCost(r rune) int {
 	switch {
 	case r == '"' || r == '\\' || r == '\n' || r == '\r' || r == '\t' || r == '\b' || r == '\f':
 		return 2
-	case r < 0x20 || r == 0x2028 || r == 0x2029:
+	case r < 0x20 || r == 0x2028 || r == 0x2029 || r == '<' || r == '>' || r == '&':
 		return 6
 	case r == utf8.RuneError:
 		return 6

@@ -97,10 +97,52 @@ func checkCard(t *testing.T, raw []byte) map[string]any {
 			t.Errorf("button value without an action: %v", b)
 		}
 	}
-	if n := quotedLen(string(raw)); n > feishufake.MaxCardBytes {
+	if n := sentLen(raw); n > feishufake.MaxCardBytes {
 		t.Errorf("card is %d bytes as content, over 30 KB", n)
 	}
 	return c
+}
+
+// sentLen is how many bytes card takes inside a request body as the SDK
+// marshals it: a JSON string, with encoding/json's HTML escaping.
+func sentLen(card []byte) int {
+	b, err := json.Marshal(string(card))
+	if err != nil {
+		panic(err)
+	}
+	return len(b) - 2
+}
+
+// An answer full of the characters encoding/json escapes as \u003c (six
+// bytes each in the request) must still fit, finished or streamed.
+func TestHTMLHeavyAnswerFitsAsSent(t *testing.T) {
+	text := strings.Repeat("if a<b && c>d then <x> & <y>; ", 4000)
+	v := AnswerView{Question: "<q> & <q>", Answer: rag.Answer{Text: text, Covered: true,
+		References: []rag.Reference{{DocID: "d&1", Title: "<标题> & <title>"}}}, QID: "q", Conv: "chat:oc_1", KBLink: testLinks.URL, LinkHosts: []string{testPublic}}
+	c := checkCard(t, Answer(v))
+	if !strings.Contains(feishufake.CardText(c), "已截断") {
+		t.Error("the answer was not cut")
+	}
+
+	// The streamed text goes into the thinking card's answer element.
+	var thinking map[string]any
+	if err := json.Unmarshal(Thinking(v), &thinking); err != nil {
+		t.Fatal(err)
+	}
+	feishufake.WalkCard(thinking, func(x any) {
+		if m, ok := x.(map[string]any); ok && m["element_id"] == AnswerElement {
+			m["content"] = FitText(text, StreamBudget(v))
+		}
+	})
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(thinking); err != nil {
+		t.Fatal(err)
+	}
+	if n := sentLen(bytes.TrimSpace(buf.Bytes())); n > feishufake.MaxCardBytes {
+		t.Errorf("streamed card is %d bytes as sent, over 30 KB", n)
+	}
 }
 
 func TestHugeAnswerFitsInACard(t *testing.T) {

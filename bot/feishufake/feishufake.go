@@ -112,7 +112,11 @@ type Server struct {
 	// Lean keeps the fake cheap under load: cards are only checked to be
 	// JSON, not decoded into Request.Card, and request bodies are not kept.
 	// The load tool sets it so the fake does not steal CPU from the bot.
+	// Lean skips the markdown checks of content.go but not the size limit.
 	Lean bool
+	// AtAllAllowed says the group owner lets the bot @all: cards with
+	// <at id=all> are accepted (see content.go).
+	AtAllAllowed bool
 
 	srv *httptest.Server
 
@@ -446,8 +450,8 @@ func (s *Server) botInfo(w http.ResponseWriter, r *http.Request) {
 }
 
 // send handles reply, create and patch: it checks the request the way the
-// real API would (token, JSON content, card size, a card entity sent once)
-// and records it.
+// real API would (token, JSON content, card size and content, a card
+// entity sent once) and records it.
 func (s *Server) send(op string) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -516,13 +520,20 @@ func (s *Server) send(op string) http.HandlerFunc {
 			s.reject(w, rec, 400, 99992402, "msg_type is required")
 			return
 		}
-		if len(in.Content) > MaxCardBytes && (in.MsgType == "interactive" || op == OpPatch) {
-			s.reject(w, rec, 400, 230025, fmt.Sprintf("card content is %d bytes, over the 30 KB limit", len(in.Content)))
+		if n := sentLen(in.Content); n > MaxCardBytes && isCard {
+			r := sizeRefusal(CodeMessageTooLarge, n)
+			s.reject(w, rec, 400, r.code, r.msg)
 			return
 		}
 		if isCard && cardErr != nil {
 			s.reject(w, rec, 400, 230001, "content is not a JSON card: "+cardErr.Error())
 			return
+		}
+		if isCard && rec.CardID == "" && !s.Lean {
+			if r := s.checkContent(rec.Card); r != nil {
+				s.reject(w, rec, 400, r.code, r.msg)
+				return
+			}
 		}
 		if op == OpPatch {
 			s.patched[rec.MessageID] = in.Content
@@ -612,12 +623,19 @@ func (s *Server) cardCreate(w http.ResponseWriter, r *http.Request) {
 	case in.Type != "card_json":
 		s.reject(w, rec, 400, 10002, `type: want "card_json", got `+in.Type)
 		return
-	case len(in.Data) > MaxCardBytes:
-		s.reject(w, rec, 400, CodeCardTooLarge, fmt.Sprintf("card is %d bytes, over the 30 KB limit", len(in.Data)))
+	case sentLen(in.Data) > MaxCardBytes:
+		r := sizeRefusal(CodeCardTooLarge, sentLen(in.Data))
+		s.reject(w, rec, 400, r.code, r.msg)
 		return
 	case cardErr != nil:
 		s.reject(w, rec, 400, 200220, cardErr.Error())
 		return
+	}
+	if !s.Lean {
+		if r := s.checkContent(rec.Card); r != nil {
+			s.reject(w, rec, 400, r.code, r.msg)
+			return
+		}
 	}
 	s.cardSeq++
 	id := fmt.Sprintf("card_fake_%d", s.cardSeq)
@@ -716,6 +734,7 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 		jsonErr := json.Unmarshal(body, &in)
 		rec.Sequence, rec.UUID = in.Sequence, in.UUID
 		var check error
+		var refused *refusal // the card's content, as Feishu would refuse it
 		var newStreaming *bool
 		switch op {
 		case OpCardContent:
@@ -728,13 +747,16 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 			switch {
 			case in.Card == nil || in.Card.Type != "card_json":
 				check = errors.New(`card: want {"type":"card_json","data":…}`)
-			case len(in.Card.Data) > MaxCardBytes:
-				check = fmt.Errorf("card is %d bytes, over the 30 KB limit", len(in.Card.Data))
+			case sentLen(in.Card.Data) > MaxCardBytes:
+				refused = sizeRefusal(CodeCardTooLarge, sentLen(in.Card.Data))
 			default:
 				var streaming bool
 				streaming, check = s.checkCard(in.Card.Data, &rec)
 				if strings.Contains(in.Card.Data, `"streaming_mode"`) {
 					newStreaming = &streaming
+				}
+				if check == nil && !s.Lean {
+					refused = s.checkContent(rec.Card)
 				}
 			}
 		case OpCardSettings:
@@ -782,6 +804,9 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 		case check != nil:
 			s.reject(w, rec, 400, 10002, check.Error())
 			return
+		case refused != nil:
+			s.reject(w, rec, 400, refused.code, refused.msg)
+			return
 		}
 		if prev, seen := e.uuids[in.UUID]; in.UUID != "" && seen {
 			if prev != in.Sequence {
@@ -803,14 +828,31 @@ func (s *Server) cardOp(op string) http.HandlerFunc {
 				s.reject(w, rec, 400, CodeStreamingOff, "streaming_mode is off; text updates need it on")
 				return
 			}
-			if !s.Lean {
-				raw, err := setElementContent(e.raw, rec.ElementID, rec.Content)
-				if err != nil {
-					s.reject(w, rec, 400, 10002, err.Error())
+			if s.Lean {
+				if n := sentLen(rec.Content); n > MaxCardBytes {
+					r := sizeRefusal(CodeCardTooLarge, n)
+					s.reject(w, rec, 400, r.code, r.msg)
 					return
 				}
-				e.raw = raw
+				break
 			}
+			raw, err := setElementContent(e.raw, rec.ElementID, rec.Content)
+			if err != nil {
+				s.reject(w, rec, 400, 10002, err.Error())
+				return
+			}
+			// The card with the new text must still be one Feishu takes.
+			var card map[string]any
+			_ = json.Unmarshal([]byte(raw), &card)
+			r := s.checkContent(card)
+			if n := sentLen(raw); n > MaxCardBytes {
+				r = sizeRefusal(CodeCardTooLarge, n)
+			}
+			if r != nil {
+				s.reject(w, rec, 400, r.code, r.msg)
+				return
+			}
+			e.raw = raw
 		case OpCardUpdate:
 			if !s.Lean {
 				e.raw = in.Card.Data
@@ -872,8 +914,15 @@ func setElementContent(raw, id, content string) (string, error) {
 	if !found {
 		return "", fmt.Errorf("no markdown or plain_text element %q in the card", id)
 	}
-	b, err := json.Marshal(card)
-	return string(b), err
+	// Without HTML escaping, as the bot writes cards, so that its size
+	// stays what the bot would send.
+	var buf strings.Builder
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(card); err != nil {
+		return "", err
+	}
+	return strings.TrimSuffix(buf.String(), "\n"), nil
 }
 
 // mergeConfig applies settings' config keys to the card's config.

@@ -123,6 +123,7 @@ func (a *app) runServe(ctx context.Context) error {
 		PublicURL:         a.cfg.PublicURL,
 		LinkSecret:        []byte(a.cfg.LinkSecret), // empty: bot.New makes a random one
 		LinkTTL:           a.cfg.LinkTTL,
+		DocBaseURL:        a.cfg.DocBaseURL,
 		Workers:           a.cfg.Workers,
 		HistoryTurns:      a.cfg.HistoryTurns,
 		HistoryTTL:        a.cfg.HistoryTTL,
