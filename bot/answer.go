@@ -136,20 +136,22 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	// finish sends the card the user ends up with, and returns the id of
 	// the message showing it. It runs on the worker's context, not the
 	// answer's: an answer out of time still gets its card.
-	finish := func(kind string, card []byte) (string, bool) {
+	// plain, when not nil, makes the version of an answer card Feishu
+	// cannot refuse for its content.
+	finish := func(kind string, card []byte, plain func() []byte) (string, bool) {
 		finished = true
 		fctx, cancel := context.WithTimeout(ctx, finishTimeout)
 		defer cancel()
 		if stream != nil {
-			return stream.finish(fctx, kind, card)
+			return stream.finish(fctx, kind, card, plain)
 		}
-		return b.deliver(fctx, log, q, kind, card)
+		return b.deliverOr(fctx, log, q, kind, card, plain)
 	}
 	defer func() {
 		if v := recover(); v != nil {
 			log.Error("panic while answering", "panic", v, "stack", stack())
 			if !finished {
-				finish("error", cards.Error(q.Text, q.Conv))
+				finish("error", cards.Error(q.Text, q.Conv), nil)
 			}
 		}
 	}()
@@ -182,7 +184,7 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 	case err != nil && ans.Text == "":
 		log.Error("answering failed", "error", err, "elapsed", time.Since(start))
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
-		finish("error", cards.Error(q.Text, q.Conv))
+		finish("error", cards.Error(q.Text, q.Conv), nil)
 		return
 	case err != nil:
 		// The model stopped mid-answer: keep what it said, offer a retry,
@@ -190,12 +192,12 @@ func (b *Bot) answer(ctx context.Context, log *slog.Logger, q question) {
 		stalled := errors.Is(err, rag.ErrStalled)
 		log.Warn("the answer was cut short", "error", err, "stalled", stalled, "chars", len(ans.Text), "elapsed", time.Since(start))
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
-		finish("answer", cards.Partial(view, stalled))
+		finish("answer", cards.Partial(view, stalled), func() []byte { return cards.PlainAnswer(view) })
 		return
 	}
 	card := cards.Answer(view)
 	log.Info("answered", "mode", ans.Mode, "covered", ans.Covered, "refs", len(ans.References), "history", len(hist), "elapsed", time.Since(start), "card_bytes", len(card))
-	sentID, ok := finish("answer", card)
+	sentID, ok := finish("answer", card, func() []byte { return cards.PlainAnswer(view) })
 	if !ok {
 		b.cfg.Metrics.event(q.kind(), outcomeFailed)
 		return
@@ -337,6 +339,13 @@ func (b *Bot) remember(ctx context.Context, log *slog.Logger, q question, rec se
 // anything at all. It returns the id of the message sent (empty when only
 // the error card, or nothing, went out).
 func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind string, card []byte) (string, bool) {
+	return b.deliverOr(ctx, log, q, kind, card, nil)
+}
+
+// deliverOr is deliver, sending the card plain makes (when not nil) if
+// Feishu refuses card for its content: the same answer, without the
+// markdown a rule the docs do not state could still refuse.
+func (b *Bot) deliverOr(ctx context.Context, log *slog.Logger, q question, kind string, card []byte, plain func() []byte) (string, bool) {
 	id, err := b.send(ctx, log, q, card, openapi.UUID(kind, q.Seed))
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", id)
@@ -344,6 +353,12 @@ func (b *Bot) deliver(ctx context.Context, log *slog.Logger, q question, kind st
 			b.remember(ctx, log, q, sentRecord{MessageID: id, Final: true})
 		}
 		return id, true
+	}
+	if plain != nil && openapi.IsContentRefused(err) {
+		// A new uuid: the content differs, and the refused send left no
+		// message behind.
+		log.Warn("Feishu refused the card's content; sending the answer as plain text", "kind", kind, "error", err)
+		return b.deliverOr(ctx, log, q, kind+"-plain", plain(), nil)
 	}
 	log.Error("sending card failed", "kind", kind, "error", err)
 	if kind != "error" && kind != "busy" {

@@ -134,3 +134,55 @@ func TestHostileLLMAnswerArrivesAsOneCleanCard(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedAnswerGoesOutPlain: when Feishu refuses an answer card for
+// its content by a rule the docs do not state (the fake is told to, once),
+// the asker gets the same answer as plain text, not an error card, in the
+// one reply: streamed into the card entity or sent as one card.
+func TestRefusedAnswerGoesOutPlain(t *testing.T) {
+	for _, streamed := range []bool{true, false} {
+		name := "streamed"
+		if !streamed {
+			name = "one card"
+		}
+		t.Run(name, func(t *testing.T) {
+			fake := feishufake.New(testBotID)
+			t.Cleanup(fake.Close)
+			llm := llmfake.Start(t, llmfake.Default(llmfake.Handle(func(w http.ResponseWriter, r *http.Request) {
+				if streamed {
+					untilReplied(fake)
+				}
+				llmfake.Stream(w, r, tokens(hostileLLMAnswer), 2*time.Millisecond)
+			})))
+			// 230099 is how Feishu refuses a card's content
+			// (https://open.feishu.cn/document/server-docs/im-v1/message/reply).
+			refused := feishufake.Fault{Op: feishufake.OpReply, Times: 1, Status: http.StatusBadRequest, Code: feishufake.CodeCardContent}
+			if streamed {
+				refused.Op = feishufake.OpCardUpdate // the final card
+			} else {
+				fake.Fail(feishufake.Fault{Op: feishufake.OpCardCreate, Times: 1000, Status: http.StatusBadRequest, Code: 99991672})
+			}
+			fake.Fail(refused)
+			h := newHarness(t, harnessOpts{fake: fake, ans: kbEngine(t, llm.URL)})
+			m := h.dm(llmQuestion)
+			h.mustPost(h.signer.MessageEvent(m))
+			h.waitTurns("chat:"+m.ChatID, 1) // answered, as far as the bot knows
+			r := h.replyTo(m.MessageID)
+			if n := fake.Replies(m.MessageID); n != 1 {
+				t.Errorf("%d replies, want 1", n)
+			}
+			if streamed != (r.CardID != "") {
+				t.Fatalf("streamed %v, but the reply's card entity is %q", streamed, r.CardID)
+			}
+			if md := feishufake.Markdowns(r.Card); len(md) != 0 {
+				t.Errorf("the card still has markdown: %q", md)
+			}
+			text := feishufake.CardText(r.Card)
+			for _, want := range []string{"再让模型依据资料回答", sourceURL} {
+				if !strings.Contains(text, want) {
+					t.Errorf("the plain answer lacks %q:\n%s", want, text)
+				}
+			}
+		})
+	}
+}

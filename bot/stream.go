@@ -124,10 +124,14 @@ func (s *streamCard) update(textSoFar string) {
 	s.poke()
 }
 
+// text is the answer so far as the card may show it. It sanitizes outside
+// the lock: on pathological text that takes a while, and the LLM stream's
+// update must not wait for it.
 func (s *streamCard) text() string {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return cards.StreamText(s.view, s.latest, s.budget)
+	latest := s.latest
+	s.mu.Unlock()
+	return cards.StreamText(s.view, latest, s.budget)
 }
 
 func (s *streamCard) run(ctx context.Context) {
@@ -280,36 +284,56 @@ func (s *streamCard) uuid() string {
 
 // finish puts card (an answer, partial answer or error card of kind) in
 // front of the user: into the streaming card when it was shown, else as
-// one card. It reports whether the user got it, and the id of the message
-// that shows it.
-func (s *streamCard) finish(ctx context.Context, kind string, card []byte) (string, bool) {
+// one card. plain, when not nil, makes the plain version of an answer, for
+// when Feishu refuses card's content. It reports whether the user got it,
+// and the id of the message that shows it.
+func (s *streamCard) finish(ctx context.Context, kind string, card []byte, plain func() []byte) (string, bool) {
 	close(s.stop)
 	<-s.loopDone
 	log := s.log.With("card_id", s.cardID)
+	// toPlain swaps the card for its plain version, once, when err says
+	// Feishu will never take the card as it is.
+	toPlain := func(err error) bool {
+		if plain == nil || !openapi.IsContentRefused(err) {
+			return false
+		}
+		log.Warn("Feishu refused the card's content; sending the answer as plain text", "kind", kind, "error", err)
+		kind, card, plain = kind+"-plain", plain(), nil
+		return true
+	}
 	if s.msgID == "" {
 		if s.maybeShown {
 			// Whether Feishu shows it is unknown: finish the entity (a card
 			// is updated by its id, no message needed), then send the
 			// answer as a message of its own, so the asker gets it either
 			// way, at worst twice.
-			s.end(ctx, log, card)
+			if err := s.end(ctx, log, card); toPlain(err) {
+				s.put(ctx, log, card)
+			}
 		}
-		return s.b.deliver(ctx, s.log, s.q, kind, card)
+		return s.b.deliverOr(ctx, s.log, s.q, kind, card, plain)
 	}
 	err := s.end(ctx, log, card)
+	if toPlain(err) {
+		err = s.put(ctx, log, card)
+	}
 	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "text_updates", s.updates)
 		s.b.remember(ctx, log, s.q, sentRecord{MessageID: s.msgID, CardID: s.cardID, Final: true})
 		return s.msgID, true
 	}
 	log.Warn("CardKit refused the final card; patching the message instead", "kind", kind, "error", err)
-	if err = s.b.feish.Patch(ctx, log, s.msgID, card); err == nil {
+	err = s.b.feish.Patch(ctx, log, s.msgID, card)
+	if toPlain(err) {
+		err = s.b.feish.Patch(ctx, log, s.msgID, card)
+	}
+	if err == nil {
 		log.Info("card sent", "kind", kind, "sent_message_id", s.msgID, "by", "patch")
 		s.b.remember(ctx, log, s.q, sentRecord{MessageID: s.msgID, CardID: s.cardID, Final: true})
 		return s.msgID, true
 	}
 	log.Error("patching the streaming card failed; sending the card anew", "kind", kind, "error", err)
-	return s.b.deliver(ctx, log, s.q, kind+"-resend", card)
+	return s.b.deliverOr(ctx, log, s.q, kind+"-resend", card, plain)
 }
 
 // end turns the card's streaming off, then puts the final card in it.
@@ -321,6 +345,11 @@ func (s *streamCard) end(ctx context.Context, log *slog.Logger, card []byte) err
 		// after 10 minutes.
 		log.Warn("turning streaming mode off failed", "error", err)
 	}
+	return s.put(ctx, log, card)
+}
+
+// put replaces the whole card entity with card.
+func (s *streamCard) put(ctx context.Context, log *slog.Logger, card []byte) error {
 	return s.op(func(seq int, uuid string) error {
 		return s.b.feish.UpdateCard(ctx, log, s.cardID, card, seq, uuid)
 	})
