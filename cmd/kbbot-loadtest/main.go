@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +46,9 @@ func main() {
 const (
 	maxRate     = 5000
 	maxDuration = 10 * time.Minute
+	// maxEvents bounds the requests built before the clock starts (about
+	// 4 KB of memory each): 5,000/s for 30 s.
+	maxEvents = 150_000
 )
 
 // errNotLoopback refuses a target off this machine.
@@ -62,10 +66,13 @@ type options struct {
 
 	spawn    bool
 	split    bool // two children: KBBOT_ROLE=events takes the load, KBBOT_ROLE=answers answers it
+	later    bool // with split: the answering child starts when sending ends
 	bin      string
 	redisURL string
 	llmTTFT  time.Duration
 	settle   time.Duration
+
+	cpuProfile string // the load tool's own CPU profile, to see what sending costs
 }
 
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
@@ -75,6 +82,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080/feishu/events", "webhook URL of a running bot (loopback only)")
 	fs.BoolVar(&o.spawn, "spawn", false, "start kbbot serve as a child process against a fake Feishu Open API, and check every message got exactly one reply")
 	fs.BoolVar(&o.split, "split", false, "with -spawn and -redis: two children, one taking the events (KBBOT_ROLE=events, the -url target) and one answering them (KBBOT_ROLE=answers)")
+	fs.BoolVar(&o.later, "answer-later", false, "with -split: start the answering child only when sending ends, so the acks measured are ingress alone, as with answering replicas on other machines; its queue cap is raised to hold the whole run")
 	fs.StringVar(&o.bin, "bin", "", "with -spawn: the kbbot binary (default: go build ./cmd/kbbot into a temporary directory)")
 	fs.StringVar(&o.metricsURL, "metrics", "", "the bot's /metrics, for its own ack histogram (default: with -spawn the child's KBBOT_ADMIN_ADDR, then KBBOT_ADDR; else -url's host)")
 	fs.IntVar(&o.rate, "rate", 500, "events per second")
@@ -86,6 +94,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 	fs.StringVar(&o.token, "token", getenv("FEISHU_VERIFICATION_TOKEN"), "FEISHU_VERIFICATION_TOKEN of the bot")
 	fs.StringVar(&o.redisURL, "redis", "", "with -spawn: keep the bot's state in this Redis (loopback only; default: in process)")
 	fs.DurationVar(&o.llmTTFT, "llm-ttft", 0, "with -spawn: answer through a fake LLM with this time to first token, and report event → first card and the bot's latency on top of the LLM")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write the load tool's own CPU profile (not the bot's) to this file")
 	fs.DurationVar(&o.settle, "settle", 60*time.Second, "with -spawn: how long to wait for the replies after sending")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -100,6 +109,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, fmt.Errorf("-rate must be 1..%d", maxRate)
 	case o.duration <= 0 || o.duration > maxDuration:
 		return o, fmt.Errorf("-duration must be positive and at most %v", maxDuration)
+	case float64(o.rate)*o.duration.Seconds() > maxEvents:
+		return o, fmt.Errorf("-rate × -duration must be at most %d events: every request is built before the clock starts", maxEvents)
 	case o.dups < 0 || o.dups >= 1:
 		return o, errors.New("-dups must be in [0, 1)")
 	case o.chats < 1:
@@ -114,6 +125,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (op
 		return o, errors.New("-llm-ttft must be at most 1m")
 	case o.split && (!o.spawn || o.redisURL == ""):
 		return o, errors.New("-split needs -spawn and -redis: the two children share the queue in Redis")
+	case o.later && !o.split:
+		return o, errors.New("-answer-later needs -split")
 	}
 	for name, raw := range map[string]string{"-url": o.url, "-redis": o.redisURL, "-metrics": o.metricsURL} {
 		if raw == "" || (o.spawn && name == "-url") {
@@ -149,6 +162,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	o, err := parseFlags(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	_, err = load(ctx, o, getenv, stdout, stderr)
 	return err
@@ -194,6 +218,11 @@ func load(ctx context.Context, o options, getenv func(string) string, stdout, st
 	})
 	sum.sent.print(stdout, o.url)
 	sum.serverAck = readServerAck(ctx, stdout, metrics)
+	if c != nil && c.later != nil {
+		if err := c.later(); err != nil {
+			return sum, err
+		}
+	}
 	if c == nil {
 		fmt.Fprintln(stdout, "replies: not checked (use -spawn to run against the fake Open API)")
 		return sum, sum.sent.err()

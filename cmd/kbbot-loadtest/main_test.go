@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/store/redistest"
 )
 
 // lockedBuffer collects the tool's and the child's stderr, written from
@@ -99,6 +100,14 @@ func TestRefusesRemoteTargets(t *testing.T) {
 			t.Errorf("%q: %v, want a refusal", args, err)
 		}
 	}
+	for _, args := range [][]string{
+		{"-spawn", "-answer-later"}, // without -split
+		{"-spawn", "-rate", "5000", "-duration", "31s"},
+	} {
+		if _, err := parseFlags(args, getenv, io.Discard); err == nil {
+			t.Errorf("%q accepted", args)
+		}
+	}
 	if _, err := parseFlags([]string{"-self"}, getenv, io.Discard); err == nil {
 		t.Error("-self (the in-process bot of `kbbot loadtest`) accepted")
 	}
@@ -134,6 +143,11 @@ func TestSpawn(t *testing.T) {
 	}
 	t.Run("extractive", func(t *testing.T) {
 		spawn(t, "-rate", "50", "-dups", "0.2")
+	})
+	t.Run("split, answering later", func(t *testing.T) {
+		// The answering child starts when sending ends, and still answers
+		// every message once.
+		spawn(t, "-rate", "50", "-redis", redistest.URL(t), "-split", "-answer-later")
 	})
 	t.Run("llm", func(t *testing.T) {
 		bin := filepath.Join(t.TempDir(), "kbbot")

@@ -73,6 +73,9 @@ func (r sendResult) print(w io.Writer, target string) {
 }
 
 func (r sendResult) err() error {
+	if r.buildErr != nil {
+		return r.buildErr
+	}
 	if r.non200 > 0 || r.transport > 0 {
 		return fmt.Errorf("%d non-200 answers, %d transport errors", r.non200, r.transport)
 	}

@@ -39,8 +39,10 @@ type child struct {
 	done    chan struct{} // closed when the child has exited
 	waitErr error
 	// answers is the second child of a -split run: it answers what the
-	// first (KBBOT_ROLE=events) queues.
+	// first (KBBOT_ROLE=events) queues. With -answer-later, later starts
+	// it.
 	answers *child
+	later   func() error
 	cleanup []func()
 }
 
@@ -117,6 +119,11 @@ func spawn(ctx context.Context, o options, getenv func(string) string, stderr io
 	if o.split {
 		role = "events"
 	}
+	if o.later {
+		// The whole run waits in the queue until answering starts; at the
+		// default cap most of it would get busy cards instead.
+		env = append(env, fmt.Sprintf("KBBOT_QUEUE_MAX_PENDING=%d", o.rate*int(o.duration.Seconds()+1)+1000))
+	}
 	if err := c.start(ctx, bin, append(env, "KBBOT_ROLE="+role), addr, admin, role, o.redisURL != "", stderr); err != nil {
 		return c, err
 	}
@@ -131,7 +138,12 @@ func spawn(ctx context.Context, o options, getenv func(string) string, stderr io
 	}
 	c.answers = &child{done: make(chan struct{})}
 	env = append(env, "KBBOT_ROLE=answers", "KBBOT_ADDR="+more[0], "KBBOT_ADMIN_ADDR="+more[1])
-	return c, c.answers.start(ctx, bin, env, more[0], more[1], "answers", true, stderr)
+	startAnswers := func() error { return c.answers.start(ctx, bin, env, more[0], more[1], "answers", true, stderr) }
+	if o.later {
+		c.later = startAnswers
+		return c, nil
+	}
+	return c, startAnswers()
 }
 
 // start runs `bin serve` with env and waits until it is ready.
