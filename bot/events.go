@@ -98,7 +98,7 @@ func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error
 			log.Warn("answer queue full; sending a busy card")
 			return nil
 		}
-		b.release(log, keys)
+		// No claim was taken, so the redelivery is a new question.
 		log.Error("answer and notice queues full; asking Feishu to redeliver")
 		return errBusy
 	case err != nil:
@@ -432,7 +432,7 @@ func (b *Bot) clickAsk(ctx context.Context, log *slog.Logger, c click) *callback
 	first, err := b.submit(ctx, b.work, item{Kind: kindClick, Click: &cj}, keys...)
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
-		b.release(log, keys)
+		// No claim was taken: the next click asks again.
 		log.Warn("answer queue full; click refused")
 		return toast("warning", "现在提问的人太多了，请稍后再点一次")
 	case err != nil:

@@ -18,8 +18,9 @@ import (
 // Items with the same key (the chat) run one at a time, in order, so a
 // chat's answers keep the order of its questions. EnqueueClaimed records an
 // item together with its de-duplication claims, so a redelivered event
-// finds its claim and records nothing; on queue.ErrQueueFull the claims
-// stay taken, for the bot to answer with a busy card or release.
+// finds its claim and records nothing; on queue.ErrQueueFull nothing is
+// recorded and no claim is kept, so a redelivery is handled afresh (a busy
+// card again, which Feishu sends once per message by its uuid).
 type Queue interface {
 	EnqueueClaimed(ctx context.Context, claims []queue.Claim, key string, payload []byte) (first bool, err error)
 	Start(ctx context.Context, h queue.Handlers) error
@@ -103,8 +104,8 @@ func (it item) asked() (question, bool) {
 }
 
 // submit records the item in q under the claims (keys ending in ":" have
-// no id and are left out); first is false for a duplicate. See Queue for
-// what stays claimed on queue.ErrQueueFull.
+// no id and are left out); first is false for a duplicate. On
+// queue.ErrQueueFull no claim is kept (see Queue).
 func (b *Bot) submit(ctx context.Context, q Queue, it item, claims ...string) (first bool, err error) {
 	payload, err := json.Marshal(it)
 	if err != nil {

@@ -85,9 +85,7 @@ func (q *Memory) Enqueue(ctx context.Context, key string, payload []byte) error 
 
 // EnqueueClaimed takes the claims and records the job; first is false, and
 // nothing is recorded, when a claim was taken already. On ErrQueueFull
-// (first true) the claims stay taken, so Feishu's redelivery of the event
-// is a duplicate: the caller tells the asker (a busy card) or releases
-// them.
+// (first true) no claim is kept, as with Redis.EnqueueClaimed.
 func (q *Memory) EnqueueClaimed(ctx context.Context, claims []Claim, key string, payload []byte) (first bool, err error) {
 	if len(claims) > 0 && q.claims == nil {
 		return false, errors.New("queue: a job with claims, but the memory queue has no Claimer")
@@ -97,11 +95,8 @@ func (q *Memory) EnqueueClaimed(ctx context.Context, claims []Claim, key string,
 		return false, err
 	}
 	if err := q.Enqueue(ctx, key, payload); err != nil {
-		if errors.Is(err, ErrQueueFull) {
-			return true, err
-		}
 		release(q.claims, q.log, taken)
-		return false, err
+		return errors.Is(err, ErrQueueFull), err
 	}
 	return true, nil
 }

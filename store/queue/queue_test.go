@@ -275,8 +275,11 @@ func testQueueStopFinishes(t *testing.T, env queueEnv) {
 	}
 }
 
+// A full memory queue refuses the job and, for a claimed one, keeps no
+// claim: its redelivery is refused again, not skipped as a duplicate.
 func TestMemoryFull(t *testing.T) {
-	q := NewMemory(state.NewMemory(), Options{Workers: 1, Capacity: 2, Log: testkit.Quiet()})
+	st := state.NewMemory()
+	q := NewMemory(st, Options{Workers: 1, Capacity: 2, Log: testkit.Quiet()})
 	started, release := make(chan struct{}, 1), make(chan struct{})
 	startQueue(t, q, Handlers{Handle: func(ctx context.Context, job Job) error {
 		select {
@@ -296,6 +299,12 @@ func TestMemoryFull(t *testing.T) {
 	enqueue(t, q, "oc_2", "w2")
 	if err := q.Enqueue(t.Context(), "oc_3", []byte("over")); !errors.Is(err, ErrQueueFull) {
 		t.Fatalf("third waiting job: %v, want ErrQueueFull", err)
+	}
+	for _, delivery := range []string{"first delivery", "redelivery"} {
+		first, err := q.EnqueueClaimed(t.Context(), []Claim{{Key: "evt:3", TTL: time.Hour}}, "oc_3", []byte("over"))
+		if !errors.Is(err, ErrQueueFull) || !first {
+			t.Fatalf("%s of a claimed job: %v, %v; want first and ErrQueueFull", delivery, first, err)
+		}
 	}
 }
 
@@ -844,8 +853,11 @@ func TestRedisAcquireScript(t *testing.T) {
 	}
 }
 
-// Over MaxPending nothing more is recorded, but the claims are taken (a
-// redelivery is a duplicate); jobs carry the time Redis recorded them.
+// Over MaxPending nothing more is recorded and no claim is taken, so a
+// redelivery is refused the same way rather than taken for a duplicate (a
+// kept claim outlived its busy card under load and lost the question);
+// a duplicate of a recorded job is still a duplicate. Jobs carry the time
+// Redis recorded them.
 func TestRedisMaxPending(t *testing.T) {
 	url, prefix := redistest.URL(t), redistest.Prefix(t)
 	ctx := t.Context()
@@ -855,12 +867,17 @@ func TestRedisMaxPending(t *testing.T) {
 			t.Fatalf("job %d: %v, %v", i, first, err)
 		}
 	}
-	first, err := q.EnqueueClaimed(ctx, []Claim{{Key: "evt:2", TTL: time.Hour}}, "oc_2", []byte("x"))
-	if !errors.Is(err, ErrQueueFull) || !first {
-		t.Fatalf("over the cap: %v, %v; want first and ErrQueueFull", first, err)
+	for _, delivery := range []string{"first delivery", "redelivery"} {
+		first, err := q.EnqueueClaimed(ctx, []Claim{{Key: "evt:2", TTL: time.Hour}}, "oc_2", []byte("x"))
+		if !errors.Is(err, ErrQueueFull) || !first {
+			t.Fatalf("%s over the cap: %v, %v; want first and ErrQueueFull", delivery, first, err)
+		}
+		if n := q.rdb.Exists(ctx, q.claims.ClaimKey("evt:2")).Val(); n != 0 {
+			t.Fatalf("%s over the cap left its claim", delivery)
+		}
 	}
-	if first, err := q.EnqueueClaimed(ctx, []Claim{{Key: "evt:2", TTL: time.Hour}}, "oc_2", []byte("x")); err != nil || first {
-		t.Errorf("redelivery over the cap: %v, %v; want a duplicate", first, err)
+	if first, err := q.EnqueueClaimed(ctx, []Claim{{Key: "evt:0", TTL: time.Hour}}, "oc_0", []byte("x")); err != nil || first {
+		t.Errorf("duplicate of a recorded job over the cap: %v, %v; want a duplicate", first, err)
 	}
 	total := int64(0)
 	for i := range q.opt.Shards {
