@@ -66,23 +66,29 @@ func splitText(text string, max, overlap int) []string {
 	}
 	var chunks []string
 	var cur []string
-	size := 0
+	size := 0 // runes in joinSentences(cur), the spaces it adds included
 	for _, p := range pieces {
 		n := utf8.RuneCountInString(p)
-		if size+n > max && len(cur) > 0 {
+		if len(cur) > 0 && size+gap(cur[len(cur)-1], p)+n > max {
 			chunks = append(chunks, joinSentences(cur))
 			// Carry the tail sentences that fit the overlap.
 			var tail []string
 			t := 0
 			for i := len(cur) - 1; i >= 0; i-- {
 				m := utf8.RuneCountInString(cur[i])
-				if t+m > overlap || t+m+n > max {
+				if len(tail) > 0 {
+					m += gap(cur[i], tail[0])
+				}
+				if t+m > overlap || t+m+gap(cur[len(cur)-1], p)+n > max {
 					break
 				}
 				tail = append([]string{cur[i]}, tail...)
 				t += m
 			}
 			cur, size = tail, t
+		}
+		if len(cur) > 0 {
+			size += gap(cur[len(cur)-1], p)
 		}
 		cur = append(cur, p)
 		size += n
@@ -98,16 +104,25 @@ func splitText(text string, max, overlap int) []string {
 func joinSentences(parts []string) string {
 	var b strings.Builder
 	for i, p := range parts {
-		if i > 0 {
-			prev, _ := utf8.DecodeLastRuneInString(parts[i-1])
-			next, _ := utf8.DecodeRuneInString(p)
-			if !unicode.Is(unicode.Han, prev) && !unicode.Is(unicode.Han, next) && !strings.ContainsRune("。！？；，：", prev) {
-				b.WriteByte(' ')
-			}
+		if i > 0 && gap(parts[i-1], p) == 1 {
+			b.WriteByte(' ')
 		}
 		b.WriteString(p)
 	}
 	return b.String()
+}
+
+// gap is the runes joinSentences puts between two sentences: a space
+// between Latin ones, none next to Chinese text or after Chinese
+// punctuation. splitText counts it, so a chunk of Latin sentences stays
+// within the limit.
+func gap(prev, next string) int {
+	last, _ := utf8.DecodeLastRuneInString(prev)
+	first, _ := utf8.DecodeRuneInString(next)
+	if unicode.Is(unicode.Han, last) || unicode.Is(unicode.Han, first) || strings.ContainsRune("。！？；，：", last) {
+		return 0
+	}
+	return 1
 }
 
 // docID is stable across edits of a document's text: it depends on where the
