@@ -1,6 +1,7 @@
 package rag
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,7 +38,7 @@ const (
 	maxExtracts   = 3    // documents quoted in an extractive answer
 	coverageFloor = 0.3  // share of question terms a hit must contain…
 	minMatched    = 3    // …or this many of them…
-	minTogether   = 2    // …of which this many in one place (see together)
+	minTogether   = 2    // …of which this many in one place (see meet)
 	faqSimilarity = 0.75 // question likeness that returns a curated answer
 	denseFloor    = 0.3  // cosine below which a dense match is noise
 	maxFollowUps  = 5
@@ -159,7 +160,11 @@ func (e *Engine) search(ctx context.Context, parts []string, kind string, limit 
 	// so the floor counts only bigrams and words.
 	floors := make([][]string, 0, len(parts))
 	for _, p := range parts {
-		if ft := multiRune(e.tok.QueryTerms(p)); len(ft) > 0 {
+		pt := terms
+		if len(parts) > 1 {
+			pt = e.tok.QueryTerms(p)
+		}
+		if ft := multiRune(pt); len(ft) > 0 {
 			floors = append(floors, ft)
 		}
 	}
@@ -192,47 +197,86 @@ func (e *Engine) clears(terms []string, c index.Chunk) (float64, bool) {
 	}
 	matched := int(cov*float64(len(terms)) + 0.5)
 	ok := (cov >= coverageFloor || matched >= minMatched) &&
-		(matched < minTogether || e.together(terms, c) >= minTogether)
+		(matched < minTogether || meet(terms, c, minTogether))
 	return cov, ok
 }
 
-// together is the most of terms found in one place of c: within
+// meet reports whether k of terms are found in one place of c: within
 // nearBytes of each other in its text, or anywhere in its title and heading
 // path, which name what the whole chunk is about. Terms are found as
 // substrings, which is cheap; only those the chunk's own vector holds are
-// looked for, so a substring inside another word cannot add one.
-func (e *Engine) together(terms []string, c index.Chunk) int {
-	head := strings.ToLower(c.Title + "\n" + strings.Join(c.Path, " / "))
-	text := c.Text
-	if hasLatin(terms) {
-		text = strings.ToLower(text)
+// looked for, so a substring inside another word cannot add one. It runs
+// for every candidate of every question, so it stops as soon as it knows.
+func meet(terms []string, c index.Chunk, k int) bool {
+	// Lowered apart, not joined: a chunk's head is mostly lower case
+	// already, and then this allocates nothing.
+	title, path, cloned := lowerText(c.Title), c.Path, false
+	for i, p := range c.Path {
+		if l := lowerText(p); l != p {
+			if !cloned {
+				path, cloned = slices.Clone(c.Path), true
+			}
+			path[i] = l
+		}
 	}
-	type at struct{ pos, term int }
-	var found []at
-	inHead := 0
-	for i, t := range terms {
+	inHead := func(t string) bool {
+		return strings.Contains(title, t) || slices.ContainsFunc(path, func(p string) bool { return strings.Contains(p, t) })
+	}
+	// Fixed buffers keep a typical question's slices off the heap.
+	var restBuf [16]string
+	rest := restBuf[:0] // held by the vector, not in the head
+	headed := 0
+	for _, t := range terms {
 		if len(c.Sparse.Indices) > 0 {
 			if _, ok := slices.BinarySearch(c.Sparse.Indices, termIndex(t)); !ok {
 				continue
 			}
 		}
-		if strings.Contains(head, t) {
-			inHead++
+		if inHead(t) {
+			if headed++; headed >= k {
+				return true
+			}
 			continue
 		}
+		rest = append(rest, t)
+	}
+	need := k - headed
+	if len(rest) < need {
+		return false
+	}
+	text := c.Text
+	switch latin, ascii := latinTerms(rest); {
+	case ascii:
+		// ASCII terms are found in ASCII-lowered text: the same places,
+		// bar a Kelvin sign or a dotted İ, and a fifth of the cost.
+		text = lowerASCII(text)
+	case latin:
+		text = lowerText(text)
+	}
+	type at struct{ pos, term int }
+	var foundBuf [64]at
+	found := foundBuf[:0]
+	for i, t := range rest {
 		for off := 0; ; {
 			j := strings.Index(text[off:], t)
 			if j < 0 {
 				break
 			}
+			if need == 1 {
+				return true
+			}
 			found = append(found, at{off + j, i})
 			off += j + len(t)
 		}
 	}
-	sort.Slice(found, func(a, b int) bool { return found[a].pos < found[b].pos })
+	slices.SortFunc(found, func(a, b at) int { return cmp.Compare(a.pos, b.pos) })
 	// Slide a window over the occurrences, counting distinct terms in it.
-	best, distinct, lo := 0, 0, 0
-	count := make([]int, len(terms))
+	distinct, lo := 0, 0
+	var countBuf [16]int
+	count := countBuf[:]
+	if len(rest) > len(count) {
+		count = make([]int, len(rest))
+	}
 	for _, f := range found {
 		if count[f.term]++; count[f.term] == 1 {
 			distinct++
@@ -243,22 +287,102 @@ func (e *Engine) together(terms []string, c index.Chunk) int {
 			}
 			lo++
 		}
-		best = max(best, distinct)
+		if distinct >= need {
+			return true
+		}
 	}
-	return inHead + best
+	return false
 }
 
 // nearBytes is how close two terms must be to count as one place: about
 // a sentence (40 Han characters, or 20 English words).
 const nearBytes = 120
 
-func hasLatin(terms []string) bool {
+// lowerText is strings.ToLower for text that is mostly Chinese: it copies
+// runes that have no case (CJK punctuation, kana, Han, Hangul) as bytes
+// rather than passing each through unicode.ToLower, which made lowering a
+// chunk for meet an eighth of an answer's time. It returns s itself
+// when nothing changes.
+func lowerText(s string) string {
+	var b []byte
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' && b == nil {
+				b = append(make([]byte, 0, len(s)), s[:i]...)
+			}
+			if b != nil {
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRuneInString(s[i:])
+		l := r
+		if !caseless(r) {
+			l = unicode.ToLower(r)
+		}
+		if l != r && b == nil {
+			b = append(make([]byte, 0, len(s)), s[:i]...)
+		}
+		switch {
+		case l != r:
+			b = utf8.AppendRune(b, l)
+		case b != nil:
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
+}
+
+// caseless reports runes of blocks without letter case: from CJK Symbols
+// and Punctuation (U+3000) up to Cyrillic Extended-B (U+A640), which holds
+// kana, Bopomofo, Hangul Jamo, the CJK ideographs and Yi, and the Hangul
+// syllables. TestLowerText checks every rune against strings.ToLower.
+func caseless(r rune) bool {
+	return 0x3000 <= r && r < 0xA640 || 0xAC00 <= r && r <= 0xD7A3
+}
+
+// latinTerms reports whether any of terms is a Latin word (it starts with
+// an ASCII byte), and whether there are such words and all are ASCII.
+func latinTerms(terms []string) (latin, ascii bool) {
+	ascii = true
 	for _, t := range terms {
-		if r, _ := utf8.DecodeRuneInString(t); r < utf8.RuneSelf {
-			return true
+		if r, _ := utf8.DecodeRuneInString(t); r >= utf8.RuneSelf {
+			continue
+		}
+		latin = true
+		for i := 0; i < len(t) && ascii; i++ {
+			ascii = t[i] < utf8.RuneSelf
 		}
 	}
-	return false
+	return latin, latin && ascii
+}
+
+// lowerASCII lowers the ASCII letters of s and leaves every other byte as
+// it is, so byte offsets stay those of s.
+func lowerASCII(s string) string {
+	i := 0
+	for i < len(s) && (s[i] < 'A' || s[i] > 'Z') {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if c := b[i]; 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // RetrieveTitles returns the titles of the best documents for question, for
