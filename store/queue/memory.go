@@ -90,15 +90,7 @@ func (q *Memory) EnqueueClaimed(ctx context.Context, claims []Claim, key string,
 	if len(claims) > 0 && q.claims == nil {
 		return false, errors.New("queue: a job with claims, but the memory queue has no Claimer")
 	}
-	taken, first, err := claimAll(ctx, q.claims, q.log, claims)
-	if err != nil || !first {
-		return false, err
-	}
-	if err := q.Enqueue(ctx, key, payload); err != nil {
-		release(q.claims, q.log, taken)
-		return errors.Is(err, ErrQueueFull), err
-	}
-	return true, nil
+	return claimThenEnqueue(ctx, q.claims, q.log, claims, func() error { return q.Enqueue(ctx, key, payload) })
 }
 
 // Start runs Workers goroutines calling h.

@@ -222,6 +222,22 @@ type Claimer interface {
 	Release(ctx context.Context, key string) error
 }
 
+// claimThenEnqueue takes the claims, then records the job with enqueue;
+// on any enqueue error the claims are released, so nothing is left that
+// would make a redelivery look like a duplicate. first is as for
+// EnqueueClaimed: true on ErrQueueFull.
+func claimThenEnqueue(ctx context.Context, c Claimer, log *slog.Logger, claims []Claim, enqueue func() error) (first bool, err error) {
+	taken, first, err := claimAll(ctx, c, log, claims)
+	if err != nil || !first {
+		return false, err
+	}
+	if err := enqueue(); err != nil {
+		release(c, log, taken)
+		return errors.Is(err, ErrQueueFull), err
+	}
+	return true, nil
+}
+
 // claimAll takes every claim, first to last. first is false when one was
 // taken already (a duplicate); then, and on an error, the claims taken so
 // far are released, so a redelivery is processed.

@@ -197,15 +197,7 @@ func (q *Redis) enqueueClaimedCluster(ctx context.Context, claims []Claim, key s
 		// one step; a duplicate of an answered event may get a busy card.
 		return true, ErrQueueFull
 	}
-	taken, first, err := claimAll(ctx, q.claims, q.log, claims)
-	if err != nil || !first {
-		return false, err
-	}
-	if err := q.Enqueue(ctx, key, payload); err != nil {
-		release(q.claims, q.log, taken)
-		return errors.Is(err, ErrQueueFull), err
-	}
-	return true, nil
+	return claimThenEnqueue(ctx, q.claims, q.log, claims, func() error { return q.Enqueue(ctx, key, payload) })
 }
 
 // Start makes sure every shard has its consumer group, then runs Workers
