@@ -258,24 +258,42 @@ func buildAnswerCard(v AnswerView, text string) card {
 	}
 	els = append(els, note(AINotice))
 	els = append(els, referenceList(v)...)
-	if fus := v.Answer.FollowUps; len(fus) > 0 {
+	if fus := followUpButtons(v); len(fus) > 0 {
 		els = append(els, md("**其他人在问**"))
-		for _, f := range fus[:min(len(fus), maxFollowUps)] {
-			b := button(Truncate(f, maxButtonRunes), "default", Value{Action: ActionAsk, Q: Truncate(f, MaxQuestion), Conv: v.Conv})
-			b.Width = "fill"
-			els = append(els, b)
-		}
+		els = append(els, fus...)
 	}
-	els = append(els, hrEl{Tag: "hr"}, buttonRow(
+	els = append(els, answerActions(v)...)
+	return newCard(Truncate(q, 40), answerTemplate(v), Truncate(v.Question, 40), els...)
+}
+
+// followUpButtons ask the answer's follow-up questions, one a row.
+func followUpButtons(v AnswerView) []any {
+	fus := v.Answer.FollowUps
+	var els []any
+	for _, f := range fus[:min(len(fus), maxFollowUps)] {
+		b := button(Truncate(f, maxButtonRunes), "default", Value{Action: ActionAsk, Q: Truncate(f, MaxQuestion), Conv: v.Conv})
+		b.Width = "fill"
+		els = append(els, b)
+	}
+	return els
+}
+
+// answerActions end every answer card: feedback votes and a new topic.
+func answerActions(v AnswerView) []any {
+	return []any{hrEl{Tag: "hr"}, buttonRow(
 		button("👍 有帮助", "default", Value{Action: ActionFeedback, Vote: "up", QID: v.QID, Conv: v.Conv}),
 		button("👎 没帮助", "default", Value{Action: ActionFeedback, Vote: "down", QID: v.QID, Conv: v.Conv}),
 		button("🆕 新话题", "primary", Value{Action: ActionReset, Conv: v.Conv}),
-	))
-	template := "blue"
+	)}
+}
+
+// answerTemplate is the header colour: grey when the knowledge base did
+// not cover the question.
+func answerTemplate(v AnswerView) string {
 	if !v.Answer.Covered {
-		template = "grey"
+		return "grey"
 	}
-	return newCard(Truncate(q, 40), template, Truncate(v.Question, 40), els...)
+	return "blue"
 }
 
 // AnswerElement is the element_id of an answer's text: streaming updates

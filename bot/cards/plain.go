@@ -126,24 +126,12 @@ func buildPlainCard(v AnswerView, text string) card {
 		}
 		els = append(els, hrEl{Tag: "hr"}, plainDiv(sb.String()))
 	}
-	if fus := v.Answer.FollowUps; len(fus) > 0 {
+	if fus := followUpButtons(v); len(fus) > 0 {
 		els = append(els, plainDiv("其他人在问"))
-		for _, f := range fus[:min(len(fus), maxFollowUps)] {
-			b := button(Truncate(f, maxButtonRunes), "default", Value{Action: ActionAsk, Q: Truncate(f, MaxQuestion), Conv: v.Conv})
-			b.Width = "fill"
-			els = append(els, b)
-		}
+		els = append(els, fus...)
 	}
-	els = append(els, hrEl{Tag: "hr"}, buttonRow(
-		button("👍 有帮助", "default", Value{Action: ActionFeedback, Vote: "up", QID: v.QID, Conv: v.Conv}),
-		button("👎 没帮助", "default", Value{Action: ActionFeedback, Vote: "down", QID: v.QID, Conv: v.Conv}),
-		button("🆕 新话题", "primary", Value{Action: ActionReset, Conv: v.Conv}),
-	))
-	template := "blue"
-	if !v.Answer.Covered {
-		template = "grey"
-	}
-	return newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), template, Truncate(v.Question, 40), els...)
+	els = append(els, answerActions(v)...)
+	return newCard(Truncate(Truncate(v.Question, MaxQuestion), 40), answerTemplate(v), Truncate(v.Question, 40), els...)
 }
 
 // plainTitle is a source's title on one line.
