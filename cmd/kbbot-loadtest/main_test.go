@@ -8,33 +8,14 @@ import (
 	"net/http/httptest"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 	"kbbot/store/redistest"
 )
-
-// lockedBuffer collects the tool's and the child's stderr, written from
-// several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
 
 // A bot that answers one request at a time, 20 ms each, is offered 100
 // events a second through 2 in-flight slots: the sender falls behind. From
@@ -127,7 +108,7 @@ func TestSpawn(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var out, errOut lockedBuffer
+		var out, errOut testkit.Logs
 		sum, err := load(context.Background(), o, getenv, &out, &errOut)
 		if err != nil || t.Failed() {
 			t.Fatalf("load: %v\nreport:\n%s\nstderr:\n%s", err, out.String(), errOut.String())

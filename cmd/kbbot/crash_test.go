@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 	"kbbot/rag/llmfake"
 	"kbbot/store/redistest"
 )
@@ -66,7 +67,7 @@ type process struct {
 	url    string
 	admin  string // the admin listener: /metrics
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testkit.Logs
 	done   chan struct{}
 }
 
@@ -76,7 +77,7 @@ func startProcess(t *testing.T, bin, name string, env map[string]string) *proces
 	// The child binds these; another process taking one meanwhile fails
 	// loudly below.
 	addr, admin := freeAddr(t), freeAddr(t)
-	p := &process{t: t, name: name, url: "http://" + addr, admin: "http://" + admin, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &process{t: t, name: name, url: "http://" + addr, admin: "http://" + admin, stderr: &testkit.Logs{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, "serve")
 	p.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "KBBOT_ADDR=" + addr, "KBBOT_ADMIN_ADDR=" + admin}
 	for k, v := range env {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 	"kbbot/rag/llmfake"
 	"kbbot/store/redistest"
 )
@@ -28,24 +29,6 @@ const (
 )
 
 var e2eSeq atomic.Int64
-
-// lockedBuffer is stderr shared by the server's goroutines and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	sb strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.sb.String()
-}
 
 // e2eEnv is a complete serve configuration against fake, with the
 // repository's seeds in a fresh embedded index.
@@ -76,7 +59,7 @@ type runningServe struct {
 	url    string
 	addr   string
 	admin  string // the admin listener's URL; "" when KBBOT_ADMIN_ADDR=off
-	stderr *lockedBuffer
+	stderr *testkit.Logs
 	cancel context.CancelFunc
 	done   chan error
 	once   sync.Once
@@ -100,7 +83,7 @@ func (r *runningServe) stop() error {
 func startServe(t *testing.T, env map[string]string, args ...string) *runningServe {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &runningServe{stderr: &lockedBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	r := &runningServe{stderr: &testkit.Logs{}, cancel: cancel, done: make(chan error, 1)}
 	addrc, adminc := make(chan string, 1), make(chan string, 1)
 	a := &app{getenv: func(k string) string { return env[k] }, stdout: io.Discard, stderr: r.stderr,
 		onListen: func(addr string) { addrc <- addr }, onAdminListen: func(addr string) { adminc <- addr }}

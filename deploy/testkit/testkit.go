@@ -71,7 +71,8 @@ func Receive[T any](tb testing.TB, what string, ch <-chan T, d time.Duration) T 
 }
 
 // Logs collects log output from many goroutines, and copies each line to
-// the test's log so a failure shows what happened.
+// the test's log so a failure shows what happened. The zero Logs only
+// collects (a child process's stderr, say).
 type Logs struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
