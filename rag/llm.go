@@ -32,7 +32,8 @@ type LLM struct {
 	// MaxRetryAfter caps the provider's Retry-After: a longer one is not
 	// waited out, the call fails instead. Default 20 s.
 	MaxRetryAfter time.Duration
-	// Sleep waits between retries; tests replace it.
+	// Sleep waits between retries (nil: a timer that ctx cuts short);
+	// tests replace it.
 	Sleep func(context.Context, time.Duration) error
 	// MaxTokens caps each answer (OPENAI_MAX_TOKENS); 0 leaves it to the
 	// provider.
@@ -58,7 +59,7 @@ func NewOpenAIClient(apiKey, baseURL string) *openai.Client {
 
 // NewLLM returns an LLM using model; timeout bounds one whole answer.
 func NewLLM(client *openai.Client, model string, timeout time.Duration) *LLM {
-	return &LLM{client: client, model: model, timeout: timeout, Sleep: sleepCtx}
+	return &LLM{client: client, model: model, timeout: timeout}
 }
 
 // Model names the chat model, for logs and `doctor`.
@@ -259,17 +260,6 @@ func retryable(err error) bool {
 		return reqErr.HTTPStatusCode == http.StatusTooManyRequests || reqErr.HTTPStatusCode >= 500
 	}
 	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // retryHint carries a throttled answer's Retry-After from the HTTP client
