@@ -159,12 +159,26 @@ func (s *Server) wikiRoutes(mux *http.ServeMux) {
 	for op, l := range documentedLimits {
 		s.wiki.limits[op] = l
 	}
-	mux.HandleFunc("GET /open-apis/wiki/v2/spaces", s.wikiSpaces)
-	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/get_node", s.wikiGetNode)
-	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/{space_id}", s.wikiSpace)
-	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/{space_id}/nodes", s.wikiNodes)
-	mux.HandleFunc("GET /open-apis/docx/v1/documents/{document_id}", s.docxGet)
-	mux.HandleFunc("GET /open-apis/docx/v1/documents/{document_id}/blocks", s.docxBlocks)
+	mux.HandleFunc("GET /open-apis/wiki/v2/spaces", s.wikiCall(OpWikiSpaces, s.wikiSpaces))
+	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/get_node", s.wikiCall(OpWikiGetNode, s.wikiGetNode))
+	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/{space_id}", s.wikiCall(OpWikiSpace, s.wikiSpace))
+	mux.HandleFunc("GET /open-apis/wiki/v2/spaces/{space_id}/nodes", s.wikiCall(OpWikiNodes, s.wikiNodes))
+	mux.HandleFunc("GET /open-apis/docx/v1/documents/{document_id}", s.wikiCall(OpDocxGet, s.docxGet))
+	mux.HandleFunc("GET /open-apis/docx/v1/documents/{document_id}/blocks", s.wikiCall(OpDocxBlocks, s.docxBlocks))
+}
+
+// wikiCall records a wiki or docx call as op and, under the server's lock,
+// passes it to h once admit lets it through (fault, token, rate limit,
+// scope).
+func (s *Server) wikiCall(op string, h func(w http.ResponseWriter, r *http.Request, rec Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		rec := wikiRequest(op, r)
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.admit(w, r, rec) {
+			h(w, r, rec)
+		}
+	}
 }
 
 // AddSpace adds a wiki space shared with the app. id is the space_id
@@ -556,13 +570,7 @@ func (s *Server) wikiPage(w http.ResponseWriter, r *http.Request, rec Request, t
 	return lo, hi, next, ok
 }
 
-func (s *Server) wikiSpaces(w http.ResponseWriter, r *http.Request) {
-	rec := wikiRequest(OpWikiSpaces, r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.admit(w, r, rec) {
-		return
-	}
+func (s *Server) wikiSpaces(w http.ResponseWriter, r *http.Request, rec Request) {
 	// A space not shared with the app is not an error, it is left out
 	// ("请确认应用或机器人拥有部分知识空间的访问权限，否则返回列表为空").
 	var shared []*wikiSpace
@@ -602,13 +610,7 @@ func (s *Server) readableSpace(w http.ResponseWriter, rec Request, id string) *w
 	return sp
 }
 
-func (s *Server) wikiSpace(w http.ResponseWriter, r *http.Request) {
-	rec := wikiRequest(OpWikiSpace, r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.admit(w, r, rec) {
-		return
-	}
+func (s *Server) wikiSpace(w http.ResponseWriter, r *http.Request, rec Request) {
 	sp := s.readableSpace(w, rec, r.PathValue("space_id"))
 	if sp == nil {
 		return
@@ -616,13 +618,7 @@ func (s *Server) wikiSpace(w http.ResponseWriter, r *http.Request) {
 	s.succeed(w, rec, map[string]any{"code": 0, "msg": "success", "data": map[string]any{"space": spaceJSON(sp)}})
 }
 
-func (s *Server) wikiNodes(w http.ResponseWriter, r *http.Request) {
-	rec := wikiRequest(OpWikiNodes, r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.admit(w, r, rec) {
-		return
-	}
+func (s *Server) wikiNodes(w http.ResponseWriter, r *http.Request, rec Request) {
 	sp := s.readableSpace(w, rec, r.PathValue("space_id"))
 	if sp == nil {
 		return
@@ -667,13 +663,7 @@ func (s *Server) nodeJSON(n *wikiNode) map[string]any {
 		"creator": "ou_fake_author", "owner": "ou_fake_author", "node_creator": "ou_fake_author"}
 }
 
-func (s *Server) wikiGetNode(w http.ResponseWriter, r *http.Request) {
-	rec := wikiRequest(OpWikiGetNode, r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.admit(w, r, rec) {
-		return
-	}
+func (s *Server) wikiGetNode(w http.ResponseWriter, r *http.Request, rec Request) {
 	// https://open.feishu.cn/document/server-docs/docs/wiki-v2/space-node/get_node:
 	// token is required; obj_type defaults to wiki.
 	token, objType := r.URL.Query().Get("token"), r.URL.Query().Get("obj_type")
@@ -727,13 +717,7 @@ func (s *Server) readableDoc(w http.ResponseWriter, rec Request, id string) *wik
 	return d
 }
 
-func (s *Server) docxGet(w http.ResponseWriter, r *http.Request) {
-	rec := wikiRequest(OpDocxGet, r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.admit(w, r, rec) {
-		return
-	}
+func (s *Server) docxGet(w http.ResponseWriter, r *http.Request, rec Request) {
 	d := s.readableDoc(w, rec, r.PathValue("document_id"))
 	if d == nil {
 		return
@@ -745,13 +729,7 @@ func (s *Server) docxGet(w http.ResponseWriter, r *http.Request) {
 	}}})
 }
 
-func (s *Server) docxBlocks(w http.ResponseWriter, r *http.Request) {
-	rec := wikiRequest(OpDocxBlocks, r)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if !s.admit(w, r, rec) {
-		return
-	}
+func (s *Server) docxBlocks(w http.ResponseWriter, r *http.Request, rec Request) {
 	q := r.URL.Query()
 	size, ok := pageSize(q.Get("page_size"), blockDefaultPage, blockMaxPage)
 	if !ok {
