@@ -95,6 +95,15 @@ func (b *Bot) onMessage(ctx context.Context, e *larkim.P2MessageReceiveV1) error
 	switch {
 	case errors.Is(err, queue.ErrQueueFull):
 		if _, err := b.submit(ctx, b.notices, item{Kind: kindBusy, Msg: &m}); err == nil {
+			// Claimed only once the asker is being told, so that a
+			// redelivery after the queue drains is a duplicate, not a
+			// question answered after its busy card. A failed claim
+			// costs at most that second reply; claiming first would
+			// need a release when the busy card cannot be queued, and
+			// a failed release lost the question (see queue.Redis).
+			if _, _, err := b.claim(ctx, keys...); err != nil {
+				log.Warn("claiming a message refused as busy failed; a redelivery may be answered", "error", err)
+			}
 			log.Warn("answer queue full; sending a busy card")
 			return nil
 		}

@@ -341,6 +341,18 @@ func createRequests(fake *feishufake.Server, chat string) int {
 	return n
 }
 
+// replyRequests counts the reply requests sent to messageID, delivered or
+// not: what the bot tried to send, which a uuid the fake drops would hide.
+func replyRequests(fake *feishufake.Server, messageID string) int {
+	n := 0
+	for _, r := range fake.Requests() {
+		if r.Op == feishufake.OpReply && r.MessageID == messageID {
+			n++
+		}
+	}
+	return n
+}
+
 // redisReplica is one bot process's connection to the test Redis and the
 // state it keeps there.
 type redisReplica struct {

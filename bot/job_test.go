@@ -315,7 +315,8 @@ func TestShutdownFinishesOrLeavesPending(t *testing.T) {
 
 // Over KBBOT_QUEUE_MAX_PENDING (questions recorded but not yet answered,
 // across the deployment) a new question gets the busy card at once, and a
-// redelivery of it gets nothing more.
+// redelivery of it gets nothing more, while the queue is full or after it
+// drained.
 func TestBusyCardOverMaxPending(t *testing.T) {
 	rr := newReplicas(t).open(t)
 	release := make(chan struct{})
@@ -328,7 +329,6 @@ func TestBusyCardOverMaxPending(t *testing.T) {
 	}}
 	h := newQueueHarness(t, queueOpts{harnessOpts: harnessOpts{state: rr.st, ans: ans},
 		newQueue: redisQueueOn(rr, queue.Options{MaxPending: 2})})
-	t.Cleanup(func() { close(release) }) // before the harness's shutdown: cleanups run last first
 	var ms []feishufake.Message
 	for i := range 3 {
 		m := h.dm(fmt.Sprint("排队的问题 ", i))
@@ -341,8 +341,14 @@ func TestBusyCardOverMaxPending(t *testing.T) {
 		t.Errorf("the question over the cap got %s, want the busy card", text)
 	}
 	h.mustPost(h.signer.MessageEvent(ms[2])) // Feishu redelivers it
-	if n := h.fake.Replies(ms[2].MessageID); n != 1 {
-		t.Errorf("%d replies to the refused question, want the one busy card", n)
+	close(release)
+	for _, m := range ms[:2] {
+		h.replyTo(m.MessageID)
+	}
+	h.mustPost(h.signer.MessageEvent(ms[2])) // and again, with room in the queue
+	h.sentinel()
+	if n := replyRequests(h.fake, ms[2].MessageID); n != 1 {
+		t.Errorf("%d replies sent to the refused question, want the one busy card", n)
 	}
 	if h.ans.Asked(ms[2].Text) {
 		t.Error("the refused question was answered")
