@@ -19,8 +19,8 @@ import (
 // chat's answers keep the order of its questions. EnqueueClaimed records an
 // item together with its de-duplication claims, so a redelivered event
 // finds its claim and records nothing; on queue.ErrQueueFull nothing is
-// recorded and no claim is kept, so a redelivery is handled afresh (a busy
-// card again, which Feishu sends once per message by its uuid).
+// recorded and no claim is kept: the bot claims the message itself once
+// its busy card is queued (see onMessage).
 type Queue interface {
 	EnqueueClaimed(ctx context.Context, claims []queue.Claim, key string, payload []byte) (first bool, err error)
 	Start(ctx context.Context, h queue.Handlers) error
