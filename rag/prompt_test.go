@@ -4,13 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	openai "github.com/sashabaranov/go-openai"
 
+	"kbbot/deploy/testkit"
 	"kbbot/store/index"
 )
 
@@ -35,23 +35,7 @@ func golden(t *testing.T, name string, msgs []openai.ChatCompletionMessage) {
 	if err := enc.Encode(out); err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join("testdata", "prompts", name)
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./rag -run %s -update to create it)", err, t.Name())
-	}
-	if !bytes.Equal(buf.Bytes(), want) {
-		t.Errorf("%s differs from the golden file; run with -update if the change is intended.\ngot:\n%s", path, buf.Bytes())
-	}
+	testkit.Golden(t, filepath.Join("testdata", "prompts", name), buf.Bytes(), *update)
 }
 
 // promptHistory is a conversation whose last turn is the answer the new

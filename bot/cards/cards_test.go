@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"kbbot/bot/feishufake"
 	"kbbot/bot/kblink"
+	"kbbot/deploy/testkit"
 	"kbbot/rag"
 )
 
@@ -33,20 +33,7 @@ func golden(t *testing.T, name string, got []byte) {
 		t.Fatalf("%s: card is not JSON: %v", name, err)
 	}
 	pretty.WriteByte('\n')
-	path := filepath.Join("testdata", name)
-	if *update {
-		if err := os.WriteFile(path, pretty.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bot/cards -run %s -update to create it)", err, t.Name())
-	}
-	if !bytes.Equal(pretty.Bytes(), want) {
-		t.Errorf("%s differs from the golden file; run with -update if the change is intended.\ngot:\n%s", path, pretty.Bytes())
-	}
+	testkit.Golden(t, filepath.Join("testdata", name), pretty.Bytes(), *update)
 }
 
 func TestCardsGolden(t *testing.T) {

@@ -3,13 +3,13 @@ package wiki
 import (
 	"flag"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"kbbot/bot/feishufake"
+	"kbbot/deploy/testkit"
 
 	larkdocx "github.com/larksuite/oapi-sdk-go/v3/service/docx/v1"
 )
@@ -237,21 +237,5 @@ func TestGoldenRunbook(t *testing.T) {
 	}
 	title, sections, skipped := Sections(feishufake.Document("doxRunbook", "kbbot 发布手册", body...))
 	got := "# " + title + "\n\n" + show(sections) + "skipped:\n" + strings.Join(skipped, "\n") + "\n"
-	path := filepath.Join("testdata", "runbook.md")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test ./bot/wiki -run %s -update to create it)", err, t.Name())
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from the golden file; run with -update if the change is intended.\ngot:\n%s", path, got)
-	}
+	testkit.Golden(t, filepath.Join("testdata", "runbook.md"), []byte(got), *update)
 }

@@ -1,7 +1,7 @@
 // Package testkit holds the small helpers kbbot's tests share: a settable
 // clock, a log sink that is safe for many goroutines and shows in a failing
 // test's output, a poller with a deadline, a recorder for the waits a retry
-// loop would take, and a free-port picker. Only tests import it; the
+// loop would take, a free-port picker and golden files. Only tests import it; the
 // shipped binaries never link it.
 package testkit
 
@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -159,4 +161,26 @@ func FreePort(tb testing.TB) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Golden compares got with the golden file at path, or, with update (a
+// test binary's -update flag), writes got there instead.
+func Golden(tb testing.TB, path string, got []byte, update bool) {
+	tb.Helper()
+	if update {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			tb.Fatal(err)
+		}
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatalf("%v (run go test -run %s -update to create it)", err, tb.Name())
+	}
+	if !bytes.Equal(got, want) {
+		tb.Errorf("%s differs from the golden file; run with -update if the change is intended.\ngot:\n%s", path, got)
+	}
 }
