@@ -6,19 +6,40 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"kbbot/bot/cards"
 	"kbbot/bot/feishufake"
 	"kbbot/deploy/testkit"
 	"kbbot/store/retry"
 )
 
+// testClient is a client of fake with pacing off, so tests run at full
+// speed; appID keeps the SDK's process-wide token cache and the fake's
+// per-app windows apart between tests.
+func testClient(t *testing.T, fake *feishufake.Server, appID string, p retry.Policy) *Client {
+	t.Helper()
+	log := testkit.Logger(t)
+	c := New(NewLarkClient(appID, "secret", fake.URL, log), log, p)
+	for _, api := range []string{APIListSpaces, APIGetSpace, APIListNodes, APIGetNode, APIGetDocument, APIListBlocks} {
+		c.SetPace(api, rate.Inf, 1)
+	}
+	return c
+}
+
+// newFake is a fake Open API closed when the test ends.
+func newFake(t *testing.T) *feishufake.Server {
+	fake := feishufake.New("ou_kbbot")
+	t.Cleanup(fake.Close)
+	return fake
+}
+
 // TestCardKitSequenceRules checks the fake enforces what Feishu does, and
 // that the bot's CardKit calls survive a lost answer.
 func TestCardKitSequenceRules(t *testing.T) {
-	fake := feishufake.New("ou_kbbot")
-	t.Cleanup(fake.Close)
+	fake := newFake(t)
 	log := testkit.Logger(t)
-	f := New(NewLarkClient("cli_sequence_rules", "secret", fake.URL, log), log, retry.Policy{Attempts: 3, Base: time.Millisecond})
+	f := testClient(t, fake, "cli_sequence_rules", retry.Policy{Attempts: 3, Base: time.Millisecond})
 	ctx := context.Background()
 	id, err := f.CreateCard(ctx, log, cards.Thinking(cards.AnswerView{Question: "q"}))
 	if err != nil {
@@ -80,11 +101,10 @@ func TestCardKitSequenceRules(t *testing.T) {
 // A settings call refused while a user interacts with the card (200810)
 // is tried again; a refusal of the request itself is not.
 func TestCardOpRetriesUserInteraction(t *testing.T) {
-	fake := feishufake.New("ou_kbbot")
-	t.Cleanup(fake.Close)
+	fake := newFake(t)
 	log := testkit.Logger(t)
 	var sleeps testkit.Sleeps
-	f := New(NewLarkClient("cli_interaction", "secret", fake.URL, log), log, retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
+	f := testClient(t, fake, "cli_interaction", retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
 	ctx := t.Context()
 	id, err := f.CreateCard(ctx, log, cards.Thinking(cards.AnswerView{Question: "q"}))
 	if err != nil {

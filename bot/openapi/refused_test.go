@@ -18,10 +18,9 @@ import (
 // IsContentRefused tells a card Feishu will never take (send a plain one)
 // from a call that failed for another reason (retry, or give up).
 func TestIsContentRefused(t *testing.T) {
-	fake := feishufake.New("ou_kbbot")
-	t.Cleanup(fake.Close)
+	fake := newFake(t)
 	log := testkit.Logger(t)
-	f := New(NewLarkClient("cli_content_refused", "secret", fake.URL, log), log, retry.Policy{Attempts: 2, Base: time.Millisecond})
+	f := testClient(t, fake, "cli_content_refused", retry.Policy{Attempts: 2, Base: time.Millisecond})
 	ctx := context.Background()
 
 	// A card as a careless renderer would make it, straight from the model.

@@ -20,25 +20,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// wikiClient is a client of fake with pacing off, so tests run at full
-// speed; appID keeps the SDK's process-wide token cache and the fake's
-// per-app windows apart between tests.
-func wikiClient(t *testing.T, fake *feishufake.Server, appID string, p retry.Policy) *Client {
-	t.Helper()
-	log := testkit.Logger(t)
-	c := New(NewLarkClient(appID, "secret", fake.URL, log), log, p)
-	for _, api := range []string{APIListSpaces, APIGetSpace, APIListNodes, APIGetNode, APIGetDocument, APIListBlocks} {
-		c.SetPace(api, rate.Inf, 1)
-	}
-	return c
-}
-
-func newFake(t *testing.T) *feishufake.Server {
-	fake := feishufake.New("ou_kbbot")
-	t.Cleanup(fake.Close)
-	return fake
-}
-
 // allSpaces and allNodes are the loops a sync writes: on next, not on
 // the length of a page.
 func allSpaces(t *testing.T, c *Client) []Space {
@@ -105,7 +86,7 @@ func TestWikiListsPageThroughEmptyPages(t *testing.T) {
 	other, _ := fake.AddDocx("7003", "", "HR handbook")
 	shortcut := add(fake.AddShortcut("7001", "", other))
 
-	c := wikiClient(t, fake, "cli_wiki_paging", retry.Policy{Attempts: 1})
+	c := testClient(t, fake, "cli_wiki_paging", retry.Policy{Attempts: 1})
 	spaces := allSpaces(t, c)
 	if got := len(spaces); got != 2 || spaces[0] != (Space{"7001", "Eng"}) || spaces[1] != (Space{"7003", "HR"}) {
 		t.Errorf("spaces = %v, want Eng and HR (Ops is not shared)", spaces)
@@ -152,7 +133,7 @@ func TestGetNodeAndDocument(t *testing.T) {
 	fake.AddSpace("7001", "Eng")
 	node, doc := fake.AddDocx("7001", "", "Runbook", feishufake.Heading(1, feishufake.Run("Start")))
 	fake.EditDocx(doc, feishufake.Text(feishufake.Run("v2")))
-	c := wikiClient(t, fake, "cli_wiki_get", retry.Policy{Attempts: 1})
+	c := testClient(t, fake, "cli_wiki_get", retry.Policy{Attempts: 1})
 	ctx := t.Context()
 
 	sp, err := c.GetSpace(ctx, "7001")
@@ -187,7 +168,7 @@ func TestListBlocksPages(t *testing.T) {
 		body = append(body, feishufake.Text(feishufake.Run(strings.Repeat("x", i+1))))
 	}
 	_, doc := fake.AddDocx("7001", "", "Long", body...)
-	c := wikiClient(t, fake, "cli_wiki_blocks", retry.Policy{Attempts: 1})
+	c := testClient(t, fake, "cli_wiki_blocks", retry.Policy{Attempts: 1})
 
 	var all []*larkdocx.Block
 	tok := ""
@@ -255,7 +236,7 @@ func TestRateLimitedCallsWaitForTheReset(t *testing.T) {
 			fake.AddSpace("7001", "Eng")
 			_, doc := fake.AddDocx("7001", "", "Doc")
 			sleeps := &advancingSleeps{clock: clock}
-			c := wikiClient(t, fake, "cli_wiki_limit_"+tc.op, retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
+			c := testClient(t, fake, "cli_wiki_limit_"+tc.op, retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
 			ctx := t.Context()
 			if err := tc.call(ctx, c, doc); err != nil {
 				t.Fatal(err)
@@ -356,7 +337,7 @@ func TestRefusalsAreNotRetried(t *testing.T) {
 				tc.setup(fake, doc, node)
 			}
 			var sleeps testkit.Sleeps
-			c := wikiClient(t, fake, "cli_refusal_"+strings.ReplaceAll(tc.name, " ", "_"), retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
+			c := testClient(t, fake, "cli_refusal_"+strings.ReplaceAll(tc.name, " ", "_"), retry.Policy{Attempts: 3, Base: time.Millisecond, Sleep: sleeps.Sleep})
 			err := tc.call(t.Context(), c, doc, node)
 			e, ok := errors.AsType[*Error](err)
 			if !ok || e.Code != tc.code {
@@ -429,7 +410,7 @@ func TestCallsArePaced(t *testing.T) {
 	fake.RateLimit(feishufake.OpDocxGet, 0, 0)
 	fake.AddSpace("7001", "Eng")
 	_, doc := fake.AddDocx("7001", "", "Doc")
-	c := wikiClient(t, fake, "cli_paced", retry.Policy{Attempts: 1})
+	c := testClient(t, fake, "cli_paced", retry.Policy{Attempts: 1})
 	c.SetPace(APIGetDocument, 20, 1)
 	start := time.Now()
 	for range 5 {
