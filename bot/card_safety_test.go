@@ -53,6 +53,25 @@ func kbEngine(t *testing.T, llmBase string) *fakeAnswerer {
 	return &fakeAnswerer{StreamFn: eng.AskStream, LLM: eng.HasLLM()}
 }
 
+// hostileFakes is a fake Open API and the URL of a fake LLM that writes
+// hostileLLMAnswer: typed into the card entity when streamed, else with
+// CardKit unavailable (99991672), so that the answer goes out as one card.
+func hostileFakes(t *testing.T, streamed bool) (*feishufake.Server, string) {
+	t.Helper()
+	fake := feishufake.New(testBotID)
+	t.Cleanup(fake.Close)
+	llm := llmfake.Start(t, llmfake.Default(llmfake.Handle(func(w http.ResponseWriter, r *http.Request) {
+		if streamed {
+			untilReplied(fake) // so that the answer types into the card
+		}
+		llmfake.Stream(w, r, tokens(hostileLLMAnswer), 2*time.Millisecond)
+	})))
+	if !streamed {
+		fake.Fail(feishufake.Fault{Op: feishufake.OpCardCreate, Times: 1000, Status: http.StatusBadRequest, Code: 99991672})
+	}
+	return fake, llm.URL
+}
+
 // TestHostileLLMAnswerArrivesAsOneCleanCard: whatever markup the model
 // writes, the asker gets one card that Feishu (the fake, which refuses the
 // hostile forms as Feishu documents) takes at every step, streamed or not,
@@ -65,19 +84,8 @@ func TestHostileLLMAnswerArrivesAsOneCleanCard(t *testing.T) {
 			name = "one card"
 		}
 		t.Run(name, func(t *testing.T) {
-			fake := feishufake.New(testBotID)
-			t.Cleanup(fake.Close)
-			llm := llmfake.Start(t, llmfake.Default(llmfake.Handle(func(w http.ResponseWriter, r *http.Request) {
-				if streamed {
-					untilReplied(fake) // so that the answer types into the card
-				}
-				llmfake.Stream(w, r, tokens(hostileLLMAnswer), 2*time.Millisecond)
-			})))
-			if !streamed {
-				// CardKit is unavailable: the answer goes out as one card.
-				fake.Fail(feishufake.Fault{Op: feishufake.OpCardCreate, Times: 1000, Status: http.StatusBadRequest, Code: 99991672})
-			}
-			h := newHarness(t, harnessOpts{fake: fake, ans: kbEngine(t, llm.URL)})
+			fake, llmURL := hostileFakes(t, streamed)
+			h := newHarness(t, harnessOpts{fake: fake, ans: kbEngine(t, llmURL)})
 			m := h.dm(llmQuestion)
 			h.mustPost(h.signer.MessageEvent(m))
 			r := h.replyTo(m.MessageID)
@@ -146,24 +154,15 @@ func TestRefusedAnswerGoesOutPlain(t *testing.T) {
 			name = "one card"
 		}
 		t.Run(name, func(t *testing.T) {
-			fake := feishufake.New(testBotID)
-			t.Cleanup(fake.Close)
-			llm := llmfake.Start(t, llmfake.Default(llmfake.Handle(func(w http.ResponseWriter, r *http.Request) {
-				if streamed {
-					untilReplied(fake)
-				}
-				llmfake.Stream(w, r, tokens(hostileLLMAnswer), 2*time.Millisecond)
-			})))
+			fake, llmURL := hostileFakes(t, streamed)
 			// 230099 is how Feishu refuses a card's content
 			// (https://open.feishu.cn/document/server-docs/im-v1/message/reply).
 			refused := feishufake.Fault{Op: feishufake.OpReply, Times: 1, Status: http.StatusBadRequest, Code: feishufake.CodeCardContent}
 			if streamed {
 				refused.Op = feishufake.OpCardUpdate // the final card
-			} else {
-				fake.Fail(feishufake.Fault{Op: feishufake.OpCardCreate, Times: 1000, Status: http.StatusBadRequest, Code: 99991672})
 			}
 			fake.Fail(refused)
-			h := newHarness(t, harnessOpts{fake: fake, ans: kbEngine(t, llm.URL)})
+			h := newHarness(t, harnessOpts{fake: fake, ans: kbEngine(t, llmURL)})
 			m := h.dm(llmQuestion)
 			h.mustPost(h.signer.MessageEvent(m))
 			h.waitTurns("chat:"+m.ChatID, 1) // answered, as far as the bot knows
