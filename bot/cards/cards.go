@@ -70,6 +70,10 @@ type cardHeader struct {
 type plainText struct {
 	Tag     string `json:"tag"` // plain_text
 	Content string `json:"content"`
+	// A div's text may set these (the plain answer's notes); empty, they
+	// are left out.
+	TextSize  string `json:"text_size,omitempty"`
+	TextColor string `json:"text_color,omitempty"`
 }
 
 type cardBody struct {

@@ -88,22 +88,10 @@ func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z'
 
 const plainTrimNote = "…\n\n（回答过长，已截断）"
 
-// plainDivEl is a div of plain text with the plain-text page's text_size
-// and text_color, for the notes markdown would otherwise show in grey.
-type plainDivEl struct {
-	Tag  string        `json:"tag"` // div
-	Text plainTextNote `json:"text"`
-}
-
-type plainTextNote struct {
-	Tag       string `json:"tag"` // plain_text
-	Content   string `json:"content"`
-	TextSize  string `json:"text_size,omitempty"`
-	TextColor string `json:"text_color,omitempty"`
-}
-
-func plainNote(s string) plainDivEl {
-	return plainDivEl{Tag: "div", Text: plainTextNote{Tag: "plain_text", Content: s, TextSize: "notation", TextColor: "grey"}}
+// plainNote is a div of grey, small plain text, for the notes markdown
+// would otherwise show in grey.
+func plainNote(s string) divEl {
+	return divEl{Tag: "div", Text: plainText{Tag: "plain_text", Content: s, TextSize: "notation", TextColor: "grey"}}
 }
 
 func buildPlainCard(v AnswerView, text string) card {
