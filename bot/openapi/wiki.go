@@ -167,7 +167,7 @@ func (f *Client) ListSpaces(ctx context.Context, pageToken string) (spaces []Spa
 		if resp.Success() && resp.Data != nil {
 			for _, s := range resp.Data.Items {
 				if s != nil {
-					spaces = append(spaces, Space{ID: deref(s.SpaceId), Name: deref(s.Name)})
+					spaces = append(spaces, Space{ID: larkcore.StringValue(s.SpaceId), Name: larkcore.StringValue(s.Name)})
 				}
 			}
 			next = nextToken(resp.Data.HasMore, resp.Data.PageToken)
@@ -188,7 +188,7 @@ func (f *Client) GetSpace(ctx context.Context, spaceID string) (Space, error) {
 			return nil, 0, "", err
 		}
 		if resp.Success() && resp.Data != nil && resp.Data.Space != nil {
-			sp = Space{ID: deref(resp.Data.Space.SpaceId), Name: deref(resp.Data.Space.Name)}
+			sp = Space{ID: larkcore.StringValue(resp.Data.Space.SpaceId), Name: larkcore.StringValue(resp.Data.Space.Name)}
 		}
 		return resp.ApiResp, resp.Code, resp.Msg, nil
 	})
@@ -270,7 +270,7 @@ func (f *Client) GetDocument(ctx context.Context, documentID string) (Document, 
 		}
 		if resp.Success() && resp.Data != nil && resp.Data.Document != nil {
 			d := resp.Data.Document
-			doc, found = Document{ID: deref(d.DocumentId), Title: deref(d.Title)}, true
+			doc, found = Document{ID: larkcore.StringValue(d.DocumentId), Title: larkcore.StringValue(d.Title)}, true
 			if d.RevisionId != nil {
 				doc.Revision = *d.RevisionId
 			}
@@ -319,25 +319,25 @@ func (f *Client) ListBlocks(ctx context.Context, documentID, pageToken string) (
 // has_more true with no token would re-read the first page for ever, so it
 // ends the list too.
 func nextToken(hasMore *bool, token *string) string {
-	if hasMore == nil || !*hasMore {
+	if !larkcore.BoolValue(hasMore) {
 		return ""
 	}
-	return deref(token)
+	return larkcore.StringValue(token)
 }
 
 func nodeOf(n *larkwiki.Node) Node {
 	return Node{
-		SpaceID:       deref(n.SpaceId),
-		Token:         deref(n.NodeToken),
-		ObjToken:      deref(n.ObjToken),
-		ObjType:       deref(n.ObjType),
-		ParentToken:   deref(n.ParentNodeToken),
-		NodeType:      deref(n.NodeType),
-		OriginToken:   deref(n.OriginNodeToken),
-		OriginSpaceID: deref(n.OriginSpaceId),
-		Title:         deref(n.Title),
-		HasChild:      n.HasChild != nil && *n.HasChild,
-		EditTime:      unixTime(deref(n.ObjEditTime)),
+		SpaceID:       larkcore.StringValue(n.SpaceId),
+		Token:         larkcore.StringValue(n.NodeToken),
+		ObjToken:      larkcore.StringValue(n.ObjToken),
+		ObjType:       larkcore.StringValue(n.ObjType),
+		ParentToken:   larkcore.StringValue(n.ParentNodeToken),
+		NodeType:      larkcore.StringValue(n.NodeType),
+		OriginToken:   larkcore.StringValue(n.OriginNodeToken),
+		OriginSpaceID: larkcore.StringValue(n.OriginSpaceId),
+		Title:         larkcore.StringValue(n.Title),
+		HasChild:      larkcore.BoolValue(n.HasChild),
+		EditTime:      unixTime(larkcore.StringValue(n.ObjEditTime)),
 	}
 }
 
@@ -355,13 +355,6 @@ func unixTime(s string) time.Time {
 		return time.UnixMilli(n)
 	}
 	return time.Unix(n, 0)
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // Open API codes for a missing scope, a refused resource and a missing

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	larkcore "github.com/larksuite/oapi-sdk-go/v3/core"
 	larkdocx "github.com/larksuite/oapi-sdk-go/v3/service/docx/v1"
 )
 
@@ -193,12 +194,7 @@ type part struct {
 
 func (c *converter) skip(reason string) { c.skipped[reason]++ }
 
-func blockType(b *larkdocx.Block) int {
-	if b.BlockType == nil {
-		return 0
-	}
-	return *b.BlockType
-}
+func blockType(b *larkdocx.Block) int { return larkcore.IntValue(b.BlockType) }
 
 // block is the block id names, once: nil for a missing id or one seen
 // before (a cycle, or a block listed under two parents).
@@ -330,7 +326,7 @@ func (c *converter) render(b *larkdocx.Block, num *int) (string, bool) {
 	case t == typeDivider:
 		return "---", false
 	case t == typeImage:
-		if b.Image != nil && b.Image.Caption != nil && strings.TrimSpace(deref(b.Image.Caption.Content)) != "" {
+		if b.Image != nil && b.Image.Caption != nil && strings.TrimSpace(larkcore.StringValue(b.Image.Caption.Content)) != "" {
 			return strings.TrimSpace(*b.Image.Caption.Content), false
 		}
 		c.skip("image without caption")
@@ -338,7 +334,7 @@ func (c *converter) render(b *larkdocx.Block, num *int) (string, bool) {
 	case t == typeTable:
 		return c.table(b), false
 	case t == typeFile:
-		if b.File != nil && deref(b.File.Name) != "" {
+		if b.File != nil && larkcore.StringValue(b.File.Name) != "" {
 			return *b.File.Name, false
 		}
 		c.skip("file without a name")
@@ -389,7 +385,7 @@ func (c *converter) listItem(b *larkdocx.Block, num *int) string {
 		indent = len(marker)
 	case typeTodo:
 		marker = "- [ ] "
-		if b.Todo != nil && b.Todo.Style != nil && b.Todo.Style.Done != nil && *b.Todo.Style.Done {
+		if b.Todo != nil && b.Todo.Style != nil && larkcore.BoolValue(b.Todo.Style.Done) {
 			marker = "- [x] "
 		}
 	}
@@ -450,9 +446,9 @@ func (c *converter) code(b *larkdocx.Block) string {
 	for _, e := range elements(b.Code) {
 		switch {
 		case e.TextRun != nil:
-			sb.WriteString(deref(e.TextRun.Content))
+			sb.WriteString(larkcore.StringValue(e.TextRun.Content))
 		case e.Equation != nil:
-			sb.WriteString(deref(e.Equation.Content))
+			sb.WriteString(larkcore.StringValue(e.Equation.Content))
 		}
 	}
 	body := strings.TrimRight(sb.String(), "\n")
@@ -512,7 +508,7 @@ func (c *converter) table(b *larkdocx.Block) string {
 			if m == nil {
 				continue
 			}
-			rows, spanCols := max(1, derefInt(m.RowSpan)), max(1, derefInt(m.ColSpan))
+			rows, spanCols := max(1, larkcore.IntValue(m.RowSpan)), max(1, larkcore.IntValue(m.ColSpan))
 			r, col := i/cols, i%cols
 			for dr := range rows {
 				for dc := range spanCols {
@@ -620,19 +616,19 @@ func (c *converter) inline(elems []*larkdocx.TextElement, md bool) string {
 		case e.TextRun != nil:
 			sb.WriteString(runText(e.TextRun, md))
 		case e.MentionDoc != nil:
-			if title := deref(e.MentionDoc.Title); title != "" {
+			if title := larkcore.StringValue(e.MentionDoc.Title); title != "" {
 				sb.WriteString(title)
 			} else {
-				sb.WriteString(decodeURL(deref(e.MentionDoc.Url)))
+				sb.WriteString(decodeURL(larkcore.StringValue(e.MentionDoc.Url)))
 			}
 		case e.Equation != nil:
-			eq := strings.TrimSpace(deref(e.Equation.Content))
+			eq := strings.TrimSpace(larkcore.StringValue(e.Equation.Content))
 			if md && eq != "" {
 				eq = "$" + eq + "$"
 			}
 			sb.WriteString(eq)
 		case e.LinkPreview != nil:
-			title, link := deref(e.LinkPreview.Title), decodeURL(deref(e.LinkPreview.Url))
+			title, link := larkcore.StringValue(e.LinkPreview.Title), decodeURL(larkcore.StringValue(e.LinkPreview.Url))
 			switch {
 			case md && title != "" && link != "":
 				sb.WriteString("[" + title + "](" + markdownURL(link) + ")")
@@ -657,12 +653,12 @@ func (c *converter) inline(elems []*larkdocx.TextElement, md bool) string {
 }
 
 func runText(r *larkdocx.TextRun, md bool) string {
-	text := deref(r.Content)
+	text := larkcore.StringValue(r.Content)
 	st := r.TextElementStyle
 	if !md || text == "" || st == nil {
 		return text
 	}
-	if st.InlineCode != nil && *st.InlineCode {
+	if larkcore.BoolValue(st.InlineCode) {
 		fence := "`"
 		for strings.Contains(text, fence) {
 			fence += "`"
@@ -673,7 +669,7 @@ func runText(r *larkdocx.TextRun, md bool) string {
 		}
 		text = fence + pad + text + pad + fence
 	}
-	if st.Link != nil && deref(st.Link.Url) != "" {
+	if st.Link != nil && larkcore.StringValue(st.Link.Url) != "" {
 		text = "[" + text + "](" + markdownURL(decodeURL(*st.Link.Url)) + ")"
 	}
 	return text
@@ -693,18 +689,4 @@ func decodeURL(s string) string {
 // markdownURL escapes what would end a Markdown link destination.
 func markdownURL(s string) string {
 	return strings.NewReplacer(" ", "%20", "(", "%28", ")", "%29", "<", "%3C", ">", "%3E").Replace(s)
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-func derefInt(n *int) int {
-	if n == nil {
-		return 0
-	}
-	return *n
 }
