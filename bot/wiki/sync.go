@@ -54,9 +54,6 @@ type Config struct {
 	Workers int
 }
 
-// Enabled reports whether anything is configured to sync.
-func (c Config) Enabled() bool { return len(c.Spaces)+len(c.Roots)+len(c.Docs) > 0 }
-
 // Skip is a document a sync did not read, and why.
 type Skip struct {
 	Title  string
@@ -111,15 +108,14 @@ func New(api API, idx Index, cfg Config, log *slog.Logger) *Syncer {
 
 // doc is one docx document found by the walk, to read unless unchanged.
 type doc struct {
-	source   string
-	title    string
-	url      string // the document's link, without a section anchor
-	space    string
-	node     string
-	docID    string
-	version  string
-	date     string
-	editTime time.Time
+	source  string
+	title   string
+	url     string // the document's link, without a section anchor
+	space   string
+	node    string
+	docID   string
+	version string
+	date    string
 }
 
 // Run syncs once. It fails only when the sync cannot run at all: no
@@ -184,8 +180,8 @@ type walk struct {
 	mu   *sync.Mutex // guards rep, which the readers update too
 	emit func(doc)
 	seen map[string]bool // sources found (read or not)
-	// complete marks the spaces walked to the end, and docx sources as
-	// "docx": what a vanished source may be removed for.
+	// complete marks the spaces walked to the end: what a vanished
+	// source may be removed for (standalone docx: docsDone).
 	complete map[string]bool
 	spaces   map[string]bool // configured (or, with "all", listed) spaces
 	docsDone bool
@@ -251,12 +247,12 @@ func (w *walk) sources(ctx context.Context) error {
 		var err error
 		if rs, ok := roots[sp]; ok {
 			for _, r := range rs {
-				if err = w.node(ctx, r, nil); err != nil {
+				if err = w.node(ctx, r); err != nil {
 					break
 				}
 			}
 		} else {
-			err = w.children(ctx, sp, "", nil)
+			err = w.children(ctx, sp, "")
 		}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return err
@@ -318,14 +314,14 @@ func (w *walk) spaceList(ctx context.Context) ([]string, error) {
 
 // children walks the nodes under parent ("" for the space's top level),
 // every page and every level.
-func (w *walk) children(ctx context.Context, space, parent string, path []string) error {
+func (w *walk) children(ctx context.Context, space, parent string) error {
 	for page := ""; ; {
 		nodes, next, err := w.s.api.ListNodes(ctx, space, parent, page)
 		if err != nil {
 			return err
 		}
 		for _, n := range nodes {
-			if err := w.node(ctx, n, path); err != nil {
+			if err := w.node(ctx, n); err != nil {
 				return err
 			}
 		}
@@ -337,25 +333,33 @@ func (w *walk) children(ctx context.Context, space, parent string, path []string
 }
 
 // node records one node and walks its children.
-func (w *walk) node(ctx context.Context, n openapi.Node, path []string) error {
+func (w *walk) node(ctx context.Context, n openapi.Node) error {
 	link := w.s.cfg.BaseURL + "/wiki/" + n.Token
 	switch {
 	case n.NodeType == "shortcut":
 		w.skip(Skip{Title: n.Title, URL: link, Reason: "a shortcut: its document is synced where it lives (" + n.OriginSpaceID + ")"})
 	case n.ObjType != "docx":
 		w.skip(Skip{Title: n.Title, URL: link, Reason: skipReason(n.ObjType)})
-	case w.seen[wikiSource(n.SpaceID, n.Token)]:
+	case !w.emitNode(n):
 		return nil // under two roots: walked once
-	default:
-		src := wikiSource(n.SpaceID, n.Token)
-		w.seen[src] = true
-		w.emit(doc{source: src, title: n.Title, url: link, space: n.SpaceID, node: n.Token, docID: n.ObjToken,
-			version: version(n.EditTime), date: date(n.EditTime), editTime: n.EditTime})
 	}
 	if !n.HasChild {
 		return nil
 	}
-	return w.children(ctx, n.SpaceID, n.Token, append(path, n.Title))
+	return w.children(ctx, n.SpaceID, n.Token)
+}
+
+// emitNode hands a docx node to emit, once: false when it was found
+// before (under two roots, or also listed in FEISHU_DOCS).
+func (w *walk) emitNode(n openapi.Node) bool {
+	src := wikiSource(n.SpaceID, n.Token)
+	if w.seen[src] {
+		return false
+	}
+	w.seen[src] = true
+	w.emit(doc{source: src, title: n.Title, url: w.s.cfg.BaseURL + "/wiki/" + n.Token, space: n.SpaceID, node: n.Token,
+		docID: n.ObjToken, version: version(n.EditTime), date: date(n.EditTime)})
+	return true
 }
 
 // single resolves one FEISHU_DOCS entry.
@@ -371,12 +375,7 @@ func (w *walk) single(ctx context.Context, ref string) error {
 			w.skip(Skip{Title: n.Title, URL: s.cfg.BaseURL + "/wiki/" + tok, Reason: skipReason(n.ObjType)})
 			return nil
 		}
-		src := wikiSource(n.SpaceID, n.Token)
-		if !w.seen[src] {
-			w.seen[src] = true
-			w.emit(doc{source: src, title: n.Title, url: s.cfg.BaseURL + "/wiki/" + n.Token, space: n.SpaceID, node: n.Token,
-				docID: n.ObjToken, version: version(n.EditTime), date: date(n.EditTime), editTime: n.EditTime})
-		}
+		w.emitNode(n)
 		return nil
 	}
 	d, err := s.api.GetDocument(ctx, tok)
