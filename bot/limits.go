@@ -84,7 +84,7 @@ func (b *Bot) checkRate(ctx context.Context, log *slog.Logger, user, chat string
 }
 
 func (b *Bot) sendLimited(ctx context.Context, log *slog.Logger, m incoming, n limitNote) {
-	q := question{Text: m.Text, Conv: m.conv(), ChatID: m.ChatID, ReplyTo: m.MessageID, InThread: m.ThreadID != "", Seed: m.MessageID}
+	q := m.question()
 	b.deliver(ctx, log, q, "limited", cards.Limit(n.view(), m.Text, q.Conv))
 }
 
