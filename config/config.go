@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"kbbot/bot/kblink"
 )
 
 // Config is every setting kbbot reads from its environment.
@@ -205,9 +207,6 @@ const (
 // AdminOff is the KBBOT_ADMIN_ADDR that turns the admin listener off.
 const AdminOff = "off"
 
-// minLinkSecret is the HMAC-SHA256 key size (kblink.MinSecretLen).
-const minLinkSecret = 32
-
 // maxQueueShards bounds KBBOT_QUEUE_SHARDS: every replica scans every
 // shard each second.
 const maxQueueShards = 4096
@@ -243,8 +242,8 @@ func (c Config) Validate() error {
 			bad(u.name, "must be an http(s) URL such as https://example.com, got %q", RedactURL(u.val))
 		}
 	}
-	if c.LinkSecret != "" && len(c.LinkSecret) < minLinkSecret {
-		bad("KBBOT_LINK_SECRET", "must be at least %d bytes, got %d; make one with `openssl rand -hex 32`", minLinkSecret, len(c.LinkSecret))
+	if c.LinkSecret != "" && len(c.LinkSecret) < kblink.MinSecretLen {
+		bad("KBBOT_LINK_SECRET", "must be at least %d bytes, got %d; make one with `openssl rand -hex 32`", kblink.MinSecretLen, len(c.LinkSecret))
 	}
 	if c.AdminAddr != AdminOff {
 		if _, port, err := net.SplitHostPort(c.AdminAddr); err != nil {

@@ -33,6 +33,11 @@ import (
 // a Redis with other applications.
 const DefaultRedisPrefix = "kbbot:"
 
+// DefaultRetention is how long feedback records (store/state) and work
+// given up (store/queue's dead-letter stream) are kept when the caller
+// sets no retention (KBBOT_RETENTION): 30 days.
+const DefaultRetention = 30 * 24 * time.Hour
+
 // Client defaults. They bound how long one network step may hang when Redis
 // is gone; the caller's context still bounds the call as a whole. MaxRetries
 // lets a command that hits a connection killed by a Redis restart retry on a

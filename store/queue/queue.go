@@ -27,6 +27,8 @@ import (
 	"os"
 	"runtime/debug"
 	"time"
+
+	"kbbot/store"
 )
 
 // Job is one queued piece of work as a handler sees it.
@@ -153,7 +155,7 @@ func (o Options) withDefaults() Options {
 		o.MaxPending = 10000
 	}
 	if o.Retention <= 0 {
-		o.Retention = 30 * 24 * time.Hour
+		o.Retention = store.DefaultRetention
 	}
 	return o
 }

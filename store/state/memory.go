@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"kbbot/store"
 )
 
 // Limits shared by every conversation-state backend so they behave alike.
@@ -17,10 +19,6 @@ const (
 	// FeedbackCap is how many feedback records are kept; older ones are
 	// dropped so the list cannot grow without bound.
 	FeedbackCap = 10000
-	// DefaultRetention is how long feedback records are kept when the
-	// store's Retention is zero (KBBOT_RETENTION): 30 days.
-	DefaultRetention = 30 * 24 * time.Hour
-
 	// VoteUp and VoteDown are the only votes AddFeedback accepts.
 	VoteUp   = "up"
 	VoteDown = "down"
@@ -45,7 +43,7 @@ type Memory struct {
 	// without sleeping.
 	Now func() time.Time
 	// Retention is how long a feedback record is kept; zero means
-	// DefaultRetention.
+	// store.DefaultRetention.
 	Retention time.Duration
 
 	mu         sync.Mutex
@@ -240,7 +238,7 @@ func (m *Memory) Ping(ctx context.Context) error { return nil }
 
 func retention(d time.Duration) time.Duration {
 	if d <= 0 {
-		return DefaultRetention
+		return store.DefaultRetention
 	}
 	return d
 }

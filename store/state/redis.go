@@ -22,7 +22,7 @@ type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
 	// Retention is how long a feedback record is kept; zero means
-	// DefaultRetention.
+	// store.DefaultRetention.
 	Retention time.Duration
 
 	legacy sync.Once // see expireLegacyFeedback
