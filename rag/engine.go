@@ -15,6 +15,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	openai "github.com/sashabaranov/go-openai"
+
 	"kbbot/store/index"
 )
 
@@ -172,8 +174,10 @@ func (e *Engine) search(ctx context.Context, parts []string, kind string, limit 
 	for _, h := range hits {
 		best, pass := 0.0, q.Dense != nil && h.DenseScore >= denseFloor
 		for _, ft := range floors {
-			cov, ok := e.clears(ft, h.Chunk)
-			best, pass = max(best, cov), pass || ok
+			cov := e.coverage(ft, h.Chunk)
+			// The coverage of every part counts; whether a part clears
+			// the floor only until one has.
+			best, pass = max(best, cov), pass || clears(ft, h.Chunk, cov)
 		}
 		if pass {
 			out = append(out, retrieved{Hit: h, coverage: best})
@@ -182,23 +186,24 @@ func (e *Engine) search(ctx context.Context, parts []string, kind string, limit 
 	return out, nil
 }
 
-// clears reports whether c is relevant enough to the question with floor
-// terms terms, and the share of them it holds. A dense match has its own
-// floor in the store; a lexical one must share enough of the question's
-// terms: a share of a short question, or several terms of a long one. And
-// the terms must meet: a question's words scattered over unrelated
-// sentences of a long chunk (图片 in one, 压缩 in another) are not its topic.
-func (e *Engine) clears(terms []string, c index.Chunk) (float64, bool) {
-	var cov float64
+// coverage is the share of the floor terms terms that c holds.
+func (e *Engine) coverage(terms []string, c index.Chunk) float64 {
 	if len(c.Sparse.Indices) > 0 {
-		cov = vectorCoverage(terms, c.Sparse)
-	} else {
-		cov = e.cache.coverage(e.tok, terms, indexText(c))
+		return vectorCoverage(terms, c.Sparse)
 	}
+	return e.cache.coverage(e.tok, terms, indexText(c))
+}
+
+// clears reports whether c, holding cov of the floor terms terms, is
+// relevant enough to the question. A dense match has its own floor in the
+// store; a lexical one must share enough of the question's terms: a share
+// of a short question, or several terms of a long one. And the terms must
+// meet: a question's words scattered over unrelated sentences of a long
+// chunk (图片 in one, 压缩 in another) are not its topic.
+func clears(terms []string, c index.Chunk, cov float64) bool {
 	matched := int(cov*float64(len(terms)) + 0.5)
-	ok := (cov >= coverageFloor || matched >= minMatched) &&
+	return (cov >= coverageFloor || matched >= minMatched) &&
 		(matched < minTogether || meet(terms, c, minTogether))
-	return cov, ok
 }
 
 // meet reports whether k of terms are found in one place of c: within
@@ -465,9 +470,11 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 	timings := Timings{Retrieval: time.Since(start)}
 	if e.llm != nil && (len(hits) > 0 || e.general || len(past()) > 0) {
 		passages := topDocs(hits, maxPassages)
-		msgs := buildMessages(question, past(), passages, zh, e.general)
+		var msgs []openai.ChatCompletionMessage
 		if len(passages) == 0 && e.general {
 			msgs = buildGeneralMessages(question, past(), zh)
+		} else {
+			msgs = buildMessages(question, past(), passages, zh, e.general)
 		}
 		llmStart := time.Now()
 		first := func(s string) {
