@@ -59,9 +59,14 @@ func TestDenseVectorsFuseWithLexical(t *testing.T) {
 	if len(hits) == 0 || dense == 0 {
 		t.Fatalf("hits %d, with dense scores %d", len(hits), dense)
 	}
+	before := len(srv.Embeddings())
 	ans, err := eng.Ask(context.Background(), "扩散模型加噪点和减噪点的训练过程", nil)
 	if err != nil || len(ans.References) == 0 {
 		t.Fatalf("ask with dense retrieval: %+v %v", ans, err)
+	}
+	// The Q&A search and the main search embed the same question once.
+	if n := len(srv.Embeddings()) - before; n != 1 {
+		t.Errorf("one answer made %d embedding calls, want 1", n)
 	}
 	// Changing the embedding model changes every chunk id: a re-ingest
 	// re-embeds rather than mixing vectors from two models.

@@ -133,14 +133,34 @@ type retrieved struct {
 // retrieve returns the hits for question that clear the relevance floor,
 // best first.
 func (e *Engine) retrieve(ctx context.Context, question, kind string, limit int) ([]retrieved, error) {
-	return e.search(ctx, []string{question}, kind, limit)
+	return e.search(ctx, nil, []string{question}, kind, limit)
+}
+
+// vectors embeds each text once: one answer searches the curated Q&A
+// items and then everything, usually with the same question, and each
+// embedding is a call to the provider.
+type vectors map[string][]float32
+
+func (e *Engine) vector(ctx context.Context, memo vectors, text string) ([]float32, error) {
+	if v, ok := memo[text]; ok {
+		return v, nil
+	}
+	vecs, err := e.embed.Embed(ctx, []string{text})
+	if err != nil {
+		return nil, fmt.Errorf("embed question: %w", err)
+	}
+	if memo != nil {
+		memo[text] = vecs[0]
+	}
+	return vecs[0], nil
 }
 
 // search ranks by the terms of all parts together and keeps the hits that
 // clear the relevance floor for one of them: a follow-up searched with the
 // previous question (过拟合…, then 它跟学习率有关系吗) finds documents on
 // either, though none covers the two at once.
-func (e *Engine) search(ctx context.Context, parts []string, kind string, limit int) ([]retrieved, error) {
+// memo, when not nil, keeps the question vectors for the next search.
+func (e *Engine) search(ctx context.Context, memo vectors, parts []string, kind string, limit int) ([]retrieved, error) {
 	whole := strings.Join(parts, " ")
 	terms := e.tok.QueryTerms(whole)
 	if len(terms) == 0 {
@@ -148,11 +168,11 @@ func (e *Engine) search(ctx context.Context, parts []string, kind string, limit 
 	}
 	q := index.Query{Sparse: QueryVector(terms), Kind: kind, Limit: limit, DenseThreshold: denseFloor}
 	if e.embed != nil {
-		vecs, err := e.embed.Embed(ctx, []string{whole})
+		v, err := e.vector(ctx, memo, whole)
 		if err != nil {
-			return nil, fmt.Errorf("embed question: %w", err)
+			return nil, err
 		}
-		q.Dense = vecs[0]
+		q.Dense = v
 	}
 	hits, err := e.index.Search(ctx, q)
 	if err != nil {
@@ -429,7 +449,8 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 	start := time.Now()
 	// One search of the curated Q&A items serves both the FAQ check and
 	// the follow-up questions.
-	qaHits, err := e.retrieve(ctx, question, index.KindQA, candidates)
+	memo := vectors{}
+	qaHits, err := e.search(ctx, memo, []string{question}, index.KindQA, candidates)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -444,7 +465,7 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 	// A follow-up is searched for as the question it stands for; the
 	// answer still gets the user's own words and the history.
 	query := e.searchQuery(ctx, question, zh, past)
-	hits, err := e.search(ctx, query, "", candidates)
+	hits, err := e.search(ctx, memo, query, "", candidates)
 	if err != nil {
 		return Answer{}, err
 	}
@@ -457,7 +478,7 @@ func (e *Engine) ask(ctx context.Context, question string, loadHistory func() []
 			alt = withPrevious(question, past())
 		}
 		if !slices.Equal(alt, query) {
-			if hits, err = e.search(ctx, alt, "", candidates); err != nil {
+			if hits, err = e.search(ctx, memo, alt, "", candidates); err != nil {
 				return Answer{}, err
 			}
 		}
