@@ -150,24 +150,8 @@ func (b *Bot) runJob(ctx context.Context, j queue.Job) error {
 			return ctx.Err()
 		}
 	}
-	b.runItem(withAttempt(ctx, j.Attempt), log, it)
+	b.runItem(ctx, log, it)
 	return ctx.Err()
-}
-
-type attemptKey struct{}
-
-func withAttempt(ctx context.Context, n int) context.Context {
-	return context.WithValue(ctx, attemptKey{}, n)
-}
-
-// jobAttempt is how many times the queue has delivered the item being run
-// under ctx (1: the first time; 0: not from the queue). Above 1, an earlier
-// run, on a replica that crashed or stopped, may have shown the user
-// something already: a reply with the same idempotency uuid comes back as
-// that earlier message, showing whatever that run left in it.
-func jobAttempt(ctx context.Context) int {
-	n, _ := ctx.Value(attemptKey{}).(int)
-	return n
 }
 
 // runItem dispatches an item to its handler.
