@@ -137,12 +137,13 @@ func (b *Bot) runJob(ctx context.Context, j queue.Job) error {
 	if b.jobHook != nil {
 		b.jobHook(it)
 	}
-	if q, ok := it.asked(); ok && j.Attempt > 1 && b.sentRecordOf(ctx, log, q).Final {
+	q, asked := it.asked()
+	if asked && j.Attempt > 1 && b.sentRecordOf(ctx, log, q).Final {
 		// An earlier run answered and died before the queue heard of it.
 		log.Info("already answered by an earlier run of this item; nothing to send")
 		return ctx.Err()
 	}
-	if q, ok := it.asked(); ok && (it.Kind == kindMessage || it.Kind == kindClick) && !j.Enqueued.IsZero() {
+	if asked && (it.Kind == kindMessage || it.Kind == kindClick) && !j.Enqueued.IsZero() {
 		if waited := b.Now().Sub(j.Enqueued); waited > b.cfg.MaxAge {
 			log.Warn("question waited too long in the queue; telling the asker instead of answering", "waited", waited.Round(time.Second), "max_age", b.cfg.MaxAge)
 			b.cfg.Metrics.event(q.kind(), outcomeTooLate)
