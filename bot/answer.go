@@ -229,16 +229,25 @@ func (b *Bot) repliedTurn(ctx context.Context, log *slog.Logger, q question) *st
 	if q.ParentID == "" || b.cfg.HistoryTurns < 1 {
 		return nil
 	}
-	raw, err := b.st.Recall(ctx, answerKey(q.ParentID))
+	t, err := b.answerIn(ctx, q.ParentID)
 	if err != nil {
 		log.Warn("reading the answer replied to failed; answering without it", "parent_id", q.ParentID, "error", err)
-		return nil
+	}
+	return t
+}
+
+// answerIn is the turn the bot answered in message msgID, or nil when
+// that message is not one of its answers (or one too old).
+func (b *Bot) answerIn(ctx context.Context, msgID string) (*storedTurn, error) {
+	raw, err := b.st.Recall(ctx, answerKey(msgID))
+	if err != nil {
+		return nil, err
 	}
 	var t storedTurn
 	if raw == nil || json.Unmarshal(raw, &t) != nil {
-		return nil // not the bot's answer, or one too old
+		return nil, nil
 	}
-	return &t
+	return &t, nil
 }
 
 // withReplied is the history the engine gets: the conversation's turns,
@@ -421,11 +430,8 @@ func (b *Bot) clickFeedback(ctx context.Context, log *slog.Logger, c click) *cal
 	}
 	if rec.Question == "" && c.MessageID != "" {
 		// Out of the window: the card's message still names it.
-		if raw, err := b.st.Recall(ctx, answerKey(c.MessageID)); err == nil && raw != nil {
-			var t storedTurn
-			if json.Unmarshal(raw, &t) == nil && t.ID == v.QID {
-				rec.Question, rec.Answer, rec.Sources = t.Question, t.Answer, t.Sources
-			}
+		if t, _ := b.answerIn(ctx, c.MessageID); t != nil && t.ID == v.QID {
+			rec.Question, rec.Answer, rec.Sources = t.Question, t.Answer, t.Sources
 		}
 	}
 	if rec.Question == "" {
