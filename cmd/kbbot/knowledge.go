@@ -220,21 +220,9 @@ func (a *app) ingest(ctx context.Context, args []string) error {
 			return fmt.Errorf("rebuild: %w", err)
 		}
 	}
-	var bar *progressbar.ProgressBar
-	progress := func(done, total int, file string) {}
-	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		progress = func(done, total int, file string) {
-			if bar == nil {
-				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(a.stderr),
-					progressbar.OptionSetDescription("ingesting"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-			}
-			bar.Set(done)
-		}
-	}
+	progress, finish := a.progressBar("ingesting")
 	sum, err := eng.Ingest(ctx, paths, progress)
-	if bar != nil {
-		bar.Finish()
-	}
+	finish()
 	for _, ferr := range sum.Failed {
 		fmt.Fprintln(a.stderr, "skipped:", ferr)
 	}
@@ -299,4 +287,30 @@ func (a *app) eval(ctx context.Context, args []string) error {
 		fmt.Fprintf(a.stdout, "out-of-domain %d  with any reference %d\n", res.OutOfDomain, len(res.Cited))
 	}
 	return nil
+}
+
+// progressBar is a progress callback that draws a bar when stderr is a
+// terminal (and does nothing otherwise), and finish, to call when the work
+// ends. The total may grow as the work goes on.
+func (a *app) progressBar(desc string) (progress func(done, total int, item string), finish func()) {
+	f, ok := a.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return func(int, int, string) {}, func() {}
+	}
+	var bar *progressbar.ProgressBar
+	progress = func(done, total int, _ string) {
+		if bar == nil {
+			bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(a.stderr),
+				progressbar.OptionSetDescription(desc), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
+		}
+		if int64(total) != bar.GetMax64() {
+			bar.ChangeMax(total)
+		}
+		bar.Set(done)
+	}
+	return progress, func() {
+		if bar != nil {
+			bar.Finish()
+		}
+	}
 }

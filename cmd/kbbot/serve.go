@@ -114,7 +114,7 @@ func (a *app) runServe(ctx context.Context) error {
 	// /sync; a lease keeps it to one replica at a time.
 	var runner *wiki.Runner
 	if a.cfg.SyncEnabled() && a.cfg.Role != "events" {
-		runner = &wiki.Runner{Syncer: a.newSyncer(eng), Leases: parts.leases, Interval: a.cfg.SyncInterval, Log: a.log, Done: metrics.SyncDone}
+		runner = &wiki.Runner{Syncer: a.newSyncer(eng, client), Leases: parts.leases, Interval: a.cfg.SyncInterval, Log: a.log, Done: metrics.SyncDone}
 	}
 	b, err := bot.New(bot.Config{
 		Metrics:           metrics,

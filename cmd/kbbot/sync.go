@@ -5,11 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"time"
 
-	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
+	lark "github.com/larksuite/oapi-sdk-go/v3"
 
 	"kbbot/bot/openapi"
 	"kbbot/bot/wiki"
@@ -22,9 +20,10 @@ import (
 // sync is not in a hurry.
 var syncRetry = retry.Policy{Attempts: 6, Base: 500 * time.Millisecond, Max: 65 * time.Second}
 
-// newSyncer builds the sync of the configured Feishu sources into eng.
-func (a *app) newSyncer(eng *rag.Engine) *wiki.Syncer {
-	client := openapi.NewLarkClient(a.cfg.FeishuAppID, a.cfg.FeishuAppSecret, a.cfg.FeishuBaseURL, a.log)
+// newSyncer builds the sync of the configured Feishu sources into eng,
+// calling the Open API through client with the sync's own retries and
+// pacing.
+func (a *app) newSyncer(eng *rag.Engine, client *lark.Client) *wiki.Syncer {
 	api := openapi.New(client, a.log, syncRetry)
 	return wiki.New(api, eng, wiki.Config{
 		Spaces:  a.cfg.WikiSpaces,
@@ -52,25 +51,12 @@ func (a *app) sync(ctx context.Context, args []string) error {
 		return err
 	}
 	defer idx.Close()
-	s := a.newSyncer(eng)
-	var bar *progressbar.ProgressBar
-	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		// The total grows as the walk finds documents.
-		s.Progress = func(done, total int, title string) {
-			if bar == nil {
-				bar = progressbar.NewOptions(total, progressbar.OptionSetWriter(a.stderr),
-					progressbar.OptionSetDescription("syncing"), progressbar.OptionShowCount(), progressbar.OptionClearOnFinish())
-			}
-			if int64(total) != bar.GetMax64() {
-				bar.ChangeMax(total)
-			}
-			bar.Set(done)
-		}
-	}
+	s := a.newSyncer(eng, openapi.NewLarkClient(a.cfg.FeishuAppID, a.cfg.FeishuAppSecret, a.cfg.FeishuBaseURL, a.log))
+	// The total grows as the walk finds documents.
+	var finish func()
+	s.Progress, finish = a.progressBar("syncing")
 	rep, err := s.Run(ctx)
-	if bar != nil {
-		bar.Finish()
-	}
+	finish()
 	if err != nil {
 		return err
 	}
