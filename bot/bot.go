@@ -19,7 +19,6 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -184,9 +183,8 @@ type Bot struct {
 
 	botOpenID string
 
-	depDown  [2]atomic.Bool // state, knowledge: down at the last check
-	stopDeps chan struct{}  // closed by Shutdown (once): ends watchDependencies
-	stopOnce sync.Once
+	depDown  [2]atomic.Bool     // state, knowledge: down at the last check
+	stopDeps context.CancelFunc // called by Shutdown: ends watchDependencies
 	depsDone chan struct{}
 	// linkHosts are where links in answers may point besides their
 	// sources: the bot's own pages and the tenant's documents.
@@ -300,8 +298,10 @@ func (b *Bot) Start(ctx context.Context) error {
 	if err := b.notices.Start(ctx, queue.Handlers{Handle: b.runJob}); err != nil {
 		return fmt.Errorf("starting the notice queue: %w", err)
 	}
-	b.stopDeps, b.depsDone = make(chan struct{}), make(chan struct{})
-	go b.watchDependencies(b.stopDeps, b.depsDone)
+	var deps context.Context
+	deps, b.stopDeps = context.WithCancel(context.Background())
+	b.depsDone = make(chan struct{})
+	go b.watchDependencies(deps, b.depsDone)
 	b.started = true
 	return nil
 }
@@ -315,7 +315,7 @@ func (b *Bot) Shutdown(ctx context.Context) error {
 	if !b.started {
 		return nil
 	}
-	b.stopOnce.Do(func() { close(b.stopDeps) })
+	b.stopDeps()
 	err := errors.Join(b.work.Stop(ctx), b.notices.Stop(ctx))
 	select {
 	case <-b.depsDone:

@@ -97,7 +97,8 @@ func (b *Bot) recordDependency(name string, err error) {
 
 // watchDependencies refreshes kbbot_dependency_up between probes, so a
 // dashboard sees an index outage even where nothing polls /readyz.
-func (b *Bot) watchDependencies(stop <-chan struct{}, done chan<- struct{}) {
+// It runs until ctx is cancelled, which also cuts a running check short.
+func (b *Bot) watchDependencies(ctx context.Context, done chan<- struct{}) {
 	defer close(done)
 	every := b.cfg.DependencyInterval
 	if every <= 0 {
@@ -106,18 +107,11 @@ func (b *Bot) watchDependencies(stop <-chan struct{}, done chan<- struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
-		ctx, cancel := context.WithTimeout(context.Background(), depCheckTimeout)
-		go func() { // a check must not outlive Shutdown by its whole timeout
-			select {
-			case <-stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-		b.checkDependencies(ctx)
+		cctx, cancel := context.WithTimeout(ctx, depCheckTimeout)
+		b.checkDependencies(cctx)
 		cancel()
 		select {
-		case <-stop:
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
